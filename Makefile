@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: run test venv clean bench eval
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# CPU torch first, so sentence-transformers does not pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	# Distil the static embedding model from the packaged MiniLM once per machine (~25 s, offline).
+	$(PY) -m direng_kernel.index.embed
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/direng index .
+	$(PY) -m direng_kernel.demo .
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/index_bench.py
+
+eval: $(STAMP)
+	$(PY) benchmarks/retrieval_eval.py
+
+clean:
+	rm -rf $(VENV) .direng

@@ -1,0 +1,121 @@
+"""The `direng` subcommands: parse nothing, print results (JSON or a rich table)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from ..errors import RootError
+from ..workbench import Workbench
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _workbench(args, must_exist: bool = True) -> Workbench:
+    root = Path(args.root)
+    if must_exist and not root.exists():
+        raise RootError(f"root {root} does not exist")
+    if must_exist and not root.is_dir():
+        raise RootError(f"root {root} is a file, not a directory")
+    return Workbench(root, store=args.store)
+
+
+def cmd_index(args) -> int:
+    wb = _workbench(args)
+    progress = sys.stderr.isatty()
+    report = wb.index(progress=progress, dense=args.dense)
+    if args.json:
+        _print_json(report.model_dump(mode="json"))
+    else:
+        skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items())) or "none"
+        print(
+            f"indexed {report.root}: {report.added} added, {report.modified} modified, {report.deleted} deleted, "
+            f"{report.unchanged} unchanged in {report.seconds:.2f}s; skipped: {skipped}"
+            + (f"; {report.syntax_errors} with syntax errors" if report.syntax_errors else "")
+            + (f"; {report.lossy_decoded} with undecodable bytes" if report.lossy_decoded else ""),
+            file=sys.stderr,
+        )
+    if args.watch:
+        from ..index.refresh import RefreshDaemon
+
+        print("watching for changes (Ctrl-C to stop)", file=sys.stderr)
+        RefreshDaemon(wb).run_forever()
+    return 0
+
+
+def cmd_search(args) -> int:
+    wb = _workbench(args)
+    hits = wb.search(args.query, k=args.k, mode=args.mode)
+    if args.json:
+        _print_json([h.model_dump(mode="json", exclude={"snippet"}) | {"snippet": h.snippet} for h in hits])
+        return 0
+    from rich.table import Table
+
+    table = Table(title=f"{len(hits)} hits for {args.query!r}")
+    for col in ("#", "location", "symbol", "kind", "score"):
+        table.add_column(col)
+    for i, h in enumerate(hits, 1):
+        table.add_row(str(i), h.citation, h.symbol or "", h.kind, f"{h.score:.4f}")
+    _console().print(table)
+    return 0
+
+
+def cmd_graph(args) -> int:
+    wb = _workbench(args)
+    if args.to:
+        path = wb.shortest_path(args.symbol, args.to)
+        if args.json:
+            _print_json([n.model_dump(mode="json") for n in path])
+        else:
+            print(" -> ".join(n.name for n in path) if path else "no path")
+        return 0 if path else 1
+    direction = "callers" if args.callers else "callees" if args.callees else "both"
+    result = wb.graph(args.symbol, direction=direction, depth=args.depth, max_nodes=args.max_nodes)
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+        return 0
+    nodes = {n.id: n for n in result.nodes}
+    center = nodes[result.center]
+    print(f"{center.name} ({center.kind}) {center.path}:{center.start_line}-{center.end_line}")
+    for e in result.edges:
+        other, arrow = (e.target, "->") if e.source == result.center else (e.source, "<-")
+        if result.center not in (e.source, e.target):
+            other, arrow = f"{nodes[e.source].name} -> {nodes[e.target].name}", "  "
+            print(f"  {arrow} [{e.kind}] {other}")
+            continue
+        n = nodes[other]
+        where = f" {n.path}:{n.start_line}" if n.path else ""
+        flag = "" if e.resolved else " (unresolved)"
+        print(f"  {arrow} [{e.kind}] {n.name}{where}{flag}")
+    if result.truncated:
+        print(f"  … capped at {len(result.nodes)} nodes")
+    return 0
+
+
+def cmd_map(args) -> int:
+    print(_workbench(args).repo_map(max_tokens=args.tokens, focus=args.focus))
+    return 0
+
+
+def cmd_status(args) -> int:
+    wb = _workbench(args)
+    st = wb.status()
+    if args.json:
+        _print_json(st.model_dump(mode="json"))
+        return 0
+    print(f"root           {st.root}\nstore          {st.store}")
+    print(f"files          {st.files}\nsymbols        {st.symbols}\nchunks         {st.chunks} "
+          f"({st.dense_chunks} with MiniLM vectors)")
+    print(f"indexed commit {st.indexed_commit or '-'}\nhead commit    {st.head_commit or '-'}")
+    print(f"last refresh   {st.last_refresh or 'never'}")
+    print(f"lag            {'fresh' if st.fresh else f'{st.commits_behind} commit(s) behind' if st.commits_behind else 'unknown'}")
+    return 0

@@ -1,0 +1,98 @@
+"""`direng` command line: the stable contract other tools script against.
+
+Only argparse and the light models are imported at start-up; each command imports what it
+needs when it runs, so `direng status` and `direng --help` never load torch or chromadb.
+Errors are one line on stderr and a non-zero exit, never a traceback (unless --debug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from ..errors import DirEngError
+
+log = logging.getLogger("direng")
+
+
+def _add_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=".", help="the indexed directory (default: .)")
+    p.add_argument("--store", default=None, help="index store directory (default: ROOT/.direng)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="direng", description="DirEng Workbench: code index and assistant.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("index", help="build or refresh the code index of ROOT")
+    p.add_argument("root", metavar="ROOT", help="directory to index (a git work tree or a plain folder)")
+    p.add_argument("--store", default=None, help="index store directory (default: ROOT/.direng)")
+    p.add_argument("--watch", action="store_true", help="keep refreshing on file changes and commits")
+    p.add_argument("--dense", action="store_true",
+                   help="also compute every MiniLM vector now (otherwise the watcher fills them in the background)")
+    p.add_argument("--json", action="store_true", help="print the index report as JSON")
+
+    p = sub.add_parser("search", help="hybrid search over the index")
+    p.add_argument("query", metavar="QUERY")
+    _add_root(p)
+    p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
+    p.add_argument("--mode", choices=["hybrid", "bm25", "dense", "static"], default="hybrid")
+    p.add_argument("--json", action="store_true", help="JSON array of hits")
+
+    p = sub.add_parser("graph", help="neighbourhood, callers or callees of a symbol")
+    p.add_argument("symbol", metavar="SYMBOL")
+    _add_root(p)
+    direction = p.add_mutually_exclusive_group()
+    direction.add_argument("--callers", action="store_true")
+    direction.add_argument("--callees", action="store_true")
+    p.add_argument("--depth", type=int, default=1, help="hops to follow (default 1)")
+    p.add_argument("--to", metavar="OTHER", help="shortest path from SYMBOL to OTHER instead")
+    p.add_argument("--max-nodes", type=int, default=150)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("map", help="a ranked outline of the repository within a token budget")
+    _add_root(p)
+    p.add_argument("--tokens", type=int, default=1024)
+    p.add_argument("--focus", action="append", default=[], help="file or symbol to centre on (repeatable)")
+
+    p = sub.add_parser("status", help="index freshness: files, symbols, chunks, indexed commit, lag")
+    _add_root(p)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from . import commands
+
+    try:
+        return getattr(commands, f"cmd_{args.command}")(args) or 0
+    except DirEngError as err:
+        print(f"direng: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("direng: interrupted (the index stays consistent; run again to finish)", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # noqa: BLE001 — the contract is one line, not a traceback
+        if args.debug:
+            raise
+        print(f"direng: error: {type(err).__name__}: {err} (re-run with --debug for details)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

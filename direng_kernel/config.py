@@ -1,0 +1,50 @@
+"""Settings for the engine, from arguments first and `DIRENG_*` environment variables second.
+
+The server maps its traitlets onto the same fields; nothing here imports anything heavy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+STORE_DIRNAME = ".direng"
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+class IndexSettings(BaseModel):
+    root: Path
+    store: Path
+    max_file_bytes: int = Field(default_factory=lambda: _env_int("DIRENG_MAX_FILE_BYTES", 1_000_000))
+    # Long symbols are split into parts of this many lines so each chunk stays embeddable.
+    chunk_lines: int = Field(default_factory=lambda: _env_int("DIRENG_CHUNK_LINES", 60))
+    embed_batch: int = Field(default_factory=lambda: _env_int("DIRENG_EMBED_BATCH", 32))
+
+    @classmethod
+    def for_root(cls, root: str | os.PathLike, store: str | os.PathLike | None = None) -> "IndexSettings":
+        root_path = Path(root).expanduser().resolve()
+        env_store = os.environ.get("DIRENG_STORE")
+        store_path = Path(store or env_store or root_path / STORE_DIRNAME).expanduser().resolve()
+        return cls(root=root_path, store=store_path)
+
+
+def offline_env() -> None:
+    """Make Hugging Face libraries and chromadb stay off the network."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def user_cache_dir() -> Path:
+    base = os.environ.get("DIRENG_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    path = Path(base) / "direng" if "DIRENG_CACHE_DIR" not in os.environ else Path(base)
+    return path

@@ -1,0 +1,1 @@
+"""Code index: parsing, resolution, chunking and storage of a source tree."""

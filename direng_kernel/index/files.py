@@ -1,0 +1,153 @@
+"""Find the files worth indexing under a root.
+
+The walk honours `.gitignore` files at every level plus a `.direngignore` at the root (both
+with git's own semantics via pathspec), never descends into symlinked directories, refuses
+symlinked files that resolve outside the root, and sorts what it meets into three heaps:
+source files (a tree-sitter language), text files (indexed as plain chunks) and skipped files
+(with a reason, so that `index` can report what it left out and why).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+
+from .languages import language_for_path
+
+# Always skipped: VCS internals, our own store, dependency and build caches.
+ALWAYS_IGNORED_DIRS = {
+    ".git", ".hg", ".svn", ".direng", "node_modules", "__pycache__", ".venv", "venv",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".tox", ".nox", ".ipynb_checkpoints",
+    "target", "dist", "build", ".eggs",
+}
+TEXT_EXTENSIONS = {
+    ".md", ".rst", ".txt", ".toml", ".yaml", ".yml", ".json", ".cfg", ".ini", ".sql",
+    ".html", ".css", ".scss", ".sh", ".dockerfile", ".proto", ".graphql",
+}
+TEXT_NAMES = {"Dockerfile", "Makefile", "README", "LICENSE", "CHANGES", "CONTRIBUTING"}
+# Lock files and minified bundles are text, but searching them only adds noise.
+NOISE_SUFFIXES = (".min.js", ".min.css", ".lock", "-lock.json", ".map")
+SNIFF_BYTES = 8192
+
+
+@dataclass
+class Candidate:
+    path: str  # relative, forward slashes
+    abspath: Path
+    language: str | None  # None for plain text
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class Discovery:
+    files: list[Candidate] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def is_binary(head: bytes) -> bool:
+    """Git's heuristic: a NUL byte in the first block means binary."""
+    return b"\x00" in head
+
+
+def _load_spec(directory: Path, name: str) -> pathspec.GitIgnoreSpec | None:
+    try:
+        lines = (directory / name).read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+
+
+def classify(rel: str) -> tuple[bool, str | None]:
+    """(indexable, language) for a relative path, by name alone."""
+    language = language_for_path(rel)
+    if language:
+        return True, language
+    name = rel.rsplit("/", 1)[-1]
+    if name.endswith(NOISE_SUFFIXES):
+        return False, None
+    suffix = os.path.splitext(name)[1].lower()
+    return (suffix in TEXT_EXTENSIONS or name in TEXT_NAMES), None
+
+
+def discover(root: Path, max_file_bytes: int) -> Discovery:
+    """Walk `root` and return the indexable files, sorted by path, with skip counts."""
+    root = root.resolve()
+    out = Discovery()
+    # (directory relative prefix, spec) pairs: a .gitignore applies below its own directory.
+    specs: list[tuple[str, pathspec.GitIgnoreSpec]] = []
+    root_ignore = _load_spec(root, ".direngignore")
+    if root_ignore:
+        specs.append(("", root_ignore))
+
+    def ignored(rel: str, is_dir: bool) -> bool:
+        for prefix, spec in specs:
+            if prefix and not rel.startswith(prefix):
+                continue
+            sub = rel[len(prefix):] + ("/" if is_dir else "")
+            if spec.match_file(sub):
+                return True
+        return False
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root).as_posix()
+        prefix = "" if rel_dir == "." else rel_dir + "/"
+        spec = _load_spec(here, ".gitignore")
+        if spec:
+            specs.append((prefix, spec))
+        kept = []
+        for d in sorted(dirnames):
+            if d in ALWAYS_IGNORED_DIRS or d.endswith(".egg-info"):
+                continue
+            if (here / d).is_symlink():
+                out.skip("symlink")
+                continue
+            if ignored(prefix + d, True):
+                continue
+            kept.append(d)
+        dirnames[:] = kept
+        for name in sorted(filenames):
+            rel = prefix + name
+            if ignored(rel, False):
+                continue
+            indexable, language = classify(rel)
+            if not indexable:
+                continue
+            abspath = here / name
+            if abspath.is_symlink():
+                try:
+                    target = abspath.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    out.skip("broken symlink")
+                    continue
+                if not target.is_relative_to(root):
+                    out.skip("symlink outside root")
+                    continue
+            try:
+                st = abspath.stat()
+            except OSError:
+                out.skip("unreadable")
+                continue
+            if st.st_size > max_file_bytes:
+                out.skip("too large")
+                continue
+            out.files.append(Candidate(rel, abspath, language, st.st_size, st.st_mtime_ns))
+    return out
+
+
+def read_text(candidate: Candidate) -> tuple[bytes | None, str | None]:
+    """Read a file's bytes, or (None, reason) when it is unreadable or binary."""
+    try:
+        data = candidate.abspath.read_bytes()
+    except OSError:
+        return None, "unreadable"
+    if is_binary(data[:SNIFF_BYTES]):
+        return None, "binary"
+    return data, None

@@ -1,0 +1,174 @@
+"""Build or refresh an index incrementally.
+
+A file is re-read only when its size or mtime moved, and re-parsed only when its SHA-256
+changed; deleted (or newly ignored/binary) files leave the index. Changed files are written
+in batches, each batch in one SQLite transaction together with a "pending edges" note, so a
+crash at any point leaves every file either fully old or fully new, and the next run redoes
+the graph edges it did not get to. Static vectors are computed inline (they are cheap);
+MiniLM vectors are filled afterwards (`fill_dense`), by the caller or the refresh daemon.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..config import IndexSettings
+from ..errors import RootError
+from ..models import IndexReport
+from . import git
+from .chunks import chunks_for
+from .embed import embed_static
+from .files import Candidate, discover, read_text
+from .graph import recompute_edges
+from .parse import parse_source
+from .store import IndexStore
+
+log = logging.getLogger(__name__)
+BATCH_FILES = 200
+
+
+def check_root(root: Path) -> None:
+    if not root.exists():
+        raise RootError(f"root {root} does not exist")
+    if not root.is_dir():
+        raise RootError(f"root {root} is a file, not a directory")
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="file", disable=not enabled, leave=False)
+
+
+def run_index(
+    settings: IndexSettings,
+    store: IndexStore,
+    *,
+    progress: bool = False,
+    on_changed: Callable[[set[str], set[str]], None] | None = None,
+) -> IndexReport:
+    """One refresh pass over the root; `on_changed(owners, changed)` lets a live graph follow."""
+    t0 = time.perf_counter()
+    root = settings.root
+    check_root(root)
+    commit = git.head_commit(root)
+    found = discover(root, settings.max_file_bytes)
+    report = IndexReport(root=str(root), indexed_commit=commit)
+    skipped = dict(found.skipped)
+    known = store.file_states()
+    if not found.files and not known:
+        raise RootError(f"nothing to index under {root}: no source or text files found")
+
+    todo: list[tuple[Candidate, bytes, str]] = []
+    present: set[str] = set()
+    for cand in found.files:
+        old = known.get(cand.path)
+        if old and old[1] == cand.size and old[2] == cand.mtime_ns:
+            present.add(cand.path)
+            report.unchanged += 1
+            continue
+        data, why = read_text(cand)
+        if data is None:
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        present.add(cand.path)
+        digest = hashlib.sha256(data).hexdigest()
+        if old and old[0] == digest:
+            store.touch_file(cand.path, cand.size, cand.mtime_ns)
+            report.unchanged += 1
+            continue
+        todo.append((cand, data, digest))
+        if old:
+            report.modified += 1
+        else:
+            report.added += 1
+
+    deleted = sorted(set(known) - present)
+    report.deleted = len(deleted)
+    pending = set(store.get_json("pending_edges", []))
+    new_names: set[str] = set(store.get_json("pending_names", []))
+    bar = _progress(len(todo), progress, "indexing")
+    for i in range(0, len(todo), BATCH_FILES):
+        batch = todo[i:i + BATCH_FILES]
+        rows = []
+        for cand, data, digest in batch:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = data.decode("utf-8", errors="replace")
+                report.lossy_decoded += 1
+            parsed = parse_source(cand.path, text.encode("utf-8"), cand.language) if cand.language else None
+            if parsed is not None and parsed.has_errors:
+                report.syntax_errors += 1
+            rows.append((cand, digest, text, parsed, chunks_for(parsed, cand.path, text, settings.chunk_lines)))
+        vectors = embed_static([c.text for r in rows for c in r[4]])
+        offset = 0
+        with store.transaction() as db:
+            for cand, digest, text, parsed, chunks in rows:
+                store.replace_file(
+                    db, path=cand.path, hash=digest, size=cand.size, mtime_ns=cand.mtime_ns,
+                    language=cand.language, lines=len(text.splitlines()),
+                    has_errors=bool(parsed and parsed.has_errors),
+                    symbols=parsed.symbols if parsed else [], refs=parsed.references if parsed else [],
+                    chunks=chunks, static_vectors=vectors[offset:offset + len(chunks)],
+                )
+                offset += len(chunks)
+                pending.add(cand.path)
+                new_names.update(s.name for s in (parsed.symbols if parsed else []))
+            _note_pending(store, pending, new_names)
+        report.chunks_embedded += offset
+        bar.update(len(batch))
+    bar.close()
+    if deleted:
+        with store.transaction() as db:
+            for path in deleted:
+                store.delete_file(db, path)
+                pending.add(path)
+            _note_pending(store, pending, new_names)
+
+    owners: set[str] = set()
+    if pending:
+        owners = recompute_edges(store, pending, new_names)
+        with store.transaction():
+            _note_pending(store, set(), set())
+        if on_changed:
+            on_changed(owners, pending)
+    report.changed_paths = sorted(pending)
+    report.skipped = skipped
+    store.record_refresh(commit, skipped)
+    report.seconds = round(time.perf_counter() - t0, 3)
+    log.info("indexed %s: +%d ~%d -%d (%.2fs)", root, report.added, report.modified, report.deleted, report.seconds)
+    return report
+
+
+def _note_pending(store: IndexStore, pending: set[str], names: set[str]) -> None:
+    store.set_meta("pending_edges", json.dumps(sorted(pending)) if pending else None)
+    store.set_meta("pending_names", json.dumps(sorted(names)) if names else None)
+
+
+def fill_dense(store: IndexStore, vectors, *, limit: int | None = None, batch: int = 64,
+               progress: bool = False, should_stop: Callable[[], bool] = lambda: False) -> int:
+    """Give MiniLM vectors to chunks that lack them (newest state only); returns how many."""
+    from .embed import embed_dense
+
+    todo = store.counts()["chunks"] - store.counts()["dense_chunks"]
+    if limit is not None:
+        todo = min(todo, limit)
+    done = 0
+    bar = _progress(todo, progress, "embedding (MiniLM)")
+    while done < todo and not should_stop():
+        chunks = store.chunks_without_dense(min(batch, todo - done))
+        if not chunks:
+            break
+        vecs = embed_dense([c.text for c in chunks])
+        vectors.upsert([c.id for c in chunks], vecs)  # vectors first: a crash leaves an unused vector
+        store.mark_dense([c.id for c in chunks])
+        done += len(chunks)
+        bar.update(len(chunks))
+    bar.close()
+    return done

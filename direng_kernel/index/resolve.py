@@ -1,0 +1,246 @@
+"""Turn references as written (`self.send`, `models.Request`, `crate::net::Conn`) into graph edges.
+
+The idea: resolve only what the syntax proves. A name is looked up, in order, as a function
+nested in the current scope, a definition in the same file, a name bound by an import in the
+file (following the import to the module's file, and to the symbol when the module is
+indexed), and — for Go, whose packages span a directory — a definition in the same
+directory. `self`/`this`/`Self` resolve through the enclosing class and then its resolved base
+classes. Anything else (a method on a value of unknown type, a library call) stays an
+unresolved edge to a placeholder node named as written: callers/callees queries can still
+show it, flagged, but it is never passed off as a fact.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections import defaultdict
+
+from .store import symbol_id
+
+_SPLIT = re.compile(r"\.|::")
+_SELF = {"self", "this", "cls", "Self"}
+CLASSY = {"class", "struct", "enum", "interface", "trait", "impl"}
+FUNCY = {"function", "method"}
+JS_EXTS = (".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".d.ts")
+REF_EDGE = {"call": "calls", "import": "imports", "inherits": "inherits", "implements": "implements",
+            "references": "references"}
+
+
+def file_node(path: str) -> str:
+    return f"file:{path}"
+
+
+def python_module(path: str) -> str:
+    mod = path[:-3] if path.endswith(".py") else path[:-4] if path.endswith(".pyi") else path
+    mod = mod.replace("/", ".")
+    return mod[: -len(".__init__")] if mod.endswith(".__init__") else mod
+
+
+class Resolver:
+    """Lookup tables over the whole index, built once per refresh from the store's rows."""
+
+    def __init__(self, symbol_rows: list[tuple], file_rows: list[tuple], import_refs: list[tuple],
+                 inherit_refs: list[tuple]):
+        self.files = {r[0]: r[1] for r in file_rows}  # path → language
+        self.by_file: dict[str, dict[str, tuple]] = defaultdict(dict)
+        self.by_name: dict[str, list[tuple]] = defaultdict(list)
+        for row in symbol_rows:
+            # row: id, path, qualname, name, kind, start, end, signature, docstring, parent
+            self.by_file[row[1]][row[2]] = row
+            self.by_name[row[3]].append(row)
+        self.py_modules: dict[str, list[str]] = defaultdict(list)
+        self.dirs: dict[str, list[str]] = defaultdict(list)
+        for path, lang in self.files.items():
+            self.dirs[posixpath.dirname(path)].append(path)
+            if lang == "python":
+                parts = python_module(path).split(".")
+                for i in range(len(parts)):  # every suffix: sdists put packages under src/ or deeper
+                    self.py_modules[".".join(parts[i:])].append(path)
+        # (path, class qualname) → base names as written, for method lookup through bases
+        self.bases: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for path, name, scope in inherit_refs:
+            if scope:
+                self.bases[(path, scope)].append(name)
+        self._import_refs: dict[str, list[tuple]] = defaultdict(list)
+        for ref in import_refs:
+            self._import_refs[ref[0]].append(ref)
+        self._imports: dict[str, dict[str, tuple[str, str | None]]] = {}
+
+    def imports(self, path: str) -> dict[str, tuple[str, str | None]]:
+        if path not in self._imports:
+            self._imports[path] = self.imports_of(path, self._import_refs.get(path, []))
+        return self._imports[path]
+
+    # -- modules ----------------------------------------------------------------
+    def module_files(self, importer: str, module: str) -> list[str]:
+        lang = self.files.get(importer)
+        if lang == "python":
+            if module.startswith("."):
+                dots = len(module) - len(module.lstrip("."))
+                pkg = python_module(importer).split(".")
+                pkg = pkg[: len(pkg) - dots] if not importer.endswith("__init__.py") else pkg[: len(pkg) - dots + 1]
+                rest = module.lstrip(".")
+                module = ".".join(pkg + ([rest] if rest else []))
+            hits = self.py_modules.get(module, [])
+            return hits if len(hits) == 1 else [h for h in hits if python_module(h) == module][:1]
+        if lang in ("javascript", "typescript", "tsx"):
+            if not module.startswith("."):
+                return []
+            base = posixpath.normpath(posixpath.join(posixpath.dirname(importer), module))
+            for cand in [base, *(base + e for e in JS_EXTS), *(f"{base}/index{e}" for e in JS_EXTS)]:
+                if cand in self.files:
+                    return [cand]
+            return []
+        if lang == "rust":
+            parts = [p for p in module.split("::") if p]
+            here = posixpath.dirname(importer)
+            if parts and parts[0] == "crate":
+                root = here
+                while root and not any(posixpath.join(root, f) in self.files for f in ("lib.rs", "main.rs")):
+                    root = posixpath.dirname(root)
+                here, parts = root, parts[1:]
+            elif parts and parts[0] in ("self", "super"):
+                if parts[0] == "super":
+                    here = posixpath.dirname(here)
+                parts = parts[1:]
+            else:
+                return []
+            rel = posixpath.join(here, *parts) if parts else here
+            return [c for c in (rel + ".rs", rel + "/mod.rs") if c in self.files][:1]
+        if lang == "go":
+            tail = module.strip("/").split("/")
+            for n in range(len(tail), 0, -1):
+                d = "/".join(tail[-n:])
+                matches = [dd for dd in self.dirs if dd == d or dd.endswith("/" + d)]
+                if len(matches) == 1:
+                    return [p for p in self.dirs[matches[0]] if self.files[p] == "go"]
+            return []
+        return []
+
+    def imports_of(self, path: str, refs: list[tuple]) -> dict[str, tuple[str, str | None]]:
+        """local name → (target node id, target path) for a file's imports."""
+        table: dict[str, tuple[str, str | None]] = {}
+        for _p, kind, name, _line, _scope, module, alias in refs:
+            if kind != "import":
+                continue
+            local = alias or name.split(".")[0]
+            files = self.module_files(path, module or name)
+            if name in ("*",) or name == module or (module and module.endswith(name) and not files):
+                target = (file_node(files[0]), files[0]) if files else (f"module:{module or name}", None)
+            elif files:
+                sym = next((self.by_file[f].get(name) for f in files if name in self.by_file[f]), None)
+                if sym:
+                    target = (sym[0], sym[1])
+                else:  # `from pkg import submodule`
+                    sub = self.module_files(path, f"{module}.{name}") if self.files.get(path) == "python" else []
+                    target = (file_node(sub[0]), sub[0]) if sub else (file_node(files[0]), files[0])
+            else:
+                # The import names a symbol of a module we cannot locate; trust the name only if unique.
+                same_lang = [r for r in self.by_name.get(name, []) if self.files.get(r[1]) == self.files.get(path)]
+                target = (same_lang[0][0], same_lang[0][1]) if len(same_lang) == 1 and module and module.startswith(
+                    (".", "crate", "self", "super")) else (f"module:{module}.{name}" if module else f"module:{name}", None)
+            if name == "*" and files:
+                for qual, row in self.by_file[files[0]].items():
+                    if "." not in qual:
+                        table.setdefault(qual, (row[0], row[1]))
+                continue
+            table[local] = target
+        return table
+
+    # -- names ------------------------------------------------------------------
+    def _member(self, path: str, owner: str, member: str, depth: int = 0) -> tuple | None:
+        """`owner.member` in `path`, else through the owner's bases (as far as they resolve)."""
+        row = self.by_file.get(path, {}).get(f"{owner}.{member}")
+        if row or depth > 4:
+            return row
+        for base in self.bases.get((path, owner), []):
+            target = self.lookup(path, base, None)
+            if target and target[4] in CLASSY:
+                found = self._member(target[1], target[2], member, depth + 1)
+                if found:
+                    return found
+        return None
+
+    def _enclosing_type(self, path: str, scope: str | None) -> str | None:
+        while scope:
+            row = self.by_file.get(path, {}).get(scope)
+            if row and row[4] in CLASSY and row[4] != "impl":
+                return scope
+            if row and row[4] == "impl":
+                return None
+            parent = row[9] if row else None
+            if row and row[4] == "method" and "." in scope and parent and parent.startswith("impl "):
+                return scope.rsplit(".", 1)[0]  # Rust: `Point.fmt` lives in `impl X for Point`
+            scope = parent if row else (scope.rsplit(".", 1)[0] if "." in scope else None)
+        return None
+
+    def lookup(self, path: str, name: str, scope: str | None) -> tuple | None:
+        """The symbol row a name refers to, or None."""
+        parts = [p for p in _SPLIT.split(name) if p]
+        if not parts:
+            return None
+        local = self.by_file.get(path, {})
+        if parts[0] in ("super()", "super") and len(parts) > 1:  # the enclosing class's bases
+            owner = self._enclosing_type(path, scope)
+            for base in self.bases.get((path, owner), []) if owner else []:
+                target = self.lookup(path, base, None)
+                if target and target[4] in CLASSY:
+                    found = self._member(target[1], target[2], parts[1])
+                    if found:
+                        return found
+            return None
+        if parts[0] in _SELF:
+            owner = self._enclosing_type(path, scope)
+            if not owner or len(parts) < 2:
+                return local.get(owner) if owner else None
+            return self._member(path, owner, parts[1])
+        first, rest = parts[0], parts[1:]
+        row = None
+        if scope and local.get(scope, (None,) * 5)[4] in FUNCY and f"{scope}.{first}" in local:
+            row = local[f"{scope}.{first}"]
+        elif first in local:
+            row = local[first]
+        else:
+            imp = self.imports(path).get(first)
+            if imp:
+                node, target_path = imp
+                if node.startswith("file:") and target_path:
+                    if not rest:
+                        return None
+                    row = self.by_file.get(target_path, {}).get(".".join(rest))
+                    return row or self.by_file.get(target_path, {}).get(rest[0])
+                row = self.by_file.get(target_path or "", {}).get(node.split("::", 1)[-1]) if target_path else None
+            elif self.files.get(path) == "go":
+                for sibling in self.dirs.get(posixpath.dirname(path), []):
+                    if first in self.by_file.get(sibling, {}):
+                        row = self.by_file[sibling][first]
+                        break
+        if row is None or not rest:
+            return row
+        if row[4] in CLASSY:
+            return self._member(row[1], row[2], rest[0])
+        return None
+
+    def edges_for(self, path: str, refs: list[tuple]) -> list[tuple]:
+        """Edges owned by `path`: (src, dst, kind, line, resolved, owner, dst_path)."""
+        imports = self.imports(path)
+        out = []
+        for _p, kind, name, line, scope, module, alias in refs:
+            src = symbol_id(path, scope) if scope and scope in self.by_file.get(path, {}) else file_node(path)
+            edge_kind = REF_EDGE.get(kind, "references")
+            if kind == "import":
+                node, target_path = imports.get(alias or name.split(".")[0], (f"module:{module or name}", None))
+                out.append((src, node, edge_kind, line, int(not node.startswith("module:")), path, target_path))
+                continue
+            row = self.lookup(path, name, scope)
+            if row:
+                out.append((src, row[0], edge_kind, line, 1, path, row[1]))
+            else:
+                out.append((src, f"unresolved:{name}", edge_kind, line, 0, path, None))
+        # contains: file → top-level symbols, container → members
+        for qual, row in self.by_file.get(path, {}).items():
+            parent = row[9]
+            owner = symbol_id(path, parent) if parent and parent in self.by_file[path] else file_node(path)
+            out.append((owner, row[0], "contains", row[5], 1, path, path))
+        return out

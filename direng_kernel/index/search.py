@@ -1,0 +1,219 @@
+"""Hybrid search: lexical + vector + graph, fused by reciprocal rank.
+
+Three retrievers each rank chunks: BM25 over identifier-split terms (FTS5, names weighted
+above bodies), exact cosine over the static vectors every chunk has, and HNSW over the MiniLM
+vectors the daemon has filled in so far. Reciprocal rank fusion (Cormack et al.) combines the
+rankings without calibrating their scores. The graph then adds what text alone misses: the
+strongest hits pass a share of their score to the symbols they contain or call, and PageRank
+gives a gentle prior towards code the rest of the repo depends on. "What calls X?" is a graph
+question, answered from call edges rather than from text.
+
+Only chunk ids present in the SQLite store are trusted, so every hit cites current lines.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections import defaultdict
+from typing import Callable
+
+import numpy as np
+
+from ..models import Chunk, Hit
+from .store import IndexStore
+from .tokens import query_terms
+
+RRF_K = 60
+CANDIDATES = 100
+CALLERS_Q = re.compile(
+    r"^\s*(?:what|who|which\s+\w+)\s+(?:calls|invokes|uses|call|use)\s+[`'\"]?([A-Za-z_][\w.:]*)[`'\"]?(?:\(\))?\s*\??\s*$",
+    re.I,
+)
+CALLERS_Q2 = re.compile(r"^\s*(?:callers|users|call\s+sites)\s+of\s+[`'\"]?([A-Za-z_][\w.:]*)[`'\"]?(?:\(\))?\s*\??\s*$", re.I)
+
+
+def callers_target(query: str) -> str | None:
+    m = CALLERS_Q.match(query) or CALLERS_Q2.match(query)
+    return m.group(1) if m else None
+
+
+def rrf(rankings: list[tuple[float, list[str]]]) -> dict[str, float]:
+    scores: dict[str, float] = defaultdict(float)
+    for weight, ids in rankings:
+        for rank, cid in enumerate(ids):
+            scores[cid] += weight / (RRF_K + rank + 1)
+    return scores
+
+
+class Searcher:
+    def __init__(self, store: IndexStore, graph: Callable, vectors: Callable):
+        self.store = store
+        self._graph = graph  # () -> CodeGraph, lazily
+        self._vectors = vectors  # () -> VectorStore | None, lazily
+        self._static: tuple[str | None, list[str], np.ndarray] = (None, [], np.zeros((0, 0), np.float32))
+        self._lock = threading.Lock()
+        self.graph_weight = 0.35
+        self.prior_weight = 0.15
+
+    # -- retrievers -------------------------------------------------------------
+    def lexical(self, query: str, n: int = CANDIDATES) -> list[str]:
+        return [cid for cid, _ in self.store.lexical(query_terms(query), n)]
+
+    def static(self, query: str, n: int = CANDIDATES) -> list[str]:
+        from .embed import embed_static
+
+        gen = self.store.get_meta("generation")
+        with self._lock:
+            if self._static[0] != gen or gen is None:
+                ids, mat = self.store.static_matrix()
+                self._static = (gen, ids, mat)
+            _, ids, mat = self._static
+        if not ids:
+            return []
+        q = embed_static([query])[0]
+        sims = mat @ q
+        top = np.argpartition(-sims, min(n, len(ids) - 1))[:n]
+        return [ids[i] for i in top[np.argsort(-sims[top])]]
+
+    def dense(self, query: str, n: int = CANDIDATES) -> list[str]:
+        if self.store.counts()["dense_chunks"] == 0:
+            return []
+        from .embed import embed_dense
+
+        vectors = self._vectors()
+        if vectors is None:
+            return []
+        hits = vectors.query(embed_dense([query])[0], n)
+        live = self.store.dense_ids([h[0] for h in hits])
+        return [cid for cid, _ in hits if cid in live]
+
+    # -- fusion -----------------------------------------------------------------
+    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+        query = query.strip()
+        if not query:
+            return []
+        if mode == "hybrid" and (target := callers_target(query)):
+            hits = self.callers_hits(target, k)
+            if hits:
+                return hits
+        sources: dict[str, list[str]] = defaultdict(list)
+        rankings: list[tuple[float, list[str]]] = []
+        plan = {
+            "bm25": [("bm25", 1.0, self.lexical)],
+            "dense": [("dense", 1.0, self.dense), ("static", 0.5, self.static)],
+            "static": [("static", 1.0, self.static)],
+            "hybrid": [("bm25", 1.0, self.lexical), ("dense", 1.0, self.dense), ("static", 0.6, self.static)],
+        }.get(mode)
+        if plan is None:
+            raise ValueError(f"unknown search mode {mode!r}")
+        for name, weight, retriever in plan:
+            ids = retriever(query)
+            rankings.append((weight, ids))
+            for cid in ids:
+                sources[cid].append(name)
+        scores = rrf(rankings)
+        if not scores:
+            return []
+        chunks = {c.id: c for c in self.store.chunks(sorted(scores, key=lambda c: -scores[c])[: CANDIDATES * 2])}
+        if mode == "hybrid":
+            self._graph_boost(scores, chunks, sources)
+        return self._to_hits(scores, chunks, sources, k)
+
+    def _graph_boost(self, scores: dict[str, float], chunks: dict[str, Chunk], sources) -> None:
+        graph = self._graph()
+        rank = graph.importance()
+        if rank:
+            top_rank = max(rank.values())
+            for cid, c in chunks.items():
+                node = f"{c.path}::{c.symbol}" if c.symbol else f"file:{c.path}"
+                pr = rank.get(node, 0.0) / top_rank if top_rank else 0.0
+                scores[cid] *= 1.0 + self.prior_weight * math.sqrt(pr)
+        # Propagate from the strongest symbol hits to what they contain/call (one hop).
+        best = sorted((cid for cid in chunks if chunks[cid].symbol), key=lambda c: -scores[c])[:5]
+        boosts: dict[str, float] = defaultdict(float)
+        for cid in best:
+            c = chunks[cid]
+            node = f"{c.path}::{c.symbol}"
+            if node not in graph.g:
+                continue
+            for _u, v, d in graph.g.out_edges(node, data=True):
+                if d.get("resolved") and d["kind"] in ("calls", "contains") and v in graph.g:
+                    boosts[v] = max(boosts[v], self.graph_weight * scores[cid])
+        if not boosts:
+            return
+        id_by_node = self._chunk_ids_for_nodes(list(boosts))
+        for node, cids in id_by_node.items():
+            for cid in cids:
+                scores[cid] = scores.get(cid, 0.0) + boosts[node]
+                sources[cid].append("graph")
+        missing = [cid for cids in id_by_node.values() for cid in cids if cid not in chunks]
+        chunks.update({c.id: c for c in self.store.chunks(missing)})
+
+    def _chunk_ids_for_nodes(self, nodes: list[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = defaultdict(list)
+        for node in nodes:
+            if "::" not in node:
+                continue
+            path, qual = node.split("::", 1)
+            for (cid,) in self.store.db.execute(
+                    "SELECT id FROM chunks WHERE path=? AND symbol=? ORDER BY start_line LIMIT 1", (path, qual)):
+                out[node].append(cid)
+        return out
+
+    def _to_hits(self, scores, chunks: dict[str, Chunk], sources, k: int) -> list[Hit]:
+        """Best part per symbol, best first; a hit's line range is the chunk's current range."""
+        by_symbol: dict[tuple, tuple[float, Chunk]] = {}
+        for cid, score in scores.items():
+            c = chunks.get(cid)
+            if c is None:
+                continue  # not (or no longer) in the store: never cite it
+            key = (c.path, c.symbol, c.kind if not c.symbol else "")
+            if key not in by_symbol or by_symbol[key][0] < score:
+                by_symbol[key] = (score, c)
+        ranked = sorted(by_symbol.values(), key=lambda sc: -sc[0])[:k]
+        sigs = self._signatures([(c.path, c.symbol) for _, c in ranked if c.symbol])
+        hits = []
+        for score, c in ranked:
+            lines = c.text.splitlines()
+            start, end = c.start_line, c.end_line
+            if c.symbol:  # cite the whole definition, not just the part that matched
+                start, end = sigs.get((c.path, c.symbol), ("", start, end))[1:]
+            hits.append(Hit(
+                path=c.path, symbol=c.symbol, kind=c.kind, start_line=start, end_line=end,
+                score=round(score, 6), snippet="\n".join(lines[1:4])[:300],
+                signature=sigs.get((c.path, c.symbol), ("",))[0] if c.symbol else "",
+                sources=sorted(set(sources.get(c.id, []))),
+            ))
+        return hits
+
+    def _signatures(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int, int]]:
+        out = {}
+        for path, qual in keys:
+            row = self.store.db.execute(
+                "SELECT signature, start_line, end_line FROM symbols WHERE path=? AND qualname=?", (path, qual)
+            ).fetchone()
+            if row:
+                out[(path, qual)] = (row[0] or "", row[1], row[2])
+        return out
+
+    def callers_hits(self, target: str, k: int) -> list[Hit]:
+        graph = self._graph()
+        nodes = graph.find(target)
+        if not nodes:
+            return []
+        hits: dict[str, Hit] = {}
+        for node in nodes:
+            for caller, d in graph.callers(node):
+                data = graph.g.nodes[caller]
+                if caller in hits or data.get("kind") in ("external", "module"):
+                    continue
+                qual = data["name"] if data.get("kind") != "file" else None
+                hits[caller] = Hit(
+                    path=data.get("path") or "", symbol=qual, kind=data.get("kind", "file"),
+                    start_line=data.get("start_line") or 1, end_line=data.get("end_line") or 1,
+                    score=round(1.0 + graph.importance().get(caller, 0.0), 6), signature=data.get("signature", ""),
+                    snippet=f"calls {target} at line {d.get('line')}", sources=["graph"],
+                )
+        return sorted(hits.values(), key=lambda h: -h.score)[:k]

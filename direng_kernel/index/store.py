@@ -1,0 +1,315 @@
+"""The index's source of truth: one SQLite database under the store directory.
+
+Files (with content hashes), symbols, references, resolved graph edges, chunks and the
+lexical index (FTS5, BM25-ranked) live in one database, so each batch of files is replaced
+in one transaction: a crash (Ctrl-C, kill -9) leaves either the old rows or the new ones,
+never a mix. Vectors live in chromadb and are keyed by chunk ids that change whenever the
+content does; search only trusts a vector whose chunk id is still in this database, so a
+vector orphaned by a crash can never cite stale line ranges.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import StoreError
+from ..models import Chunk, Reference, Symbol
+from .tokens import code_terms
+
+SCHEMA_VERSION = 1
+DB_NAME = "index.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS files (
+  path TEXT PRIMARY KEY, hash TEXT NOT NULL, size INTEGER, mtime_ns INTEGER,
+  language TEXT, lines INTEGER, has_errors INTEGER DEFAULT 0);
+CREATE TABLE IF NOT EXISTS symbols (
+  id TEXT PRIMARY KEY, path TEXT NOT NULL, qualname TEXT NOT NULL, name TEXT NOT NULL,
+  kind TEXT, start_line INTEGER, end_line INTEGER, signature TEXT, docstring TEXT, parent TEXT);
+CREATE INDEX IF NOT EXISTS symbols_path ON symbols(path);
+CREATE INDEX IF NOT EXISTS symbols_name ON symbols(name);
+CREATE INDEX IF NOT EXISTS symbols_qualname ON symbols(qualname);
+CREATE TABLE IF NOT EXISTS refs (
+  path TEXT NOT NULL, kind TEXT, name TEXT, line INTEGER, scope TEXT, module TEXT, alias TEXT);
+CREATE INDEX IF NOT EXISTS refs_path ON refs(path);
+CREATE TABLE IF NOT EXISTS edges (
+  src TEXT NOT NULL, dst TEXT NOT NULL, kind TEXT NOT NULL, line INTEGER,
+  resolved INTEGER NOT NULL, owner TEXT NOT NULL, dst_path TEXT);
+CREATE INDEX IF NOT EXISTS edges_owner ON edges(owner);
+CREATE INDEX IF NOT EXISTS edges_dst_path ON edges(dst_path);
+CREATE TABLE IF NOT EXISTS chunks (
+  id TEXT PRIMARY KEY, path TEXT NOT NULL, symbol TEXT, kind TEXT, start_line INTEGER,
+  end_line INTEGER, text TEXT, language TEXT, dense INTEGER DEFAULT 0, svec BLOB);
+CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
+  chunk_id UNINDEXED, name, body, tokenize = 'porter unicode61');
+"""
+
+
+def symbol_id(path: str, qualname: str) -> str:
+    return f"{path}::{qualname}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+class IndexStore:
+    """SQLite access for one store directory; safe to share between threads."""
+
+    def __init__(self, store_dir: Path, *, create: bool = True):
+        self.dir = Path(store_dir)
+        self.path = self.dir / DB_NAME
+        if not create and not self.path.exists():
+            raise StoreError(f"no index at {self.dir}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        # One connection per thread: WAL gives readers (search) a committed snapshot while the
+        # refresh daemon writes, and a reader never sees a half-written transaction.
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        try:
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"index store {self.path} is unreadable: {exc}") from exc
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) != SCHEMA_VERSION:
+            raise StoreError(
+                f"index store {self.dir} has schema {version}, this version needs {SCHEMA_VERSION}; "
+                "delete it and re-index"
+            )
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"index store {self.path} is unreadable: {exc}") from exc
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()
+
+    # -- meta -----------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def get_json(self, key: str, default):
+        raw = self.get_meta(key)
+        return json.loads(raw) if raw else default
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    # -- files ----------------------------------------------------------------
+    def file_states(self) -> dict[str, tuple[str, int, int]]:
+        """path → (hash, size, mtime_ns) for every indexed file."""
+        return {r[0]: (r[1], r[2], r[3]) for r in self.db.execute("SELECT path, hash, size, mtime_ns FROM files")}
+
+    def touch_file(self, path: str, size: int, mtime_ns: int) -> None:
+        self.db.execute("UPDATE files SET size=?, mtime_ns=? WHERE path=?", (size, mtime_ns, path))
+
+    def replace_file(
+        self,
+        db: sqlite3.Connection,
+        *,
+        path: str,
+        hash: str,
+        size: int,
+        mtime_ns: int,
+        language: str | None,
+        lines: int,
+        has_errors: bool,
+        symbols: list[Symbol],
+        refs: list[Reference],
+        chunks: list[Chunk],
+        static_vectors: "np.ndarray",
+    ) -> None:
+        """Replace everything known about `path` (call inside `transaction()`).
+
+        Chunks whose id survives keep their MiniLM flag: their vector is still valid.
+        """
+        dense_before = {r[0] for r in db.execute("SELECT id FROM chunks WHERE path=? AND dense=1", (path,))}
+        self.delete_file(db, path)
+        db.execute(
+            "INSERT INTO files VALUES (?,?,?,?,?,?,?)",
+            (path, hash, size, mtime_ns, language, lines, int(has_errors)),
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO symbols VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (symbol_id(path, s.qualname), path, s.qualname, s.name, s.kind.value, s.start_line,
+                 s.end_line, s.signature, s.docstring, s.parent)
+                for s in symbols
+            ],
+        )
+        db.executemany(
+            "INSERT INTO refs VALUES (?,?,?,?,?,?,?)",
+            [(path, r.kind.value, r.name, r.line, r.scope, r.module, r.alias) for r in refs],
+        )
+        db.executemany(
+            "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                (c.id, c.path, c.symbol, c.kind, c.start_line, c.end_line, c.text, c.language,
+                 int(c.id in dense_before), static_vectors[i].astype(np.float32).tobytes())
+                for i, c in enumerate(chunks)
+            ],
+        )
+        db.executemany(
+            "INSERT INTO chunks_fts (chunk_id, name, body) VALUES (?,?,?)",
+            [(c.id, _name_terms(c), " ".join(code_terms(c.text))) for c in chunks],
+        )
+
+    def delete_file(self, db: sqlite3.Connection, path: str) -> list[str]:
+        """Remove a file's rows; returns the ids of the chunks that went (for the vector store)."""
+        gone = [r[0] for r in db.execute("SELECT id FROM chunks WHERE path=?", (path,))]
+        db.executemany("DELETE FROM chunks_fts WHERE chunk_id=?", [(g,) for g in gone])
+        for table in ("files", "symbols", "refs", "chunks"):
+            db.execute(f"DELETE FROM {table} WHERE path=?", (path,))
+        db.execute("DELETE FROM edges WHERE owner=?", (path,))
+        return gone
+
+    # -- reads ----------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        q = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "files": q("SELECT count(*) FROM files"),
+            "symbols": q("SELECT count(*) FROM symbols"),
+            "chunks": q("SELECT count(*) FROM chunks"),
+            "dense_chunks": q("SELECT count(*) FROM chunks WHERE dense=1"),
+        }
+
+    def chunks(self, ids: Iterable[str] | None = None) -> list[Chunk]:
+        cols = "id, path, symbol, kind, start_line, end_line, text, language"
+        if ids is None:
+            rows = self.db.execute(f"SELECT {cols} FROM chunks ORDER BY path, start_line").fetchall()
+        else:
+            ids = list(ids)
+            rows = []
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                rows += self.db.execute(
+                    f"SELECT {cols} FROM chunks WHERE id IN ({','.join('?' * len(part))})", part
+                ).fetchall()
+        return [
+            Chunk(id=r[0], path=r[1], symbol=r[2], kind=r[3], start_line=r[4], end_line=r[5], text=r[6], language=r[7])
+            for r in rows
+        ]
+
+    def static_matrix(self) -> tuple[list[str], np.ndarray]:
+        """All chunk ids and their static vectors, as one matrix for exact cosine search."""
+        rows = self.db.execute("SELECT id, svec FROM chunks WHERE svec IS NOT NULL").fetchall()
+        if not rows:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        return [r[0] for r in rows], np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+
+    def chunks_without_dense(self, limit: int) -> list[Chunk]:
+        ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE dense=0 LIMIT ?", (limit,))]
+        return self.chunks(ids)
+
+    def mark_dense(self, ids: list[str]) -> None:
+        with self.transaction() as db:
+            db.executemany("UPDATE chunks SET dense=1 WHERE id=?", [(i,) for i in ids])
+
+    def dense_ids(self, ids: Iterable[str]) -> set[str]:
+        ids = list(ids)
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            found.update(
+                r[0] for r in self.db.execute(
+                    f"SELECT id FROM chunks WHERE dense=1 AND id IN ({','.join('?' * len(part))})", part
+                )
+            )
+        return found
+
+    def lexical(self, terms: list[str], limit: int) -> list[tuple[str, float]]:
+        """BM25 over FTS5: (chunk_id, score) best first; names weigh more than bodies."""
+        if not terms:
+            return []
+        match = " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
+        rows = self.db.execute(
+            "SELECT chunk_id, bm25(chunks_fts, 0.0, 4.0, 1.0) AS s FROM chunks_fts "
+            "WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+            (match, limit),
+        ).fetchall()
+        return [(r[0], -r[1]) for r in rows]
+
+    def symbols_rows(self, where: str = "", args: tuple = ()) -> list[tuple]:
+        return self.db.execute(
+            "SELECT id, path, qualname, name, kind, start_line, end_line, signature, docstring, parent "
+            f"FROM symbols {where}", args
+        ).fetchall()
+
+    def refs_rows(self, paths: Iterable[str] | None = None) -> list[tuple]:
+        cols = "path, kind, name, line, scope, module, alias"
+        if paths is None:
+            return self.db.execute(f"SELECT {cols} FROM refs").fetchall()
+        rows: list[tuple] = []
+        paths = list(paths)
+        for i in range(0, len(paths), 500):
+            part = paths[i:i + 500]
+            rows += self.db.execute(
+                f"SELECT {cols} FROM refs WHERE path IN ({','.join('?' * len(part))})", part
+            ).fetchall()
+        return rows
+
+    def file_rows(self) -> list[tuple]:
+        return self.db.execute("SELECT path, language, lines, has_errors FROM files").fetchall()
+
+    def edge_rows(self) -> list[tuple]:
+        return self.db.execute("SELECT src, dst, kind, line, resolved, owner FROM edges").fetchall()
+
+    def replace_edges(self, owners: Iterable[str], edges: list[tuple]) -> None:
+        """Swap the edges owned by `owners` (the files whose references produced them)."""
+        with self.transaction() as db:
+            db.executemany("DELETE FROM edges WHERE owner=?", [(o,) for o in owners])
+            db.executemany("INSERT INTO edges VALUES (?,?,?,?,?,?,?)", edges)
+
+    def record_refresh(self, commit: str | None, skipped: dict[str, int]) -> None:
+        with self.transaction():
+            self.set_meta("indexed_commit", commit)
+            self.set_meta("last_refresh", _now())
+            self.set_meta("skipped", json.dumps(skipped))
+            gen = int(self.get_meta("generation") or 0) + 1
+            self.set_meta("generation", str(gen))
+
+
+def _name_terms(chunk: Chunk) -> str:
+    if chunk.symbol:
+        return " ".join(code_terms(chunk.symbol))
+    return " ".join(code_terms(chunk.path.replace("/", " ").replace(".", " ")))

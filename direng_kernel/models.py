@@ -1,0 +1,184 @@
+"""Pydantic types shared across components.
+
+Everything that crosses a component boundary (parser → graph → store → search → surfaces)
+is one of these models, so the CLI's JSON, the REST API and the Python API agree.
+This module imports nothing heavy: it is loaded by every light command.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SymbolKind(str, Enum):
+    function = "function"
+    method = "method"
+    klass = "class"
+    struct = "struct"
+    enum = "enum"
+    interface = "interface"  # TS interfaces, Rust traits, Go interfaces
+    trait = "trait"
+    impl = "impl"  # Rust impl blocks
+    type_alias = "type"
+    constant = "constant"
+    module = "module"
+
+
+class RefKind(str, Enum):
+    call = "call"
+    import_ = "import"
+    inherit = "inherits"  # class Foo(Bar), class A extends B, struct embedding
+    implement = "implements"  # implements I, impl Trait for T
+    type_ref = "references"  # type annotations and other type uses
+
+
+class Symbol(BaseModel):
+    """A definition found by the parser.
+
+    `qualname` is dotted within the file (`Session.request`, `impl Display for Point.fmt`);
+    `start_line`/`end_line` are 1-based and inclusive.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    qualname: str
+    kind: SymbolKind
+    start_line: int
+    end_line: int
+    signature: str = ""
+    docstring: str = ""
+    parent: Optional[str] = None  # qualname of the enclosing symbol, if any
+
+
+class Reference(BaseModel):
+    """A use of a name: a call, an import, a base class, a type.
+
+    `name` is the text as written (`self.session.get`, `os.path.join`, `Base`);
+    `scope` is the qualname of the enclosing symbol (None at module level).
+    For imports, `module` is the module path as written (`os.path`, `./util`, `crate::net`)
+    and `name` the imported name (or the module itself) and `alias` the local binding.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: RefKind
+    name: str
+    line: int
+    scope: Optional[str] = None
+    module: Optional[str] = None
+    alias: Optional[str] = None
+
+
+class ParsedFile(BaseModel):
+    """What the parser extracts from one source file."""
+
+    path: str  # relative to the root, forward slashes
+    language: str
+    symbols: list[Symbol] = Field(default_factory=list)
+    references: list[Reference] = Field(default_factory=list)
+    line_count: int = 0
+    has_errors: bool = False  # tree-sitter recovered from syntax errors
+
+
+class ChunkKind(str, Enum):
+    symbol = "symbol"
+    file = "file"  # file-level summary
+    text = "text"  # markdown/config/other text
+
+
+class Chunk(BaseModel):
+    """A unit of retrieval: what is embedded and scored."""
+
+    id: str  # stable: sha256 of (path, qualname, part, content)
+    path: str
+    symbol: Optional[str] = None
+    kind: str  # a SymbolKind value, or "file" / "text"
+    start_line: int
+    end_line: int
+    text: str  # what is embedded: signature + docstring + body (possibly truncated)
+    language: Optional[str] = None
+
+
+class Hit(BaseModel):
+    """One search result, always citable as `path:start_line-end_line`."""
+
+    path: str
+    symbol: Optional[str] = None
+    kind: str
+    start_line: int
+    end_line: int
+    score: float
+    snippet: str = ""
+    signature: str = ""
+    sources: list[str] = Field(default_factory=list)  # which retrievers found it
+
+    @property
+    def citation(self) -> str:
+        return f"{self.path}:{self.start_line}-{self.end_line}"
+
+
+class GraphNode(BaseModel):
+    id: str
+    kind: str  # file | module | a SymbolKind value | external
+    name: str
+    path: Optional[str] = None
+    start_line: Optional[int] = None
+    end_line: Optional[int] = None
+    signature: str = ""
+    importance: float = 0.0
+
+
+class GraphEdge(BaseModel):
+    source: str
+    target: str
+    kind: str  # contains | imports | calls | inherits | implements | references
+    line: Optional[int] = None
+    resolved: bool = True
+
+
+class GraphResult(BaseModel):
+    center: str
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    truncated: bool = False
+
+
+class IndexStatus(BaseModel):
+    root: str
+    store: str
+    files: int
+    symbols: int
+    chunks: int
+    dense_chunks: int = 0  # chunks that also have a MiniLM vector
+    indexed_commit: Optional[str] = None
+    head_commit: Optional[str] = None
+    last_refresh: Optional[datetime] = None
+    lag_seconds: Optional[float] = None
+    commits_behind: Optional[int] = None
+    fresh: bool = False
+    skipped: dict[str, int] = Field(default_factory=dict)
+
+
+class IndexReport(BaseModel):
+    """What one `index()` run did."""
+
+    root: str
+    added: int = 0
+    modified: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped: dict[str, int] = Field(default_factory=dict)  # reason → count
+    syntax_errors: int = 0  # files indexed as far as tree-sitter recovered
+    lossy_decoded: int = 0  # files with undecodable bytes, indexed with replacement characters
+    chunks_embedded: int = 0
+    seconds: float = 0.0
+    indexed_commit: Optional[str] = None
+    changed_paths: list[str] = Field(default_factory=list)
+
+
+SearchMode = Literal["hybrid", "bm25", "dense", "naive"]

@@ -1,0 +1,159 @@
+"""The facade every surface (CLI, magics, kernel, server) calls.
+
+`Workbench(root)` opens (or creates) the index store for a root and exposes the engine as
+typed methods returning pydantic models. Heavy parts — the graph, the vector store, the
+embedding models — load on first use, so `status()` stays instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+from .config import IndexSettings
+from .errors import NotIndexedError
+from .models import Chunk, GraphNode, GraphResult, Hit, IndexReport, IndexStatus
+from .index import git
+from .index.store import DB_NAME, IndexStore
+
+log = logging.getLogger(__name__)
+
+
+class Workbench:
+    def __init__(self, root: str | Path = ".", store: str | Path | None = None):
+        self.settings = IndexSettings.for_root(root, store)
+        self.root = self.settings.root
+        self._store: IndexStore | None = None
+        self._graph = None
+        self._vectors = None
+        self._searcher = None
+        self._lock = threading.RLock()
+
+    # -- parts, lazily ----------------------------------------------------------
+    @property
+    def store(self) -> IndexStore:
+        if self._store is None:
+            self._store = IndexStore(self.settings.store)
+        return self._store
+
+    @property
+    def is_indexed(self) -> bool:
+        return (self.settings.store / DB_NAME).exists() and self.store.get_meta("last_refresh") is not None
+
+    def _require_index(self) -> None:
+        if not self.is_indexed:
+            raise NotIndexedError(f"{self.root} is not indexed yet: run `direng index {self.root}`")
+
+    def code_graph(self):
+        with self._lock:
+            if self._graph is None:
+                from .index.graph import CodeGraph
+
+                self._graph = CodeGraph(self.store)
+            return self._graph
+
+    def vectors(self):
+        with self._lock:
+            if self._vectors is None:
+                from .index.vectors import VectorStore
+
+                self._vectors = VectorStore(self.settings.store)
+            return self._vectors
+
+    @property
+    def searcher(self):
+        if self._searcher is None:
+            from .index.search import Searcher
+
+            self._searcher = Searcher(self.store, self.code_graph, self.vectors)
+        return self._searcher
+
+    # -- indexing ---------------------------------------------------------------
+    def index(self, progress: bool = False, dense: bool = False) -> IndexReport:
+        """Build or refresh the index; with `dense`, also fill every MiniLM vector now."""
+        from .index.indexer import run_index
+
+        with self._lock:
+            report = run_index(self.settings, self.store, progress=progress, on_changed=self._follow)
+            if report.deleted or report.modified:
+                self.gc_vectors()
+        if dense:
+            self.fill_dense(progress=progress)
+        return report
+
+    def _follow(self, owners: set[str], changed: set[str]) -> None:
+        if self._graph is not None:
+            self._graph.patch(owners, changed)
+
+    def fill_dense(self, limit: int | None = None, progress: bool = False, should_stop=lambda: False) -> int:
+        from .index.indexer import fill_dense
+
+        return fill_dense(self.store, self.vectors(), limit=limit, progress=progress, should_stop=should_stop)
+
+    def gc_vectors(self) -> int:
+        """Drop MiniLM vectors whose chunk left the store (a crash may also leave some)."""
+        if self.store.counts()["dense_chunks"] == 0 and self._vectors is None:
+            return 0
+        vectors = self.vectors()
+        live = {r[0] for r in self.store.db.execute("SELECT id FROM chunks WHERE dense=1")}
+        stale = sorted(vectors.ids() - live)
+        vectors.delete(stale)
+        return len(stale)
+
+    # -- queries ----------------------------------------------------------------
+    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+        self._require_index()
+        return self.searcher.search(query, k=k, mode=mode)
+
+    def graph(self, symbol: str, direction: str = "both", depth: int = 1, max_nodes: int = 150) -> GraphResult:
+        self._require_index()
+        return self.code_graph().neighbourhood(symbol, direction=direction, depth=depth, max_nodes=max_nodes)
+
+    def callers(self, symbol: str) -> GraphResult:
+        return self.graph(symbol, direction="callers")
+
+    def callees(self, symbol: str) -> GraphResult:
+        return self.graph(symbol, direction="callees")
+
+    def shortest_path(self, a: str, b: str) -> list[GraphNode]:
+        self._require_index()
+        return self.code_graph().shortest_path(a, b)
+
+    def repo_map(self, max_tokens: int = 1024, focus: list[str] | None = None) -> str:
+        self._require_index()
+        return self.code_graph().repo_map(max_tokens=max_tokens, focus=focus)
+
+    def important(self, n: int = 20) -> list[GraphNode]:
+        self._require_index()
+        g = self.code_graph()
+        rank = g.importance()
+        best = sorted((x for x in rank if not x.startswith("file:")), key=lambda x: -rank[x])[:n]
+        return [g.node(x, rank) for x in best]
+
+    def chunks(self) -> Iterator[Chunk]:
+        self._require_index()
+        yield from self.store.chunks()
+
+    def status(self) -> IndexStatus:
+        exists = (self.settings.store / DB_NAME).exists()
+        counts = self.store.counts() if exists else {"files": 0, "symbols": 0, "chunks": 0, "dense_chunks": 0}
+        indexed = self.store.get_meta("indexed_commit") if exists else None
+        last = self.store.get_meta("last_refresh") if exists else None
+        head = git.head_commit(self.root) if self.root.is_dir() else None
+        last_dt = datetime.fromisoformat(last) if last else None
+        lag = (datetime.now(timezone.utc) - last_dt).total_seconds() if last_dt else None
+        behind = 0 if head and head == indexed else (git.commits_between(self.root, indexed, head) if head and indexed else None)
+        fresh = bool(last_dt) and (head == indexed)
+        return IndexStatus(
+            root=str(self.root), store=str(self.settings.store), indexed_commit=indexed, head_commit=head,
+            last_refresh=last_dt, lag_seconds=None if lag is None else round(lag, 3), commits_behind=behind,
+            fresh=fresh, skipped=self.store.get_json("skipped", {}) if exists else {}, **counts,
+        )
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
