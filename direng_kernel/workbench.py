@@ -87,6 +87,8 @@ class Workbench:
     def _follow(self, owners: set[str], changed: set[str]) -> None:
         if self._graph is not None:
             self._graph.patch(owners, changed)
+        if self._searcher is not None:
+            self._searcher.patch_static(changed, self.store.get_meta("generation"))
 
     def fill_dense(self, limit: int | None = None, progress: bool = False, should_stop=lambda: False) -> int:
         from .index.indexer import fill_dense

@@ -31,18 +31,23 @@ STRUCTURAL = {"calls", "inherits", "implements", "references", "imports"}
 def recompute_edges(store: IndexStore, changed: set[str], new_names: set[str]) -> set[str]:
     """Patch the persisted edges after `changed` files were replaced; returns the owners redone.
 
-    Redone are the changed files themselves, files with edges into them (their targets may have
-    moved or gone) and files with unresolved references to names the change defined.
+    Redone are the changed files themselves, files with edges to symbols of theirs that are
+    gone (targets are `path::qualname`, so a symbol that merely moved lines keeps its edges),
+    and files with unresolved references to names the change newly defined.
     """
     affected = set(changed)
     if changed:
         marks = ",".join("?" * len(changed))
         affected.update(r[0] for r in store.db.execute(
-            f"SELECT DISTINCT owner FROM edges WHERE dst_path IN ({marks})", list(changed)))
-        for name in new_names:
+            f"SELECT DISTINCT e.owner FROM edges e WHERE e.dst_path IN ({marks}) AND NOT EXISTS "
+            "(SELECT 1 FROM symbols s WHERE s.id = e.dst) AND NOT EXISTS "
+            "(SELECT 1 FROM files f WHERE 'file:' || f.path = e.dst)", list(changed)))
+        names = sorted(new_names)
+        for i in range(0, len(names), 500):
+            part = names[i:i + 500]
             affected.update(r[0] for r in store.db.execute(
-                "SELECT DISTINCT owner FROM edges WHERE resolved=0 AND (dst=? OR dst LIKE ? OR dst LIKE ?)",
-                (f"unresolved:{name}", f"unresolved:%.{name}", f"unresolved:%::{name}")))
+                f"SELECT DISTINCT owner FROM edges WHERE resolved=0 AND dst_name IN ({','.join('?' * len(part))})",
+                part))
     live = {r[0] for r in store.file_rows()}
     owners = affected & live
     resolver = Resolver(
@@ -65,7 +70,9 @@ class CodeGraph:
         self.store = store
         self.g = nx.MultiDiGraph()
         self._rank: dict[str, float] | None = None
+        self._rank_staleness = 0  # files patched since the ranks were computed
         self._names: dict[str, list[str]] = defaultdict(list)
+        self._by_path: dict[str, set[str]] = defaultdict(set)
         self.load()
 
     # -- building ---------------------------------------------------------------
@@ -74,6 +81,7 @@ class CodeGraph:
             self.g.add_node(sid, kind=kind, name=qual, path=path, start_line=start, end_line=end,
                             signature=sig or "", doc=(doc or "")[:300])
             self._names[qual].append(sid)
+            self._by_path[path].add(sid)
             if qual != name:
                 self._names[name].append(sid)
 
@@ -86,12 +94,17 @@ class CodeGraph:
                 self.g.add_node(dst, kind="module" if dst.startswith("module:") else "external", name=label)
             self.g.add_edge(src, dst, kind=kind, line=line, resolved=bool(resolved))
 
+    def _add_files(self, rows: list[tuple]) -> None:
+        for path, lang, lines, _err in rows:
+            self.g.add_node(file_node(path), kind="file", name=path, path=path, start_line=1,
+                            end_line=lines or 1, language=lang, signature="")
+            self._by_path[path].add(file_node(path))
+
     def load(self) -> None:
         self.g.clear()
         self._names.clear()
-        for path, lang, lines, _err in self.store.file_rows():
-            self.g.add_node(file_node(path), kind="file", name=path, path=path, start_line=1,
-                            end_line=lines or 1, language=lang, signature="")
+        self._by_path.clear()
+        self._add_files(self.store.file_rows())
         self._add_symbols(self.store.symbols_rows())
         self._add_edges(self.store.edge_rows())
         self._rank = None
@@ -99,28 +112,31 @@ class CodeGraph:
     def patch(self, owners: set[str], changed: set[str]) -> None:
         """Mirror a store patch: drop changed files' nodes and owners' edges, re-add from the store."""
         for path in changed:
-            doomed = [n for n, d in self.g.nodes(data=True) if d.get("path") == path]
+            doomed = self._by_path.pop(path, set())
+            names = {self.g.nodes[n].get("name") for n in doomed if n in self.g}
+            names |= {n.rsplit(".", 1)[-1] for n in names if n}
             self.g.remove_nodes_from(doomed)
-        for name in list(self._names):
-            self._names[name] = [s for s in self._names[name] if s in self.g]
-            if not self._names[name]:
-                del self._names[name]
+            for name in names:
+                kept = [s for s in self._names.get(name, []) if s in self.g]
+                if kept:
+                    self._names[name] = kept
+                else:
+                    self._names.pop(name, None)
         for path in owners:
-            for node in [n for n, d in self.g.nodes(data=True) if d.get("path") == path]:
+            for node in self._by_path.get(path, ()):
                 self.g.remove_edges_from(list(self.g.out_edges(node, keys=True)))
         marks = ",".join("?" * len(changed)) if changed else "''"
-        for path, lang, lines, _err in self.store.db.execute(
-                f"SELECT path, language, lines, has_errors FROM files WHERE path IN ({marks})", list(changed)):
-            self.g.add_node(file_node(path), kind="file", name=path, path=path, start_line=1,
-                            end_line=lines or 1, language=lang, signature="")
+        self._add_files(self.store.db.execute(
+            f"SELECT path, language, lines, has_errors FROM files WHERE path IN ({marks})", list(changed)).fetchall())
         self._add_symbols(self.store.symbols_rows(f"WHERE path IN ({marks})", tuple(changed)))
         omarks = ",".join("?" * len(owners)) if owners else "''"
         self._add_edges(self.store.db.execute(
             f"SELECT src, dst, kind, line, resolved, owner FROM edges WHERE owner IN ({omarks})", list(owners)
         ).fetchall())
-        self.g.remove_nodes_from([n for n in list(self.g) if self.g.degree(n) == 0 and
-                                  n.startswith(("module:", "unresolved:"))])
-        self._rank = None
+        # Ranks are a prior: a few patched files hardly move them, so recompute only after many.
+        self._rank_staleness += len(changed)
+        if self._rank_staleness > max(50, self.g.number_of_nodes() // 200):
+            self._rank = None
 
     # -- lookup -----------------------------------------------------------------
     def find(self, symbol: str) -> list[str]:
@@ -147,6 +163,7 @@ class CodeGraph:
     def importance(self) -> dict[str, float]:
         if self._rank is None:
             self._rank = self.pagerank()
+            self._rank_staleness = 0
         return self._rank
 
     def pagerank(self, personalization: dict[str, float] | None = None) -> dict[str, float]:

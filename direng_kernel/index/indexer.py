@@ -110,6 +110,7 @@ def run_index(
         offset = 0
         with store.transaction() as db:
             for cand, digest, text, parsed, chunks in rows:
+                before = {r[0] for r in db.execute("SELECT name FROM symbols WHERE path=?", (cand.path,))}
                 store.replace_file(
                     db, path=cand.path, hash=digest, size=cand.size, mtime_ns=cand.mtime_ns,
                     language=cand.language, lines=len(text.splitlines()),
@@ -119,7 +120,7 @@ def run_index(
                 )
                 offset += len(chunks)
                 pending.add(cand.path)
-                new_names.update(s.name for s in (parsed.symbols if parsed else []))
+                new_names.update(s.name for s in (parsed.symbols if parsed else []) if s.name not in before)
             _note_pending(store, pending, new_names)
         report.chunks_embedded += offset
         bar.update(len(batch))
@@ -136,11 +137,11 @@ def run_index(
         owners = recompute_edges(store, pending, new_names)
         with store.transaction():
             _note_pending(store, set(), set())
-        if on_changed:
-            on_changed(owners, pending)
     report.changed_paths = sorted(pending)
     report.skipped = skipped
     store.record_refresh(commit, skipped)
+    if pending and on_changed:
+        on_changed(owners, pending)
     report.seconds = round(time.perf_counter() - t0, 3)
     log.info("indexed %s: +%d ~%d -%d (%.2fs)", root, report.added, report.modified, report.deleted, report.seconds)
     return report

@@ -51,7 +51,9 @@ _GO_BUILTINS = frozenset(
     "bool byte rune string error any comparable int int8 int16 int32 int64 uint uint8 uint16 uint32 "
     "uint64 uintptr float32 float64 complex64 complex128".split()
 )
-_JS_WRAPPERS = frozenset({"export_statement", "lexical_declaration", "variable_declaration", "ambient_declaration"})
+_JS_WRAPPERS = frozenset(
+    {"export_statement", "lexical_declaration", "variable_declaration", "ambient_declaration"}
+)
 
 LANGUAGES: dict[str, LanguageSpec] = {
     spec.name: spec

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from inspect import cleandoc
 from typing import Optional
 
@@ -33,7 +34,8 @@ _COMMENTS = frozenset({"comment", "line_comment", "block_comment"})
 _FUNCTION_VALUES = frozenset({"arrow_function", "function_expression", "generator_function"})
 
 _ARGS = re.compile(r"\([^()]*\)")  # innermost argument list
-_GENERICS = re.compile(r"(?:::)?<[^<>]*>|\[[^\[\]]*\]")  # innermost <…>, ::<…> or […]
+_TYPE_ARGS = re.compile(r"(?:::)?<[^<>]*>")  # innermost <…> or turbofish ::<…>
+_GENERICS = re.compile(r"(?:::)?<[^<>]*>|\[[^\[\]]*\]")  # the same or Go's […]
 _SPACE = re.compile(r"\s+")
 _OPEN_SPACE = re.compile(r"([(\[])\s+")
 _CLOSE_SPACE = re.compile(r"\s+([)\]])")
@@ -60,8 +62,12 @@ class _Def:
 
 
 def parse_source(path: str, source: bytes, language: str) -> ParsedFile:
-    """Symbols and references of one file. Never raises on bad code: a tree with syntax
-    errors gives whatever tree-sitter recovered and `has_errors=True`."""
+    """Symbols and references of one file.
+
+    Never raises on bad code: a tree with syntax errors gives whatever tree-sitter recovered
+    and `has_errors=True`. Should extraction itself fail on some odd tree, the file comes back
+    empty with `has_errors=True` and a logged warning rather than stopping the index run.
+    """
     if isinstance(source, str):
         source = source.encode("utf-8", "replace")
     line_count = source.count(b"\n") + (1 if source and not source.endswith(b"\n") else 0)
@@ -74,6 +80,15 @@ def parse_source(path: str, source: bytes, language: str) -> ParsedFile:
         return ParsedFile(path=path, language=language, line_count=line_count, has_errors=True)
     return ParsedFile(path=path, language=language, symbols=symbols, references=references,
                       line_count=line_count, has_errors=root.has_error)
+
+
+_ROLE_PREFIXES = ("def.", "ref.", "import.module", "import.use", "typeparam")
+
+
+@lru_cache(maxsize=None)
+def _roles(language: str) -> dict[int, str]:
+    """Pattern index → the capture that gives the pattern its meaning (filled on first match)."""
+    return {}
 
 
 def _text(node: Node) -> str:
@@ -90,36 +105,39 @@ def _extract(root: Node, source: bytes, spec: LanguageSpec) -> tuple[list[Symbol
     taken: set[int] = set()  # starts of nodes already referenced as inherits/implements
     typeparams: set[str] = set()
 
+    roles = _roles(spec.name)
     for pattern, caps in QueryCursor(q).matches(root):
-        for key, nodes in caps.items():
-            if key.startswith("def."):
-                node, kind = nodes[0], key[4:]
-                name_node = caps.get("name")
-                name = _text(name_node[0]) if name_node else ""
-                slot = (node.id, name)
-                # The generic `const X = …` pattern also matches `const f = () => …`: any other kind wins.
-                if kind == "constant" and slot in defs:
-                    continue
+        role = roles.get(pattern)
+        if role is None:  # first match of this pattern: find the capture that says what it is
+            role = roles[pattern] = next(k for k in caps if k.startswith(_ROLE_PREFIXES))
+        nodes = caps[role]
+        if role.startswith("def."):
+            node, kind = nodes[0], role[4:]
+            name_node = caps.get("name")
+            name = _text(name_node[0]) if name_node else ""
+            slot = (node.id, name)
+            # The generic `const X = …` pattern also matches `const f = () => …`: any other kind wins.
+            if kind != "constant" or slot not in defs:
                 defs[slot] = _Def(node, kind, name, name_node[0].start_byte if name_node else -1)
-            elif key == "ref.references":
-                type_nodes.extend(nodes)
-            elif key == "ref.annotation":
-                annotations.extend(nodes)
-            elif key.startswith("ref."):
-                kind = key[4:]
-                for node in nodes:
-                    if kind == "call":
-                        name = _callee(_text(node))
-                    else:
-                        name = _type_name(_text(node))
-                        taken.add(node.start_byte)
-                    refs.append((node.start_byte, kind, name, node.start_point.row + 1, None, None, None))
-            elif key == "import.module":
-                refs.append(_import(caps, q.pattern_settings(pattern)))
-            elif key == "import.use":
-                refs.append(_rust_use(nodes[0]))
-            elif key == "typeparam":
-                typeparams.update(_text(n) for n in nodes)
+        elif role == "ref.call":
+            for node in nodes:
+                refs.append((node.start_byte, "call", _callee(_text(node)), node.start_point.row + 1,
+                             None, None, None))
+        elif role == "ref.references":
+            type_nodes.extend(nodes)
+        elif role == "ref.annotation":
+            annotations.extend(nodes)
+        elif role.startswith("ref."):  # inherits, implements
+            for node in nodes:
+                taken.add(node.start_byte)
+                refs.append((node.start_byte, role[4:], _type_name(_text(node)), node.start_point.row + 1,
+                             None, None, None))
+        elif role == "import.module":
+            refs.append(_import(caps, q.pattern_settings(pattern)))
+        elif role == "import.use":
+            refs.append(_rust_use(nodes[0]))
+        elif role == "typeparam":
+            typeparams.update(_text(n) for n in nodes)
 
     symbols = _symbols(defs, source, spec, refs, taken)
 
@@ -172,7 +190,9 @@ def _symbols(defs: dict, source: bytes, spec: LanguageSpec, refs: list, taken: s
                              trait.start_point.row + 1, None, None, d.prefix))
         elif d.node.type == "method_declaration":  # Go: `func (s *Server) Serve()` is `Server.Serve`
             receiver = d.node.child_by_field_name("receiver")
-            recv_type = receiver.named_child(0).child_by_field_name("type") if receiver.named_child_count else None
+            recv_type = None
+            if receiver is not None and receiver.named_child_count:
+                recv_type = receiver.named_child(0).child_by_field_name("type")
             d.qualname = f"{_base_type(recv_type)}.{d.name}" if recv_type else d.name
         else:
             d.qualname = base + d.name
@@ -208,8 +228,10 @@ def _signature(d: _Def, outer: Node, source: bytes, spec: LanguageSpec) -> str:
     # Python decorators are not part of the header; `export`/`pub` are.
     start = node.start_byte if spec.name == "python" else outer.start_byte
     body = node.child_by_field_name("body")
-    if body is None and (value := node.child_by_field_name("value")) is not None and value.type in _FUNCTION_VALUES:
-        body = value.child_by_field_name("body")
+    if body is None:  # `const f = () => {…}`: the body of the value
+        value = node.child_by_field_name("value")
+        if value is not None and value.type in _FUNCTION_VALUES:
+            body = value.child_by_field_name("body")
     end = body.start_byte if body is not None else min(outer.end_byte, start + 4 * MAX_SIGNATURE)
     text = source[start:end].decode("utf-8", "replace")
     if body is None and d.kind in ("struct", "interface"):  # Go: `type Server struct {…}`
@@ -261,9 +283,10 @@ def _py_docstring(node: Node) -> str:
     for stmt in body.named_children:
         if stmt.type == "comment":
             continue
-        if stmt.type != "expression_statement" or stmt.named_child_count == 0 or stmt.named_child(0).type != "string":
+        string = stmt.named_child(0) if stmt.type == "expression_statement" else None
+        if string is None or string.type != "string":
             return ""
-        text = _text(stmt.named_child(0))
+        text = _text(string)
         quote = _PY_STRING.match(text)
         if not quote:
             return ""
@@ -306,9 +329,9 @@ def _callee(text: str) -> str:
             text = stripped
         text = text.replace("\0", "()")
     if "<" in text:
-        while (stripped := _GENERICS.sub("", text)) != text:
+        while (stripped := _TYPE_ARGS.sub("", text)) != text:
             text = stripped
-    return _SPACE.sub("", text) if " " in text or "\n" in text or "\t" in text else text
+    return _nospace(text)
 
 
 def _type_name(text: str) -> str:
@@ -316,7 +339,11 @@ def _type_name(text: str) -> str:
     if "<" in text or "[" in text:
         while (stripped := _GENERICS.sub("", text)) != text:
             text = stripped
-    return _SPACE.sub("", text)
+    return _nospace(text)
+
+
+def _nospace(text: str) -> str:
+    return _SPACE.sub("", text) if " " in text or "\n" in text or "\t" in text else text
 
 
 def _annotation_names(text: str) -> list[str]:
@@ -341,11 +368,14 @@ def _import(caps: dict, settings: dict) -> tuple:
         alias = module.split(".", 1)[0]
     else:
         alias = None if name == "*" else name
-    return module_node.start_byte, "import", name, module_node.start_point.row + 1, module, alias, None
+    # The line of the imported name: in a multi-line `from x import (…)` each name has its own.
+    at = (caps.get("import.name") or caps.get("import.alias") or [module_node])[0]
+    return module_node.start_byte, "import", name, at.start_point.row + 1, module, alias, None
 
 
 def _rust_use(leaf: Node) -> tuple:
-    """One leaf of a Rust use tree: `use crate::net::{Conn, Listener as L}` → (`crate::net`, `Listener`, `L`)."""
+    """One leaf of a Rust use tree: `use crate::net::{Conn, Listener as L}` gives
+    (`crate::net`, `Conn`, `Conn`) and (`crate::net`, `Listener`, `L`)."""
     node, alias = leaf, None
     if node.type == "use_as_clause":
         alias_node = node.child_by_field_name("alias")

@@ -27,6 +27,10 @@ REF_EDGE = {"call": "calls", "import": "imports", "inherits": "inherits", "imple
             "references": "references"}
 
 
+def last_segment(name: str) -> str:
+    return [p for p in _SPLIT.split(name) if p][-1] if name.strip(".:") else name
+
+
 def file_node(path: str) -> str:
     return f"file:{path}"
 
@@ -223,7 +227,11 @@ class Resolver:
         return None
 
     def edges_for(self, path: str, refs: list[tuple]) -> list[tuple]:
-        """Edges owned by `path`: (src, dst, kind, line, resolved, owner, dst_path)."""
+        """Edges owned by `path`: (src, dst, kind, line, resolved, owner, dst_path, dst_name).
+
+        `dst_name` is the last segment of the name as written, so that a later change that
+        defines that name can find the unresolved edges it may now resolve.
+        """
         imports = self.imports(path)
         out = []
         for _p, kind, name, line, scope, module, alias in refs:
@@ -231,16 +239,17 @@ class Resolver:
             edge_kind = REF_EDGE.get(kind, "references")
             if kind == "import":
                 node, target_path = imports.get(alias or name.split(".")[0], (f"module:{module or name}", None))
-                out.append((src, node, edge_kind, line, int(not node.startswith("module:")), path, target_path))
+                out.append((src, node, edge_kind, line, int(not node.startswith("module:")), path, target_path,
+                            last_segment(name)))
                 continue
             row = self.lookup(path, name, scope)
             if row:
-                out.append((src, row[0], edge_kind, line, 1, path, row[1]))
+                out.append((src, row[0], edge_kind, line, 1, path, row[1], row[3]))
             else:
-                out.append((src, f"unresolved:{name}", edge_kind, line, 0, path, None))
+                out.append((src, f"unresolved:{name}", edge_kind, line, 0, path, None, last_segment(name)))
         # contains: file → top-level symbols, container → members
         for qual, row in self.by_file.get(path, {}).items():
             parent = row[9]
             owner = symbol_id(path, parent) if parent and parent in self.by_file[path] else file_node(path)
-            out.append((owner, row[0], "contains", row[5], 1, path, path))
+            out.append((owner, row[0], "contains", row[5], 1, path, path, row[3]))
         return out

@@ -52,7 +52,9 @@ class Searcher:
         self.store = store
         self._graph = graph  # () -> CodeGraph, lazily
         self._vectors = vectors  # () -> VectorStore | None, lazily
-        self._static: tuple[str | None, list[str], np.ndarray] = (None, [], np.zeros((0, 0), np.float32))
+        # (generation, chunk ids, their paths, matrix): patched per changed file, reloaded otherwise.
+        self._static: tuple[str | None, list[str], np.ndarray, np.ndarray] = (
+            None, [], np.array([], dtype=object), np.zeros((0, 0), np.float32))
         self._lock = threading.Lock()
         self.graph_weight = 0.35
         self.prior_weight = 0.15
@@ -67,9 +69,9 @@ class Searcher:
         gen = self.store.get_meta("generation")
         with self._lock:
             if self._static[0] != gen or gen is None:
-                ids, mat = self.store.static_matrix()
-                self._static = (gen, ids, mat)
-            _, ids, mat = self._static
+                ids, paths, mat = self.store.static_matrix()
+                self._static = (gen, ids, paths, mat)
+            _, ids, _paths, mat = self._static
         if not ids:
             return []
         q = embed_static([query])[0]
@@ -77,8 +79,23 @@ class Searcher:
         top = np.argpartition(-sims, min(n, len(ids) - 1))[:n]
         return [ids[i] for i in top[np.argsort(-sims[top])]]
 
+    def patch_static(self, changed: set[str], generation: str | None) -> None:
+        """Follow a refresh this process made: swap the changed files' rows of the static matrix."""
+        with self._lock:
+            gen, ids, paths, mat = self._static
+            if gen is None or not ids:
+                return
+            keep = ~np.isin(paths, list(changed))
+            new_ids, new_paths, new_mat = self.store.static_matrix(changed)
+            if len(new_ids):
+                mat = np.vstack([mat[keep], new_mat]) if keep.any() else new_mat
+            else:
+                mat = mat[keep]
+            ids = [i for i, k in zip(ids, keep) if k] + new_ids
+            self._static = (generation, ids, np.concatenate([paths[keep], new_paths]), mat)
+
     def dense(self, query: str, n: int = CANDIDATES) -> list[str]:
-        if self.store.counts()["dense_chunks"] == 0:
+        if not self.store.has_dense():
             return []
         from .embed import embed_dense
 

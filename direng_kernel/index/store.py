@@ -43,15 +43,17 @@ CREATE TABLE IF NOT EXISTS refs (
 CREATE INDEX IF NOT EXISTS refs_path ON refs(path);
 CREATE TABLE IF NOT EXISTS edges (
   src TEXT NOT NULL, dst TEXT NOT NULL, kind TEXT NOT NULL, line INTEGER,
-  resolved INTEGER NOT NULL, owner TEXT NOT NULL, dst_path TEXT);
+  resolved INTEGER NOT NULL, owner TEXT NOT NULL, dst_path TEXT, dst_name TEXT);
 CREATE INDEX IF NOT EXISTS edges_owner ON edges(owner);
 CREATE INDEX IF NOT EXISTS edges_dst_path ON edges(dst_path);
+CREATE INDEX IF NOT EXISTS edges_unresolved ON edges(dst_name) WHERE resolved=0;
 CREATE TABLE IF NOT EXISTS chunks (
-  id TEXT PRIMARY KEY, path TEXT NOT NULL, symbol TEXT, kind TEXT, start_line INTEGER,
+  rid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, path TEXT NOT NULL, symbol TEXT, kind TEXT, start_line INTEGER,
   end_line INTEGER, text TEXT, language TEXT, dense INTEGER DEFAULT 0, svec BLOB);
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(
-  chunk_id UNINDEXED, name, body, tokenize = 'porter unicode61');
+CREATE INDEX IF NOT EXISTS chunks_dense ON chunks(dense);
+-- rowid = chunks.rid, so a file's rows are deleted by key, not by scanning.
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(name, body, tokenize = 'porter unicode61');
 """
 
 
@@ -182,22 +184,25 @@ class IndexStore:
             [(path, r.kind.value, r.name, r.line, r.scope, r.module, r.alias) for r in refs],
         )
         db.executemany(
-            "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO chunks (id, path, symbol, kind, start_line, end_line, text, language, dense, svec)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?)",
             [
                 (c.id, c.path, c.symbol, c.kind, c.start_line, c.end_line, c.text, c.language,
                  int(c.id in dense_before), static_vectors[i].astype(np.float32).tobytes())
                 for i, c in enumerate(chunks)
             ],
         )
+        rids = dict(db.execute("SELECT id, rid FROM chunks WHERE path=?", (path,)).fetchall())
         db.executemany(
-            "INSERT INTO chunks_fts (chunk_id, name, body) VALUES (?,?,?)",
-            [(c.id, _name_terms(c), " ".join(code_terms(c.text))) for c in chunks],
+            "INSERT INTO chunks_fts (rowid, name, body) VALUES (?,?,?)",
+            [(rids[c.id], _name_terms(c), " ".join(code_terms(c.text))) for c in chunks],
         )
 
     def delete_file(self, db: sqlite3.Connection, path: str) -> list[str]:
         """Remove a file's rows; returns the ids of the chunks that went (for the vector store)."""
-        gone = [r[0] for r in db.execute("SELECT id FROM chunks WHERE path=?", (path,))]
-        db.executemany("DELETE FROM chunks_fts WHERE chunk_id=?", [(g,) for g in gone])
+        rows = db.execute("SELECT id, rid FROM chunks WHERE path=?", (path,)).fetchall()
+        gone = [r[0] for r in rows]
+        db.executemany("DELETE FROM chunks_fts WHERE rowid=?", [(r[1],) for r in rows])
         for table in ("files", "symbols", "refs", "chunks"):
             db.execute(f"DELETE FROM {table} WHERE path=?", (path,))
         db.execute("DELETE FROM edges WHERE owner=?", (path,))
@@ -230,12 +235,24 @@ class IndexStore:
             for r in rows
         ]
 
-    def static_matrix(self) -> tuple[list[str], np.ndarray]:
-        """All chunk ids and their static vectors, as one matrix for exact cosine search."""
-        rows = self.db.execute("SELECT id, svec FROM chunks WHERE svec IS NOT NULL").fetchall()
+    def static_matrix(self, paths: Iterable[str] | None = None) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Chunk ids, their paths and static vectors (one matrix, for exact cosine search)."""
+        sql = "SELECT id, path, svec FROM chunks WHERE svec IS NOT NULL"
+        if paths is None:
+            rows = self.db.execute(sql).fetchall()
+        else:
+            paths = list(paths)
+            rows = []
+            for i in range(0, len(paths), 500):
+                part = paths[i:i + 500]
+                rows += self.db.execute(f"{sql} AND path IN ({','.join('?' * len(part))})", part).fetchall()
         if not rows:
-            return [], np.zeros((0, 0), dtype=np.float32)
-        return [r[0] for r in rows], np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            return [], np.array([], dtype=object), np.zeros((0, 0), dtype=np.float32)
+        mat = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=object), mat
+
+    def has_dense(self) -> bool:
+        return self.db.execute("SELECT 1 FROM chunks WHERE dense=1 LIMIT 1").fetchone() is not None
 
     def chunks_without_dense(self, limit: int) -> list[Chunk]:
         ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE dense=0 LIMIT ?", (limit,))]
@@ -263,8 +280,8 @@ class IndexStore:
             return []
         match = " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
         rows = self.db.execute(
-            "SELECT chunk_id, bm25(chunks_fts, 0.0, 4.0, 1.0) AS s FROM chunks_fts "
-            "WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+            "SELECT c.id, f.s FROM (SELECT rowid, bm25(chunks_fts, 4.0, 1.0) AS s FROM chunks_fts "
+            "WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?) f JOIN chunks c ON c.rid = f.rowid ORDER BY f.s",
             (match, limit),
         ).fetchall()
         return [(r[0], -r[1]) for r in rows]
@@ -298,7 +315,7 @@ class IndexStore:
         """Swap the edges owned by `owners` (the files whose references produced them)."""
         with self.transaction() as db:
             db.executemany("DELETE FROM edges WHERE owner=?", [(o,) for o in owners])
-            db.executemany("INSERT INTO edges VALUES (?,?,?,?,?,?,?)", edges)
+            db.executemany("INSERT INTO edges VALUES (?,?,?,?,?,?,?,?)", edges)
 
     def record_refresh(self, commit: str | None, skipped: dict[str, int]) -> None:
         with self.transaction():
