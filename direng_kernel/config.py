@@ -26,6 +26,8 @@ class IndexSettings(BaseModel):
     max_file_bytes: int = Field(default_factory=lambda: _env_int("DIRENG_MAX_FILE_BYTES", 1_000_000))
     # Long symbols are split into parts of this many lines so each chunk stays embeddable.
     chunk_lines: int = Field(default_factory=lambda: _env_int("DIRENG_CHUNK_LINES", 60))
+    # Files written per transaction: smaller batches lose less work to a crash, larger are faster.
+    batch_files: int = Field(default_factory=lambda: _env_int("DIRENG_INDEX_BATCH", 200))
     embed_batch: int = Field(default_factory=lambda: _env_int("DIRENG_EMBED_BATCH", 32))
 
     @classmethod

@@ -29,7 +29,6 @@ from .parse import parse_source
 from .store import IndexStore
 
 log = logging.getLogger(__name__)
-BATCH_FILES = 200
 
 
 def check_root(root: Path) -> None:
@@ -93,8 +92,8 @@ def run_index(
     pending = set(store.get_json("pending_edges", []))
     new_names: set[str] = set(store.get_json("pending_names", []))
     bar = _progress(len(todo), progress, "indexing")
-    for i in range(0, len(todo), BATCH_FILES):
-        batch = todo[i:i + BATCH_FILES]
+    for i in range(0, len(todo), settings.batch_files):
+        batch = todo[i:i + settings.batch_files]
         rows = []
         for cand, data, digest in batch:
             try:

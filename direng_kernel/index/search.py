@@ -57,7 +57,7 @@ class Searcher:
             None, [], np.array([], dtype=object), np.zeros((0, 0), np.float32))
         self._lock = threading.Lock()
         self.graph_weight = 0.35
-        self.prior_weight = 0.15
+        self.prior_weight = 0.05
 
     # -- retrievers -------------------------------------------------------------
     def lexical(self, query: str, n: int = CANDIDATES) -> list[str]:
@@ -143,9 +143,11 @@ class Searcher:
         rank = graph.importance()
         if rank:
             top_rank = max(rank.values())
+            typical = sum(rank.values()) / len(rank)  # for symbols newer than the last ranking
             for cid, c in chunks.items():
-                node = f"{c.path}::{c.symbol}" if c.symbol else f"file:{c.path}"
-                pr = rank.get(node, 0.0) / top_rank if top_rank else 0.0
+                if not c.symbol:
+                    continue
+                pr = rank.get(f"{c.path}::{c.symbol}", typical) / top_rank if top_rank else 0.0
                 scores[cid] *= 1.0 + self.prior_weight * math.sqrt(pr)
         # Propagate from the strongest symbol hits to what they contain/call (one hop).
         best = sorted((cid for cid in chunks if chunks[cid].symbol), key=lambda c: -scores[c])[:5]
