@@ -10,6 +10,7 @@ source files (a tree-sitter language), text files (indexed as plain chunks) and 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +135,9 @@ def discover(root: Path, max_file_bytes: int) -> Discovery:
                 st = abspath.stat()
             except OSError:
                 out.skip("unreadable")
+                continue
+            if not stat.S_ISREG(st.st_mode):  # FIFOs and devices would block or never end
+                out.skip("not a regular file")
                 continue
             if st.st_size > max_file_bytes:
                 out.skip("too large")
