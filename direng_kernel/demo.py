@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
             console.print(table)
         important = wb.important(8)
         console.print("[bold]most central symbols[/]: " + ", ".join(n.name for n in important))
-        if important:
-            g = wb.graph(important[0].id, direction="callers")
-            console.print(f"[bold]callers of {important[0].name}[/]: "
+        called = next((n for n in wb.important(50) if n.kind in ("function", "method")), None)
+        if called:
+            g = wb.graph(called.id, direction="callers")
+            console.print(f"[bold]callers of {called.name}[/] ({called.path}:{called.start_line}): "
                           + ", ".join(n.name for n in g.nodes if n.id != g.center)[:600])
         console.print("[bold]repo map[/] (256 tokens):\n" + wb.repo_map(max_tokens=256))
     except DirEngError as err:

@@ -158,7 +158,10 @@ class IndexStatus(BaseModel):
     indexed_commit: Optional[str] = None
     head_commit: Optional[str] = None
     last_refresh: Optional[datetime] = None
+    # How long HEAD has gone unindexed: 0 when the index reflects HEAD, else seconds since
+    # the HEAD commit was made; None without git or before the first index.
     lag_seconds: Optional[float] = None
+    since_refresh_seconds: Optional[float] = None
     commits_behind: Optional[int] = None
     fresh: bool = False
     skipped: dict[str, int] = Field(default_factory=dict)

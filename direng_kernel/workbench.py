@@ -146,12 +146,17 @@ class Workbench:
         last = self.store.get_meta("last_refresh") if exists else None
         head = git.head_commit(self.root) if self.root.is_dir() else None
         last_dt = datetime.fromisoformat(last) if last else None
-        lag = (datetime.now(timezone.utc) - last_dt).total_seconds() if last_dt else None
-        behind = 0 if head and head == indexed else (git.commits_between(self.root, indexed, head) if head and indexed else None)
-        fresh = bool(last_dt) and (head == indexed)
+        age = (datetime.now(timezone.utc) - last_dt).total_seconds() if last_dt else None
+        fresh = bool(last_dt) and head == indexed
+        behind = lag = None
+        if head and last_dt:
+            behind = 0 if fresh else (git.commits_between(self.root, indexed, head) if indexed else None)
+            made = git.commit_time(self.root, head)
+            lag = 0.0 if fresh else (max(0.0, datetime.now(timezone.utc).timestamp() - made) if made else None)
         return IndexStatus(
             root=str(self.root), store=str(self.settings.store), indexed_commit=indexed, head_commit=head,
-            last_refresh=last_dt, lag_seconds=None if lag is None else round(lag, 3), commits_behind=behind,
+            last_refresh=last_dt, lag_seconds=None if lag is None else round(lag, 3),
+            since_refresh_seconds=None if age is None else round(age, 3), commits_behind=behind,
             fresh=fresh, skipped=self.store.get_json("skipped", {}) if exists else {}, **counts,
         )
 

@@ -206,3 +206,18 @@ def test_kill_9_mid_index_leaves_a_consistent_store(tmp_path):
     # Edges of the files written before the kill were completed by the second run.
     g = wb.graph("helper_0", direction="callers")
     assert "function_0" in {n.name for n in g.nodes}
+
+
+def test_status_reports_lag_behind_head(repo):
+    wb = Workbench(repo)
+    wb.index()
+    st = wb.status()
+    assert st.fresh and st.lag_seconds == 0 and st.commits_behind == 0
+    (repo / "shop" / "extra.py").write_text("def extra():\n    pass\n")
+    head = commit_all(repo, "extra")
+    st = wb.status()
+    assert not st.fresh and st.commits_behind == 1 and st.head_commit == head and st.lag_seconds >= 0
+    out = run_cli("status", "--root", str(repo))
+    assert "1 commit(s) behind HEAD" in out.stdout
+    wb.index()
+    assert wb.status().fresh

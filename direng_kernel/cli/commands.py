@@ -117,5 +117,12 @@ def cmd_status(args) -> int:
           f"({st.dense_chunks} with MiniLM vectors)")
     print(f"indexed commit {st.indexed_commit or '-'}\nhead commit    {st.head_commit or '-'}")
     print(f"last refresh   {st.last_refresh or 'never'}")
-    print(f"lag            {'fresh' if st.fresh else f'{st.commits_behind} commit(s) behind' if st.commits_behind else 'unknown'}")
+    if st.fresh:
+        lag = "fresh (index reflects HEAD)" if st.head_commit else "no git: freshness by content hash"
+    elif st.last_refresh is None:
+        lag = "not indexed yet"
+    else:
+        lag = f"{st.commits_behind if st.commits_behind is not None else '?'} commit(s) behind HEAD" + (
+            f", HEAD unindexed for {st.lag_seconds:.1f}s" if st.lag_seconds is not None else "")
+    print(f"lag            {lag}")
     return 0

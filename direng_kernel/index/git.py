@@ -28,6 +28,12 @@ def head_commit(root: Path) -> str | None:
     return _git(root, "rev-parse", "--verify", "-q", "HEAD^{commit}")
 
 
+def commit_time(root: Path, sha: str) -> float | None:
+    """Committer time of a commit, as a UNIX timestamp."""
+    out = _git(root, "show", "-s", "--format=%ct", sha)
+    return float(out) if out and out.isdigit() else None
+
+
 def commits_between(root: Path, old: str, new: str) -> int | None:
     out = _git(root, "rev-list", "--count", f"{old}..{new}")
     return int(out) if out and out.isdigit() else None
