@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: run test venv clean bench eval
+.PHONY: run demo test venv clean bench eval
 
 venv: $(STAMP)
 
@@ -22,7 +22,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m direng_kernel.index.embed
 	touch $(STAMP)
 
-run: $(STAMP)
+# Kernels load the %direng magics by default (an IPython profile inside the venv).
+IPYDIR := $(VENV)/etc/ipython
+export IPYTHONDIR := $(abspath $(IPYDIR))
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+OUT ?= build
+
+$(IPYDIR)/profile_default/ipython_kernel_config.py: $(STAMP)
+	mkdir -p $(dir $@)
+	echo 'c.InteractiveShellApp.extensions = ["direng_kernel"]' > $@
+
+run: $(STAMP) $(IPYDIR)/profile_default/ipython_kernel_config.py
+	$(VENV)/bin/direng index .
+ifeq ($(HEADLESS),1)
+	mkdir -p $(OUT)
+	$(PY) -m papermill notebooks/tour.ipynb $(OUT)/tour.ipynb --cwd notebooks -k python3 --progress-bar
+	@echo "tour executed headless: $(abspath $(OUT)/tour.ipynb)"
+else
+	$(VENV)/bin/jupyter lab $(ALLOW_ROOT) --ServerApp.root_dir=$(CURDIR) notebooks/tour.ipynb
+endif
+
+demo: $(STAMP)
 	$(VENV)/bin/direng index .
 	$(PY) -m direng_kernel.demo .
 

@@ -185,3 +185,67 @@ class IndexReport(BaseModel):
 
 
 SearchMode = Literal["hybrid", "bm25", "dense", "naive"]
+
+
+# -- DirEng conversation and the model broker (shared by direng/, broker/, server/, magics) --
+
+LANES = ("Code-Impl", "Code-API-Design", "Data-Schema", "Vector-Ops", "Graph-Ops", "Narrative", "chat")
+
+
+class Usage(BaseModel):
+    """What one provider call cost; every call records one."""
+
+    provider: str
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0  # in the policy's currency
+    latency_ms: float = 0.0
+
+
+class ToolSpec(BaseModel):
+    """A tool offered to a generative provider (JSON Schema parameters)."""
+
+    name: str
+    description: str
+    parameters: dict
+
+
+class ToolCall(BaseModel):
+    id: str
+    name: str
+    arguments: dict = Field(default_factory=dict)
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+    name: Optional[str] = None  # tool name, for role == "tool"
+    tool_call_id: Optional[str] = None
+    tool_calls: list[ToolCall] = Field(default_factory=list)  # an assistant turn that called tools
+
+
+class ProviderRequest(BaseModel):
+    lane: str = "chat"
+    messages: list[ChatMessage]
+    tools: list[ToolSpec] = Field(default_factory=list)
+    max_output_tokens: int = 1024
+    temperature: float = 0.0
+
+
+class ProviderResponse(BaseModel):
+    content: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    usage: Usage
+    finish_reason: str = "stop"
+
+
+class Answer(BaseModel):
+    """DirEng's reply: Markdown with `path:start-end` citations, and what produced it."""
+
+    markdown: str
+    intent: str  # ask | search | explain | graph | status | delegate | help | ...
+    citations: list[Hit] = Field(default_factory=list)
+    provider: str = "local"
+    usages: list[Usage] = Field(default_factory=list)
+    notices: list[str] = Field(default_factory=list)  # e.g. "fell back to in-process engine"

@@ -1,0 +1,182 @@
+"""DirEng: route a message, answer small tasks directly, consult the broker for questions.
+
+Small tasks — search, callers/callees, graph, explain, status, help — are answered straight
+from the index. A free-form question goes to the broker's `chat` lane: with the embedded
+`local` provider that is retrieval composed into an answer; with a generative provider it is
+a tool-calling loop over the same tools (search, read a file range, graph neighbours, git,
+index status). If the broker fails (provider down, over budget) DirEng still answers from
+retrieval and says why. Conversation memory is per session and bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+from ..errors import DirEngError, UnknownSymbolError
+from ..models import Answer, ChatMessage, ProviderRequest, ProviderResponse, Usage
+from .compose import Composer
+from .router import Intent, route
+from .tools import ToolBox
+
+log = logging.getLogger(__name__)
+MEMORY_TURNS = 20
+MAX_TOOL_ROUNDS = 6
+SYSTEM_PROMPT = (
+    "You are DirEng, an engineering assistant that knows this codebase through tools. "
+    "Use the tools to find evidence; answer concisely in Markdown; cite every claim as "
+    "`path:start-end` from tool results. If the index has no evidence, say so."
+)
+HELP = """**DirEng** answers questions about this repository from its code index.
+
+| you type | you get |
+| --- | --- |
+| a question in plain words | an answer with `path:start-end` citations |
+| `search QUERY` | the best hits (also a DataFrame in `_` with `%direng search`) |
+| `what calls NAME?` / `what does NAME call?` | callers / callees from the call graph |
+| `graph NAME` | the symbol's neighbourhood as an interactive graph |
+| `explain NAME` | signature, docstring, location, callers, callees and code |
+| `status` | index freshness |
+
+Magics: `%direng ask|search|graph|index|status|explain-error|reset|help`, `%%direng` for multi-line chat."""
+
+
+class LocalProvider:
+    """The embedded default provider: no network, no generative model; answers by retrieval."""
+
+    name = "local"
+
+    def __init__(self, direng: "DirEng"):
+        self.direng = direng
+
+    def complete(self, request: ProviderRequest) -> ProviderResponse:
+        t0 = time.perf_counter()
+        question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        markdown, _hits = self.direng.retrieve_answer(question)
+        chars_in = sum(len(m.content) for m in request.messages)
+        usage = Usage(provider="local", model="retrieval", input_tokens=chars_in // 4,
+                      output_tokens=len(markdown) // 4, cost=0.0,
+                      latency_ms=round((time.perf_counter() - t0) * 1000, 2))
+        return ProviderResponse(content=markdown, usage=usage)
+
+
+class DirEng:
+    def __init__(self, workbench, broker=None, link_base: str | None = None):
+        self.wb = workbench
+        self.tools = ToolBox(workbench)
+        self.composer = Composer(workbench, link_base)
+        self.broker = broker
+        self._memory: dict[str, deque[ChatMessage]] = {}
+        self._last_hits: list = []
+
+    # -- memory -----------------------------------------------------------------
+    def history(self, session: str = "default") -> list[ChatMessage]:
+        return list(self._memory.get(session, ()))
+
+    def reset(self, session: str = "default") -> None:
+        self._memory.pop(session, None)
+
+    def _remember(self, session: str, *messages: ChatMessage) -> None:
+        self._memory.setdefault(session, deque(maxlen=2 * MEMORY_TURNS)).extend(messages)
+
+    # -- answering --------------------------------------------------------------
+    def retrieve_answer(self, question: str, k: int = 8):
+        hits = self.wb.search(question, k=k)
+        self._last_hits = hits
+        return self.composer.answer_hits(question, hits), hits
+
+    def chat(self, message: str, session: str = "default") -> Answer:
+        message = message.strip()
+        if not message:
+            return Answer(markdown=HELP, intent="help")
+        intent = route(message)
+        try:
+            answer = self._answer(intent, session)
+        except UnknownSymbolError as exc:
+            suggestions = ", ".join(f"`{s}`" for s in exc.suggestions) or "none"
+            answer = Answer(markdown=f"I don't know a symbol named `{exc.name}`. Close names: {suggestions}.",
+                            intent=intent.name)
+        self._remember(session, ChatMessage(role="user", content=message),
+                       ChatMessage(role="assistant", content=answer.markdown))
+        return answer
+
+    def _answer(self, intent: Intent, session: str) -> Answer:
+        name, arg = intent.name, intent.arg
+        if name == "help":
+            return Answer(markdown=HELP, intent=name)
+        if name == "status":
+            st = self.wb.status()
+            fresh = "fresh" if st.fresh else f"{st.commits_behind} commit(s) behind HEAD"
+            return Answer(intent=name, markdown=(
+                f"Index of `{st.root}`: {st.files} files, {st.symbols} symbols, {st.chunks} chunks "
+                f"({st.dense_chunks} with MiniLM vectors); commit `{(st.indexed_commit or '-')[:12]}`, {fresh}; "
+                f"last refresh {st.last_refresh or 'never'}."))
+        if name in ("callers", "callees", "graph"):
+            direction = name if name != "graph" else "both"
+            g = self.wb.graph(arg, direction=direction, depth=1)
+            return Answer(intent=name, markdown=self.composer.answer_graph(arg, g, direction),
+                          citations=[self._hit(n) for n in g.nodes if n.path][:20])
+        if name == "explain":
+            g = self.wb.graph(arg, direction="both", depth=1)
+            center = next(n for n in g.nodes if n.id == g.center)
+            return Answer(intent=name, markdown=self.composer.answer_explain(arg, g),
+                          citations=[self._hit(center)] if center.path else [])
+        if name == "search":
+            hits = self.wb.search(arg, k=10)
+            return Answer(intent=name, markdown=self.composer.answer_hits(arg, hits, detail=1), citations=hits)
+        if name == "delegate":
+            return Answer(intent=name, markdown=(
+                "Delegation to PEX (estimate → approve → run in a lane) is not available in this version yet; "
+                "I can answer questions, search, and show the graph."))
+        return self._ask(intent.text, session)
+
+    def _ask(self, question: str, session: str) -> Answer:
+        if self.broker is None:
+            markdown, hits = self.retrieve_answer(question)
+            return Answer(markdown=markdown, intent="ask", citations=hits, provider="local")
+        messages = [ChatMessage(role="system", content=SYSTEM_PROMPT), *self.history(session),
+                    ChatMessage(role="user", content=question)]
+        usages, notices = [], []
+        try:
+            for _round in range(MAX_TOOL_ROUNDS):
+                resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=self.tools.specs()))
+                usages.append(resp.usage)
+                if not resp.tool_calls:
+                    hits = self._last_hits if resp.usage.provider == "local" else self._cited_hits(resp.content)
+                    return Answer(markdown=resp.content, intent="ask", citations=hits,
+                                  provider=resp.usage.provider, usages=usages)
+                messages.append(ChatMessage(role="assistant", content=resp.content or "", tool_calls=resp.tool_calls))
+                for call in resp.tool_calls:
+                    messages.append(ChatMessage(role="tool", name=call.name, tool_call_id=call.id,
+                                                content=self.tools.call(call)))
+            notices.append(f"the model used {MAX_TOOL_ROUNDS} rounds of tools without answering")
+        except DirEngError as exc:
+            notices.append(f"model broker: {exc}; answered from the index instead")
+            log.warning("broker failed: %s", exc)
+        markdown, hits = self.retrieve_answer(question)
+        return Answer(markdown=markdown, intent="ask", citations=hits, provider="local", usages=usages, notices=notices)
+
+    def _cited_hits(self, markdown: str):
+        import re
+
+        hits = []
+        for path, start, end in re.findall(r"([\w./-]+\.\w+):(\d+)-(\d+)", markdown):
+            hits.append(self._hit_for(path, int(start), int(end)))
+        return [h for h in hits if h is not None]
+
+    def _hit_for(self, path: str, start: int, end: int):
+        from ..models import Hit
+
+        row = self.wb.store.db.execute(
+            "SELECT qualname, kind FROM symbols WHERE path=? AND start_line<=? AND end_line>=? "
+            "ORDER BY end_line-start_line LIMIT 1", (path, start, end)).fetchone()
+        return Hit(path=path, symbol=row[0] if row else None, kind=row[1] if row else "text",
+                   start_line=start, end_line=end, score=0.0)
+
+    @staticmethod
+    def _hit(node):
+        from ..models import Hit
+
+        return Hit(path=node.path, symbol=node.name if node.kind not in ("file",) else None, kind=node.kind,
+                   start_line=node.start_line or 1, end_line=node.end_line or 1, score=node.importance)

@@ -1,0 +1,129 @@
+"""Answers composed from the index alone: the embedded `local` provider's way of speaking.
+
+No generative model: an answer is the best hits with their code and graph context, laid out
+as Markdown a person can act on — each claim carries a `path:start-end` citation, the code is
+quoted from the current file, and the call graph says who uses the best hit and what it uses.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..models import GraphResult, Hit
+
+FENCE = {"python": "python", "typescript": "typescript", "tsx": "tsx", "javascript": "javascript",
+         "rust": "rust", "go": "go"}
+EXCERPT_LINES = 14
+
+
+class Composer:
+    def __init__(self, workbench, link_base: str | None = None):
+        self.wb = workbench
+        self.root = Path(workbench.root)
+        self.link_base = link_base  # directory the citations' links are relative to (the notebook's)
+
+    # -- pieces -----------------------------------------------------------------
+    def link(self, hit_path: str, start: int, end: int) -> str:
+        target = self.root / hit_path
+        rel = os.path.relpath(target, self.link_base) if self.link_base else hit_path
+        return f"[`{hit_path}:{start}-{end}`]({rel.replace(os.sep, '/')}#L{start})"
+
+    def excerpt(self, path: str, start: int, end: int, limit: int = EXCERPT_LINES) -> str:
+        try:
+            lines = (self.root / path).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return ""
+        body = lines[start - 1:min(end, start - 1 + limit)]
+        more = "\n    …" if end - start + 1 > limit else ""
+        return "\n".join(body) + more
+
+    def fence(self, path: str, code: str) -> str:
+        lang = FENCE.get(self.wb.store.db.execute("SELECT language FROM files WHERE path=?", (path,)).fetchone()[0]
+                         if self.wb.is_indexed else "", "") if code else ""
+        return f"```{lang}\n{code}\n```" if code else ""
+
+    def docstring(self, path: str, symbol: str | None) -> str:
+        if not symbol:
+            return ""
+        row = self.wb.store.db.execute("SELECT docstring FROM symbols WHERE path=? AND qualname=?",
+                                       (path, symbol)).fetchone()
+        return (row[0] or "").strip().split("\n\n")[0] if row else ""
+
+    def neighbours(self, hit: Hit) -> str:
+        if not hit.symbol:
+            return ""
+        try:
+            callers = self.wb.graph(f"{hit.path}::{hit.symbol}", direction="callers", max_nodes=8)
+            callees = self.wb.graph(f"{hit.path}::{hit.symbol}", direction="callees", max_nodes=8)
+        except Exception:  # noqa: BLE001 — graph context is a bonus, never a failure
+            return ""
+        parts = []
+        for label, g in (("called by", callers), ("calls", callees)):
+            names = [self._node_ref(g, n) for n in g.nodes if n.id != g.center and n.kind != "file"]
+            if names:
+                parts.append(f"{label}: " + ", ".join(names[:6]))
+        return "; ".join(parts)
+
+    def _node_ref(self, g: GraphResult, n) -> str:
+        if n.path and n.start_line:
+            return f"`{n.name}` ({n.path}:{n.start_line})"
+        return f"`{n.name}` (unresolved)"
+
+    # -- answers ----------------------------------------------------------------
+    def answer_hits(self, question: str, hits: list[Hit], detail: int = 3) -> str:
+        if not hits:
+            return (f"I found nothing in the index for **{question}**. Try other words, or check "
+                    "`%direng status` to see whether the index covers the code you mean.")
+        top = hits[0]
+        where = f"`{top.symbol}`" if top.symbol else f"`{top.path}`"
+        out = [f"The most relevant place for **{question}** is {where} in {self.link(top.path, top.start_line, top.end_line)}."]
+        for hit in hits[:detail]:
+            title = f"`{hit.symbol}` ({hit.kind})" if hit.symbol else f"`{hit.path}` ({hit.kind})"
+            block = [f"### {title} — {self.link(hit.path, hit.start_line, hit.end_line)}"]
+            doc = self.docstring(hit.path, hit.symbol)
+            if doc:
+                block.append(f"> {doc.splitlines()[0]}")
+            context = self.neighbours(hit)
+            if context:
+                block.append(context)
+            block.append(self.fence(hit.path, self.excerpt(hit.path, hit.start_line, hit.end_line)))
+            out.append("\n\n".join(b for b in block if b))
+        if len(hits) > detail:
+            out.append("Also relevant: " + ", ".join(
+                f"{self.link(h.path, h.start_line, h.end_line)}" + (f" `{h.symbol}`" if h.symbol else "")
+                for h in hits[detail:]))
+        return "\n\n".join(out)
+
+    def answer_graph(self, symbol: str, g: GraphResult, direction: str) -> str:
+        center = next(n for n in g.nodes if n.id == g.center)
+        head = f"`{center.name}` ({center.kind}) at {self.link(center.path, center.start_line, center.end_line)}" \
+            if center.path else f"`{center.name}`"
+        verb = {"callers": "is called by", "callees": "calls", "both": "is connected to"}[direction]
+        rows = []
+        nodes = {n.id: n for n in g.nodes}
+        for e in g.edges:
+            other = nodes[e.source] if e.target == g.center else nodes[e.target] if e.source == g.center else None
+            if other is None or other.kind == "file" and e.kind == "contains":
+                continue
+            where = self.link(other.path, other.start_line or 1, other.end_line or 1) if other.path else "unresolved"
+            arrow = "←" if e.target == g.center else "→"
+            rows.append(f"- {arrow} **{e.kind}** `{other.name}` — {where}" + ("" if e.resolved else " *(unresolved)*"))
+        if not rows:
+            return f"{head} has no {direction if direction != 'both' else 'neighbours'} in the index."
+        note = f"\n\n*(capped at {len(g.nodes)} nodes)*" if g.truncated else ""
+        return f"{head} {verb}:\n\n" + "\n".join(rows) + note
+
+    def answer_explain(self, symbol: str, g: GraphResult) -> str:
+        center = next(n for n in g.nodes if n.id == g.center)
+        if not center.path:
+            return f"`{symbol}` is not defined in this repository (it is {center.kind})."
+        qual = center.name
+        doc = self.docstring(center.path, qual) or "(no docstring)"
+        out = [f"**`{qual}`** is a {center.kind} defined at {self.link(center.path, center.start_line, center.end_line)}.",
+               f"Signature: `{center.signature}`" if center.signature else "",
+               f"> {doc}",
+               self.neighbours(Hit(path=center.path, symbol=qual, kind=center.kind, start_line=center.start_line or 1,
+                                   end_line=center.end_line or 1, score=0.0)),
+               self.fence(center.path, self.excerpt(center.path, center.start_line or 1, center.end_line or 1, 30))]
+        return "\n\n".join(o for o in out if o)

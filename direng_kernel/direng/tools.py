@@ -1,0 +1,126 @@
+"""The tool layer DirEng (and any generative provider it consults) works through.
+
+Each tool is a method with a JSON-Schema description; a provider's tool call is dispatched
+by name, its arguments validated by the method's signature, and its result returned as
+compact text. Paths are confined to the indexed root: `..`, absolute paths and symlinks that
+leave it are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from ..errors import DirEngError
+from ..models import ToolCall, ToolSpec
+
+MAX_READ_LINES = 400
+MAX_OUTPUT = 12_000
+
+
+class ToolError(DirEngError):
+    """A tool call that cannot be carried out (bad path, unknown tool, bad arguments)."""
+
+
+def confine(root: Path, rel: str) -> Path:
+    """Resolve `rel` under `root`, refusing anything that ends up outside it."""
+    if not rel or "\x00" in rel:
+        raise ToolError("empty or invalid path")
+    candidate = Path(rel)
+    if candidate.is_absolute():
+        raise ToolError(f"absolute paths are not allowed: {rel}")
+    resolved = (root / candidate).resolve()
+    if not resolved.is_relative_to(root.resolve()):
+        raise ToolError(f"path leaves the repository: {rel}")
+    return resolved
+
+
+class ToolBox:
+    def __init__(self, workbench):
+        self.wb = workbench
+        self.root = Path(workbench.root)
+
+    # -- tools ------------------------------------------------------------------
+    def search(self, query: str, k: int = 8) -> str:
+        hits = self.wb.search(query, k=min(int(k), 20))
+        return "\n".join(f"{h.citation} {h.kind} {h.symbol or ''} {h.signature}".strip() for h in hits) or "no hits"
+
+    def read_file_range(self, path: str, start_line: int = 1, end_line: int = 80) -> str:
+        target = confine(self.root, path)
+        if not target.is_file():
+            raise ToolError(f"no such file: {path}")
+        start, end = max(1, int(start_line)), int(end_line)
+        end = min(end, start + MAX_READ_LINES - 1)
+        lines = target.read_text(encoding="utf-8", errors="replace").splitlines()[start - 1:end]
+        return "\n".join(f"{start + i:5d}  {line}" for i, line in enumerate(lines))
+
+    def graph_neighbours(self, symbol: str, direction: str = "both", depth: int = 1) -> str:
+        if direction not in ("both", "callers", "callees"):
+            raise ToolError("direction must be both, callers or callees")
+        g = self.wb.graph(symbol, direction=direction, depth=min(int(depth), 3), max_nodes=60)
+        names = {n.id: f"{n.name} ({n.path}:{n.start_line})" if n.path else n.name for n in g.nodes}
+        return "\n".join(f"{names[e.source]} -[{e.kind}{'' if e.resolved else ', unresolved'}]-> {names[e.target]}"
+                         for e in g.edges) or f"{symbol}: no edges"
+
+    def git_status(self) -> str:
+        return self._git("status", "--short", "--branch")
+
+    def git_diff(self, path: str = "") -> str:
+        args = ["diff", "--stat", "--patch"]
+        if path:
+            args += ["--", str(confine(self.root, path).relative_to(self.root.resolve()))]
+        return self._git(*args)
+
+    def git_log(self, n: int = 10) -> str:
+        return self._git("log", f"-{min(int(n), 50)}", "--format=%h %ad %an %s", "--date=short")
+
+    def index_status(self) -> str:
+        return self.wb.status().model_dump_json(indent=1)
+
+    # -- dispatch ---------------------------------------------------------------
+    def _git(self, *args: str) -> str:
+        try:
+            proc = subprocess.run(["git", "-C", str(self.root), *args], capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ToolError(f"git failed: {exc}") from exc
+        if proc.returncode != 0:
+            raise ToolError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "not a git repository")
+        return proc.stdout[:MAX_OUTPUT] or "(empty)"
+
+    SPECS = [
+        ToolSpec(name="search", description="Hybrid search over the code index; returns path:lines, kind, symbol.",
+                 parameters={"type": "object", "properties": {"query": {"type": "string"},
+                             "k": {"type": "integer", "minimum": 1, "maximum": 20}}, "required": ["query"]}),
+        ToolSpec(name="read_file_range", description="Read lines of a file in the repository (max 400 lines).",
+                 parameters={"type": "object", "properties": {"path": {"type": "string"},
+                             "start_line": {"type": "integer"}, "end_line": {"type": "integer"}},
+                             "required": ["path"]}),
+        ToolSpec(name="graph_neighbours", description="Callers, callees or all neighbours of a symbol in the code graph.",
+                 parameters={"type": "object", "properties": {"symbol": {"type": "string"},
+                             "direction": {"enum": ["both", "callers", "callees"]},
+                             "depth": {"type": "integer", "minimum": 1, "maximum": 3}}, "required": ["symbol"]}),
+        ToolSpec(name="git_status", description="git status of the repository.",
+                 parameters={"type": "object", "properties": {}}),
+        ToolSpec(name="git_diff", description="Uncommitted changes (optionally of one path).",
+                 parameters={"type": "object", "properties": {"path": {"type": "string"}}}),
+        ToolSpec(name="git_log", description="Recent commits.",
+                 parameters={"type": "object", "properties": {"n": {"type": "integer", "maximum": 50}}}),
+        ToolSpec(name="index_status", description="Freshness of the code index.",
+                 parameters={"type": "object", "properties": {}}),
+    ]
+
+    def specs(self) -> list[ToolSpec]:
+        return list(self.SPECS)
+
+    def call(self, call: ToolCall) -> str:
+        """Run a tool call; errors come back as text so the model can recover."""
+        if call.name not in {s.name for s in self.SPECS}:
+            return f"error: unknown tool {call.name!r}"
+        try:
+            result = getattr(self, call.name)(**call.arguments)
+        except TypeError as exc:
+            return f"error: bad arguments for {call.name}: {exc}"
+        except DirEngError as exc:
+            return f"error: {exc}"
+        return result if isinstance(result, str) else json.dumps(result)[:MAX_OUTPUT]

@@ -1,0 +1,1 @@
+"""The DirEng Jupyter kernel: prose cells talk to DirEng, `%`/`!`/`%%python` cells run Python."""

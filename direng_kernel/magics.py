@@ -1,0 +1,259 @@
+"""`%direng` / `%%direng`: DirEng inside any IPython kernel.
+
+    %load_ext direng_kernel
+    %direng ask where are cookies extracted from a response?
+    %direng search retry policy -k 5        # a DataFrame, also in `_`
+    %direng graph Session.request --callers
+    %%direng --format code
+    write a function that calls {func_name} with retries
+
+The magics talk to a client (`client.connect()`): the Jupyter server's engine when the kernel
+was started by a server with the extension, otherwise an in-process engine on the git root of
+the working directory. `{name}` in a prompt is filled from the user namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import sys
+import traceback
+import uuid
+from pathlib import Path
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.display import Markdown, display
+
+from .errors import DirEngError, NotIndexedError
+
+USAGE = ("usage: %direng ask QUESTION | search QUERY [-k N] | graph SYMBOL [--callers|--callees] [--depth N] "
+         "| index [--watch] | status | explain-error | history | reset | help ;  %%direng [--format markdown|code|json]")
+CODE_BLOCK = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
+
+
+class UsageError(DirEngError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse would sys.exit(); a magic prints a usage line instead
+        raise UsageError(f"{message}\n{self.format_usage().strip()}")
+
+
+def _parser(prog: str, *args: tuple[tuple, dict]) -> _Parser:
+    p = _Parser(prog=f"%direng {prog}", add_help=False)
+    for a, kw in args:
+        p.add_argument(*a, **kw)
+    return p
+
+
+PARSERS = {
+    "search": _parser("search", (("query",), {"nargs": "+"}), (("-k",), {"type": int, "default": 10}),
+                      (("--mode",), {"choices": ["hybrid", "bm25", "dense", "static"], "default": "hybrid"})),
+    "graph": _parser("graph", (("symbol",), {}), (("--callers",), {"action": "store_true"}),
+                     (("--callees",), {"action": "store_true"}), (("--depth",), {"type": int, "default": 1}),
+                     (("--max-nodes",), {"type": int, "default": 150})),
+    "index": _parser("index", (("--watch",), {"action": "store_true"})),
+    "cell": _Parser(prog="%%direng", add_help=False),
+}
+PARSERS["cell"].add_argument("--format", "-f", choices=["markdown", "code", "json"], default="markdown")
+PARSERS["cell"].add_argument("--session", default=None)
+
+
+@magics_class
+class DirEngMagics(Magics):
+    def __init__(self, shell, client=None):
+        super().__init__(shell)
+        self._client = client
+        self._notices: list[str] = []
+        self.session = os.environ.get("JPY_SESSION_NAME") or f"kernel-{uuid.uuid4().hex[:8]}"
+        self._daemon = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from .client import connect
+
+            self._client = connect(notices=self._notices)
+            for notice in self._notices:
+                print(f"DirEng: {notice}", file=sys.stderr)
+            self._notices.clear()
+        return self._client
+
+    def _ensure_index(self) -> None:
+        """In-process and never indexed: index now (with a progress bar) rather than fail."""
+        if getattr(self.client, "transport", "") != "in-process":
+            return
+        if not self.client.engine.workbench.is_indexed:
+            print(f"DirEng: indexing {self.client.root} for the first time…", file=sys.stderr)
+            self.client.index(progress=True)
+
+    # -- entry point ------------------------------------------------------------
+    @line_cell_magic
+    def direng(self, line: str, cell: str | None = None):
+        try:
+            if cell is not None:
+                return self._cell(line, cell)
+            return self._line(line)
+        except UsageError as exc:
+            print(f"DirEng: {exc}", file=sys.stderr)
+        except NotIndexedError as exc:
+            print(f"DirEng: {exc}. Run `%direng index` (or wait for the server's first index).", file=sys.stderr)
+        except DirEngError as exc:
+            print(f"DirEng: {exc}", file=sys.stderr)
+
+    def _line(self, line: str):
+        words = line.strip().split(None, 1)
+        if not words:
+            return self._show(self.client.chat("help", self.session))
+        command, rest = words[0], (words[1] if len(words) > 1 else "")
+        handler = getattr(self, f"_cmd_{command.replace('-', '_')}", None)
+        if handler is None:
+            raise UsageError(f"unknown command {command!r}\n{USAGE}")
+        return handler(rest)
+
+    def _args(self, name: str, rest: str) -> argparse.Namespace:
+        try:
+            argv = shlex.split(rest)
+        except ValueError as exc:
+            raise UsageError(f"{exc}\n{PARSERS[name].format_usage().strip()}") from None
+        return PARSERS[name].parse_args(argv)
+
+    # -- commands ---------------------------------------------------------------
+    def _cmd_help(self, rest: str):
+        return self._show(self.client.chat("help", self.session))
+
+    def _cmd_ask(self, rest: str):
+        if not rest.strip():
+            raise UsageError(f"ask needs a question\n{USAGE}")
+        self._ensure_index()
+        return self._show(self.client.chat(rest, self.session))
+
+    def _cmd_search(self, rest: str):
+        args = self._args("search", rest)
+        self._ensure_index()
+        hits = self.client.search(" ".join(args.query), k=args.k, mode=args.mode)
+        import pandas as pd
+
+        frame = pd.DataFrame([{"citation": h.citation, "symbol": h.symbol, "kind": h.kind, "score": h.score,
+                               "path": h.path, "start_line": h.start_line, "end_line": h.end_line,
+                               "signature": h.signature} for h in hits],
+                             columns=["citation", "symbol", "kind", "score", "path", "start_line", "end_line",
+                                      "signature"])
+        return frame
+
+    def _cmd_graph(self, rest: str):
+        args = self._args("graph", rest)
+        self._ensure_index()
+        direction = "callers" if args.callers else "callees" if args.callees else "both"
+        result, code = self.client.graph(args.symbol.lstrip("@"), direction=direction, depth=args.depth,
+                                         max_nodes=args.max_nodes, code=True)
+        from .widgets.graph import mime_bundle
+
+        display(mime_bundle(result, code=code), raw=True)
+        return None
+
+    def _cmd_index(self, rest: str):
+        args = self._args("index", rest)
+        report = self.client.index(progress=True)
+        print(f"DirEng: indexed {report.root}: {report.added} added, {report.modified} modified, "
+              f"{report.deleted} deleted, {report.unchanged} unchanged in {report.seconds:.2f}s", file=sys.stderr)
+        if args.watch:
+            if getattr(self.client, "transport", "") != "in-process":
+                print("DirEng: the server's refresh daemon already keeps this index fresh", file=sys.stderr)
+            elif self._daemon is None:
+                self._daemon = self.client.watch()
+                print("DirEng: watching for changes in the background", file=sys.stderr)
+        return None
+
+    def _cmd_status(self, rest: str):
+        st = self.client.status()
+        fresh = "fresh" if st.fresh else (f"{st.commits_behind} commit(s) behind HEAD" if st.commits_behind
+                                          else "not indexed yet" if st.last_refresh is None else "stale")
+        display(Markdown(
+            f"**DirEng index** of `{st.root}` ({self.client.transport}): {st.files} files, {st.symbols} symbols, "
+            f"{st.chunks} chunks ({st.dense_chunks} with MiniLM vectors) — commit `{(st.indexed_commit or '-')[:12]}`, "
+            f"{fresh}; last refresh {st.last_refresh or 'never'}"))
+        return None
+
+    def _cmd_reset(self, rest: str):
+        self.client.reset(self.session)
+        print("DirEng: conversation memory cleared", file=sys.stderr)
+
+    def _cmd_history(self, rest: str):
+        import pandas as pd
+
+        return pd.DataFrame([{"role": m.role, "content": m.content} for m in self.client.history(self.session)],
+                            columns=["role", "content"])
+
+    def _cmd_explain_error(self, rest: str):
+        etype, value, tb = getattr(sys, "last_type", None), getattr(sys, "last_value", None), \
+            getattr(sys, "last_traceback", None)
+        if value is None:
+            raise UsageError("no exception to explain yet: run a cell that fails first")
+        self._ensure_index()
+        root = Path(self.client.root or os.getcwd()).resolve()
+        frames = []
+        for fs in traceback.extract_tb(tb):
+            try:
+                rel = Path(fs.filename).resolve().relative_to(root).as_posix()
+            except ValueError:
+                continue
+            frames.append((rel, fs.lineno, fs.name))
+        question = f"{etype.__name__}: {value}" + (f" in {frames[-1][2]}" if frames else "")
+        answer = self.client.chat(question, self.session)
+        lines = [f"**{etype.__name__}**: `{value}`"]
+        if frames:
+            lines.append("Frames in this repository (innermost last):")
+            lines += [f"- `{name}` at `{path}:{line}`" for path, line, name in frames]
+        lines.append("What the index knows about it:\n\n" + answer.markdown)
+        display(Markdown("\n\n".join(lines)))
+        return None
+
+    # -- cell magic -------------------------------------------------------------
+    def _cell(self, line: str, cell: str):
+        args = self._args("cell", line)
+        prompt = self.shell.var_expand(cell) if self.shell else cell
+        self._ensure_index()
+        answer = self.client.chat(prompt, args.session or self.session)
+        if args.format == "json":
+            return answer.model_dump(mode="json")
+        if args.format == "code":
+            blocks = CODE_BLOCK.findall(answer.markdown)
+            code = "\n\n".join(b.rstrip() for b in blocks) if blocks else answer.markdown
+            self.shell.set_next_input(code, replace=False)
+            return None
+        return self._show(answer)
+
+    def _show(self, answer):
+        for notice in answer.notices:
+            print(f"DirEng: {notice}", file=sys.stderr)
+        display(Markdown(answer.markdown))
+        return None
+
+
+_LINE_MAGIC = re.compile(r"^(\s*)(?:([\w.\[\]\s,]+?)\s*=\s*)?%direng\b(.*)$")
+
+
+def protect_questions(lines: list[str]) -> list[str]:
+    """Run `%direng …` lines as explicit calls, so IPython's `name?` help syntax cannot eat a question.
+
+    `%direng ask is this thread-safe?` would otherwise become a request for help on `thread`.
+    """
+    out = []
+    for line in lines:
+        m = _LINE_MAGIC.match(line.rstrip("\n"))
+        if m and line.rstrip().endswith("?"):
+            indent, target, rest = m.groups()
+            call = f"get_ipython().run_line_magic('direng', {rest.strip()!r})"
+            line = f"{indent}{target + ' = ' if target else ''}{call}\n"
+        out.append(line)
+    return out
+
+
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magics(DirEngMagics(ipython))
+    if protect_questions not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(protect_questions)

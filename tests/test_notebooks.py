@@ -1,0 +1,125 @@
+"""Notebooks executed for real through nbclient: the magics in the python3 kernel, and the DirEng kernel."""
+
+from __future__ import annotations
+
+import os
+import queue
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import make_repo
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def nb_repo(tmp_path_factory):
+    from direng_kernel.workbench import Workbench
+
+    root = make_repo(tmp_path_factory.mktemp("nb") / "repo")
+    Workbench(root).index()
+    return root
+
+
+@pytest.fixture(autouse=True)
+def no_server_env(monkeypatch):
+    # These notebooks test the in-process transport; kernels inherit this environment.
+    monkeypatch.delenv("DIRENG_SERVER_URL", raising=False)
+    monkeypatch.delenv("DIRENG_TOKEN", raising=False)
+
+
+def run_notebook(cells: list[str], root, kernel: str = "python3", timeout: int = 180):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    NotebookClient(nb, kernel_name=kernel, timeout=timeout, resources={"metadata": {"path": str(root)}},
+                   allow_errors=True).execute()
+    return nb
+
+
+def text_of(cell) -> str:
+    parts = []
+    for out in cell.outputs:
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type == "error":
+            parts.append("\n".join(out.traceback))
+        else:
+            data = out.get("data", {})
+            parts.append(data.get("text/markdown") or data.get("text/plain") or "")
+            parts.append(data.get("text/html", ""))
+    return "\n".join(parts)
+
+
+def test_magics_in_the_python3_kernel(nb_repo):
+    nb = run_notebook([
+        "%load_ext direng_kernel",
+        "%direng ask how is a credit card charged?",
+        "df = %direng search shipping cost for a zone -k 3\ndf",
+        "fn = 'charge_card'\n%direng ask what calls {fn}?",
+        "%%direng --format json\nexplain {fn}",
+        "%direng graph charge_card --callers",
+        "%direng bogus",
+        "%direng status",
+        "%direng history",
+        "%direng reset\nlen(_dirEng_hist := get_ipython().run_line_magic('direng', 'history'))",
+        "1/0",
+        "%direng explain-error",
+    ], nb_repo)
+    ask, search, callers, js, graph, bogus, status, history, reset, _err, explain = nb.cells[1:]
+    assert "shop/payment.py:10-14" in text_of(ask) and "charge_card" in text_of(ask)
+    assert "shop/shipping.py:9-11" in text_of(search) and "shipping_cost" in text_of(search)
+    assert "checkout" in text_of(callers) and "shop/payment.py:17" in text_of(callers)
+    assert "'intent': 'explain'" in text_of(js) and "charge_card" in text_of(js)
+    html = text_of(graph)
+    assert "checkout" in html and "http://" not in html and "https://" not in html
+    assert "usage: %direng" in text_of(bogus) and not any(o.output_type == "error" for o in bogus.outputs)
+    assert "9 files" in text_of(status) and "in-process" in text_of(status)
+    assert "what calls charge_card?" in text_of(history)  # {fn} was filled from the namespace
+    assert text_of(reset).strip().endswith("0")
+    assert "ZeroDivisionError" in text_of(explain)
+
+
+def test_direng_kernel_mixes_prose_and_python(nb_repo):
+    nb = run_notebook([
+        "where is the shipping cost computed?",
+        "%%python\nx = 6 * 7\nprint(x)",
+        "!echo shell-ok",
+        "what calls checkout?",
+    ], nb_repo, kernel="direng")
+    prose, python, shell, callers = nb.cells
+    assert "shop/shipping.py:9-11" in text_of(prose)
+    assert "42" in text_of(python)
+    assert "shell-ok" in text_of(shell)
+    assert "checkout_with_shipping" in text_of(callers)
+
+
+def test_direng_kernel_completion_and_inspection(nb_repo):
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="direng", cwd=str(nb_repo),
+                              env={k: v for k, v in os.environ.items() if not k.startswith("DIRENG_SERVER")})
+    try:
+        reply = kc.complete("please explain @Cart.to", cursor_pos=len("please explain @Cart.to"), reply=True,
+                            timeout=120)["content"]
+        assert "Cart.total" in reply["matches"]
+        assert reply["cursor_start"] == len("please explain @")
+        code = "what does @charge_card do"
+        reply = kc.inspect(code, cursor_pos=code.index("charge") + 3, reply=True, timeout=60)["content"]
+        assert reply["found"] and "shop/payment.py:10-14" in reply["data"]["text/plain"]
+        assert "checkout" in reply["data"]["text/plain"]  # callers
+        def is_complete(code):
+            msg_id = kc.is_complete(code)
+            while True:
+                msg = kc.get_shell_msg(timeout=30)
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return msg["content"]["status"]
+
+        assert is_complete("how does checkout work") == "incomplete"
+        assert is_complete("how does checkout work?") == "complete"
+        assert is_complete("%%python\nfor i in range(3):") == "incomplete"
+        assert is_complete("%%python\nx = 1\n") == "complete"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
