@@ -64,7 +64,8 @@ class Engine:
             log.error("policy %s rejected, keeping the previous one: %s", self.policy_path, exc)
             self.policy = self.policy or default_policy()
             return
-        self.policy, self.policy_errors, self._broker = policy, [], None
+        self.policy, self.policy_errors = policy, []
+        self._drop_broker()
 
     def validate_policy(self, data: dict) -> list[dict]:
         from .broker.policy import validate_policy
@@ -80,12 +81,21 @@ class Engine:
 
         with self._lock:
             self.policy = Policy.model_validate(data)
-            self.policy_errors, self._broker = [], None
+            self.policy_errors = []
+            self._drop_broker()
             if self.policy_path:
                 tmp = self.policy_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(data, indent=2))
                 tmp.replace(self.policy_path)
         return []
+
+    def _drop_broker(self) -> None:
+        """A new policy means a new broker; close the old one's HTTP clients."""
+        if self._broker is not None:
+            self._broker.close()
+        self._broker = None
+        if self._direng is not None:
+            self._direng.broker = self.broker
 
     @property
     def broker(self):

@@ -68,7 +68,7 @@ class Workbench:
         if self._searcher is None:
             from .index.search import Searcher
 
-            self._searcher = Searcher(self.store, self.code_graph, self.vectors)
+            self._searcher = Searcher(self.store, self.vectors)
         return self._searcher
 
     # -- indexing ---------------------------------------------------------------
@@ -132,7 +132,8 @@ class Workbench:
         self._require_index()
         g = self.code_graph()
         rank = g.importance()
-        best = sorted((x for x in rank if not x.startswith("file:")), key=lambda x: -rank[x])[:n]
+        best = sorted((x for x in rank if x in g.g and not x.startswith(("file:", "module:"))),
+                      key=lambda x: -rank[x])[:n]
         return [g.node(x, rank) for x in best]
 
     def chunks(self) -> Iterator[Chunk]:

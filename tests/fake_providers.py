@@ -127,7 +127,8 @@ class FakeModelServer:
     def start(self) -> "FakeModelServer":
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.fake = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-model-server", daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-model-server", daemon=True)
         self._thread.start()
         return self
 

@@ -6,8 +6,7 @@ Importing this package is light: httpx loads only when an HTTP provider is built
 """
 
 from .broker import Attempt, Broker, BrokerError
-from .policy import (Policy, PolicyError, PolicyIssue, default_policy, load_policy, schema_path,
-                     validate_policy)
+from .policy import Policy, PolicyError, PolicyIssue, default_policy, load_policy, schema_path, validate_policy
 from .providers.base import Provider, ProviderError
 
 __all__ = ["Attempt", "Broker", "BrokerError", "Policy", "PolicyError", "PolicyIssue", "Provider",

@@ -117,7 +117,7 @@ class Broker:
         if not cfg.external:
             return None
         rules = lane.data
-        sensitive = [n for n, on in (("may_see_secrets", rules.may_see_secrets), ("may_see_pii", rules.may_see_pii)) if on]
+        sensitive = [n for n in ("may_see_secrets", "may_see_pii") if getattr(rules, n)]
         if sensitive:
             return f"external provider refused: the lane {' and '.join(sensitive)}"
         if not rules.external_allowed:
@@ -145,7 +145,8 @@ class Broker:
             day = utc_day(self.clock())
             held = self.ledger.reserve(lane.name, task_id, day, lane.budgets, est_in + est_out, est_money)
             if isinstance(held, str):
-                return None, held + (f" (after {attempt} failed attempt{'s' if attempt > 1 else ''})" if attempt else "")
+                after = f" (after {attempt} failed attempt{'s' if attempt > 1 else ''})" if attempt else ""
+                return None, held + after
             try:
                 provider = self._provider(route, cfg, lane.timeout_s)
             except ProviderError as exc:

@@ -334,7 +334,8 @@ def _semantic_issues(data: dict) -> list[PolicyIssue]:
                 known = ", ".join(sorted(providers)) or "none"
                 add(pointer(*base, *where, "provider"), f"unknown provider {pid!r} (defined: {known})")
                 continue
-            if _dict(providers[pid]).get("external") is not True:
+            prov = _dict(providers[pid])
+            if prov.get("external") is not True or prov.get("type") == "local":  # local+external: schema issue
                 continue
             if sensitive:
                 add(pointer(*base, *where, "provider"),

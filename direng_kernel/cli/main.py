@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="index freshness: files, symbols, chunks, indexed commit, lag")
     _add_root(p)
     p.add_argument("--json", action="store_true")
+
+    from . import policy_cmd
+
+    policy_cmd.add_parser(sub)
     return parser
 
 
@@ -78,6 +82,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import commands
 
     try:
+        if args.command == "policy":
+            from . import policy_cmd
+
+            return policy_cmd.run(args)
         return getattr(commands, f"cmd_{args.command}")(args) or 0
     except DirEngError as err:
         print(f"direng: error: {err}", file=sys.stderr)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 SYMBOL = r"[`'\"]?@?([A-Za-z_][\w.:/-]*)[`'\"]?(?:\(\))?"
 PATTERNS: list[tuple[str, re.Pattern]] = [
-    ("help", re.compile(r"^\s*(help|\?|what can you do\??)\s*$", re.I)),
-    ("status", re.compile(r"^\s*(status|index status|is the index (fresh|up to date)\??)\s*$", re.I)),
+    ("help", re.compile(r"^\s*(?:help|\?|what can you do\??)\s*$", re.I)),
+    ("status", re.compile(r"^\s*(?:status|index status|is the index (?:fresh|up to date)\??)\s*$", re.I)),
     ("callers", re.compile(rf"^\s*(?:what|who|which \w+)\s+(?:calls|invokes|uses)\s+{SYMBOL}\s*\??\s*$", re.I)),
     ("callers", re.compile(rf"^\s*(?:callers|users|call sites)\s+of\s+{SYMBOL}\s*\??\s*$", re.I)),
     ("callees", re.compile(rf"^\s*what\s+does\s+{SYMBOL}\s+call\s*\??\s*$", re.I)),

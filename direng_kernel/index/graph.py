@@ -63,6 +63,28 @@ def recompute_edges(store: IndexStore, changed: set[str], new_names: set[str]) -
     return affected
 
 
+def compute_ranks(store: IndexStore) -> dict[str, float]:
+    """PageRank over resolved structural edges, straight from the store (no full graph needed).
+
+    Callers vote for callees, subclasses for bases, importers for modules; parallel edges add
+    weight. Stored in the `ranks` table for search's prior and for `important()`.
+    """
+    rows = store.db.execute(
+        "SELECT src, dst, count(*) FROM edges WHERE resolved=1 AND kind != 'contains' AND src != dst "
+        "GROUP BY src, dst").fetchall()
+    view = nx.DiGraph()
+    view.add_weighted_edges_from(rows)
+    if view.number_of_nodes() == 0:
+        ranks: dict[str, float] = {}
+    else:
+        try:
+            ranks = nx.pagerank(view, weight="weight", tol=1e-6, max_iter=200)
+        except nx.PowerIterationFailedConvergence:
+            ranks = {n: 1.0 / view.number_of_nodes() for n in view}
+    store.replace_ranks(ranks)
+    return ranks
+
+
 class CodeGraph:
     """In-memory graph loaded from a store; cheap to query, patched on refresh."""
 
@@ -70,7 +92,6 @@ class CodeGraph:
         self.store = store
         self.g = nx.MultiDiGraph()
         self._rank: dict[str, float] | None = None
-        self._rank_staleness = 0  # files patched since the ranks were computed
         self._names: dict[str, list[str]] = defaultdict(list)
         self._by_path: dict[str, set[str]] = defaultdict(set)
         self.load()
@@ -133,10 +154,7 @@ class CodeGraph:
         self._add_edges(self.store.db.execute(
             f"SELECT src, dst, kind, line, resolved, owner FROM edges WHERE owner IN ({omarks})", list(owners)
         ).fetchall())
-        # Ranks are a prior: a few patched files hardly move them, so recompute only after many.
-        self._rank_staleness += len(changed)
-        if self._rank_staleness > max(50, self.g.number_of_nodes() // 200):
-            self._rank = None
+        self._rank = None  # re-read from the store, which the indexer keeps current enough
 
     # -- lookup -----------------------------------------------------------------
     def find(self, symbol: str) -> list[str]:
@@ -161,9 +179,9 @@ class CodeGraph:
 
     # -- ranking ----------------------------------------------------------------
     def importance(self) -> dict[str, float]:
+        """Stored PageRank (computed by the indexer); recomputed here only if the store has none."""
         if self._rank is None:
-            self._rank = self.pagerank()
-            self._rank_staleness = 0
+            self._rank = self.store.ranks() or compute_ranks(self.store)
         return self._rank
 
     def pagerank(self, personalization: dict[str, float] | None = None) -> dict[str, float]:

@@ -24,7 +24,7 @@ from . import git
 from .chunks import chunks_for
 from .embed import embed_static
 from .files import Candidate, discover, read_text
-from .graph import recompute_edges
+from .graph import compute_ranks, recompute_edges
 from .parse import parse_source
 from .store import IndexStore
 
@@ -136,6 +136,7 @@ def run_index(
         owners = recompute_edges(store, pending, new_names)
         with store.transaction():
             _note_pending(store, set(), set())
+        _refresh_ranks(store, len(pending), len(present))
     report.changed_paths = sorted(pending)
     report.skipped = skipped
     store.record_refresh(commit, skipped)
@@ -144,6 +145,15 @@ def run_index(
     report.seconds = round(time.perf_counter() - t0, 3)
     log.info("indexed %s: +%d ~%d -%d (%.2fs)", root, report.added, report.modified, report.deleted, report.seconds)
     return report
+
+
+def _refresh_ranks(store: IndexStore, changed: int, files: int) -> None:
+    """PageRank is a prior: recompute it when 2% of the files (at least 20) changed since, or never was."""
+    stale = int(store.get_meta("rank_staleness") or 0) + changed
+    if store.get_meta("rank_stats") is None or stale >= max(20, files // 50):
+        compute_ranks(store)
+    else:
+        store.set_meta("rank_staleness", str(stale))
 
 
 def _note_pending(store: IndexStore, pending: set[str], names: set[str]) -> None:

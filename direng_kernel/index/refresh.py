@@ -2,9 +2,9 @@
 
 Filesystem events (watchdog: inotify on Linux, polling elsewhere) and moves of git HEAD both
 wake it; after a short debounce it runs an incremental refresh, which touches only files
-whose content hash changed. When nothing is pending it spends idle time filling MiniLM
-vectors in small batches, yielding as soon as a new change arrives — so a commit is
-searchable in about a second even while the background embedding is far from done.
+whose content hash changed. A second thread fills MiniLM vectors in small batches while
+nothing is pending, yielding as soon as a change arrives — so a commit is searchable in about
+a second even while the background embedding (and the model's own loading) is far from done.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ class RefreshDaemon:
         self.dense_batch = dense_batch
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._busy = threading.Event()  # a refresh is running
         self._thread: threading.Thread | None = None
+        self._dense_thread: threading.Thread | None = None
         self._observer = None
         self.last_report = None
         self.last_error: str | None = None
@@ -80,7 +82,7 @@ class RefreshDaemon:
 
     def _loop(self) -> None:
         head = git.head_commit(self.wb.root)
-        self.refresh_now()
+        self._refresh()
         while not self._stop.is_set():
             woke = self._wake.wait(self.poll)
             if self._stop.is_set():
@@ -88,22 +90,41 @@ class RefreshDaemon:
             new_head = git.head_commit(self.wb.root)
             if woke or new_head != head:
                 time.sleep(self.debounce)  # let an editor's save or git's checkout settle
-                self._wake.clear()
                 head = new_head
-                self.refresh_now()
+                self._refresh()
+
+    def _refresh(self) -> None:
+        self._busy.set()
+        self._wake.clear()
+        try:
+            self.refresh_now()
+        finally:
+            self._busy.clear()
+
+    def _dense_loop(self) -> None:
+        """Fill MiniLM vectors in small batches, on its own thread so a refresh never waits for it
+        (loading the model alone takes seconds); each batch yields as soon as a change arrives."""
+        interrupted = lambda: self._stop.is_set() or self._wake.is_set() or self._busy.is_set()  # noqa: E731
+        while not self._stop.is_set():
+            if interrupted() or self.refreshes == 0:
+                time.sleep(0.1)
                 continue
-            if self.dense:
-                try:
-                    self.wb.fill_dense(limit=self.dense_batch, should_stop=self._wake.is_set)
-                except Exception as exc:  # noqa: BLE001
-                    self.last_error = f"dense embedding: {type(exc).__name__}: {exc}"
-                    log.error("%s", self.last_error)
-                    self.dense = False
+            try:
+                done = self.wb.fill_dense(limit=self.dense_batch, should_stop=interrupted)
+            except Exception as exc:  # noqa: BLE001 — keep refreshing without vectors; say why
+                self.last_error = f"dense embedding: {type(exc).__name__}: {exc}"
+                log.error("%s", self.last_error)
+                return
+            if done == 0:
+                self._stop.wait(1.0)
 
     def start(self) -> "RefreshDaemon":
         self._start_observer()
         self._thread = threading.Thread(target=self._loop, name="direng-refresh", daemon=True)
         self._thread.start()
+        if self.dense:
+            self._dense_thread = threading.Thread(target=self._dense_loop, name="direng-dense", daemon=True)
+            self._dense_thread.start()
         return self
 
     def stop(self, timeout: float = 10) -> None:
@@ -111,8 +132,9 @@ class RefreshDaemon:
         self._wake.set()
         if self._observer is not None:
             self._observer.stop()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        for thread in (self._thread, self._dense_thread):
+            if thread is not None:
+                thread.join(timeout)
 
     def run_forever(self) -> None:
         self.start()

@@ -48,9 +48,8 @@ def rrf(rankings: list[tuple[float, list[str]]]) -> dict[str, float]:
 
 
 class Searcher:
-    def __init__(self, store: IndexStore, graph: Callable, vectors: Callable):
+    def __init__(self, store: IndexStore, vectors: Callable):
         self.store = store
-        self._graph = graph  # () -> CodeGraph, lazily
         self._vectors = vectors  # () -> VectorStore | None, lazily
         # (generation, chunk ids, their paths, matrix): patched per changed file, reloaded otherwise.
         self._static: tuple[str | None, list[str], np.ndarray, np.ndarray] = (
@@ -139,27 +138,24 @@ class Searcher:
         return self._to_hits(scores, chunks, sources, k)
 
     def _graph_boost(self, scores: dict[str, float], chunks: dict[str, Chunk], sources) -> None:
-        graph = self._graph()
-        rank = graph.importance()
-        if rank:
-            top_rank = max(rank.values())
-            typical = sum(rank.values()) / len(rank)  # for symbols newer than the last ranking
-            for cid, c in chunks.items():
-                if not c.symbol:
-                    continue
-                pr = rank.get(f"{c.path}::{c.symbol}", typical) / top_rank if top_rank else 0.0
+        """PageRank prior, then one hop of score from the strongest symbol hits to what they contain/call.
+
+        Both read the store (ranks table, edges table), so a cold process never loads the graph.
+        """
+        stats = self.store.get_json("rank_stats", None)
+        nodes = {cid: f"{c.path}::{c.symbol}" for cid, c in chunks.items() if c.symbol}
+        if stats and stats["max"] > 0:
+            rank = self.store.ranks(nodes.values())
+            for cid, node in nodes.items():
+                pr = rank.get(node, stats["mean"]) / stats["max"]  # unranked (new) symbols: typical
                 scores[cid] *= 1.0 + self.prior_weight * math.sqrt(pr)
-        # Propagate from the strongest symbol hits to what they contain/call (one hop).
-        best = sorted((cid for cid in chunks if chunks[cid].symbol), key=lambda c: -scores[c])[:5]
+        best = sorted(nodes, key=lambda c: -scores[c])[:5]
         boosts: dict[str, float] = defaultdict(float)
         for cid in best:
-            c = chunks[cid]
-            node = f"{c.path}::{c.symbol}"
-            if node not in graph.g:
-                continue
-            for _u, v, d in graph.g.out_edges(node, data=True):
-                if d.get("resolved") and d["kind"] in ("calls", "contains") and v in graph.g:
-                    boosts[v] = max(boosts[v], self.graph_weight * scores[cid])
+            for (dst,) in self.store.db.execute(
+                    "SELECT DISTINCT dst FROM edges WHERE src=? AND resolved=1 AND kind IN ('calls', 'contains')",
+                    (nodes[cid],)):
+                boosts[dst] = max(boosts[dst], self.graph_weight * scores[cid])
         if not boosts:
             return
         id_by_node = self._chunk_ids_for_nodes(list(boosts))
@@ -218,21 +214,30 @@ class Searcher:
         return out
 
     def callers_hits(self, target: str, k: int) -> list[Hit]:
-        graph = self._graph()
-        nodes = graph.find(target)
-        if not nodes:
+        """Callers of every definition named `target` (qualified or bare), from resolved call edges."""
+        name = target.replace("::", ".")
+        ids = [r[0] for r in self.store.db.execute(
+            "SELECT id FROM symbols WHERE qualname=? OR (name=? AND qualname NOT LIKE '%.%.%')", (name, name))]
+        if not ids:
             return []
-        hits: dict[str, Hit] = {}
-        for node in nodes:
-            for caller, d in graph.callers(node):
-                data = graph.g.nodes[caller]
-                if caller in hits or data.get("kind") in ("external", "module"):
+        rows = self.store.db.execute(
+            f"SELECT e.src, min(e.line) FROM edges e WHERE e.kind='calls' AND e.resolved=1 AND e.dst IN "
+            f"({','.join('?' * len(ids))}) GROUP BY e.src", ids).fetchall()
+        rank = self.store.ranks(r[0] for r in rows)
+        hits = []
+        for src, line in rows:
+            if src.startswith("file:"):
+                path = src[5:]
+                sym = None
+                start, end, kind, sig = line or 1, line or 1, "file", ""
+            else:
+                row = self.store.db.execute(
+                    "SELECT path, qualname, kind, start_line, end_line, signature FROM symbols WHERE id=?",
+                    (src,)).fetchone()
+                if row is None:
                     continue
-                qual = data["name"] if data.get("kind") != "file" else None
-                hits[caller] = Hit(
-                    path=data.get("path") or "", symbol=qual, kind=data.get("kind", "file"),
-                    start_line=data.get("start_line") or 1, end_line=data.get("end_line") or 1,
-                    score=round(1.0 + graph.importance().get(caller, 0.0), 6), signature=data.get("signature", ""),
-                    snippet=f"calls {target} at line {d.get('line')}", sources=["graph"],
-                )
-        return sorted(hits.values(), key=lambda h: -h.score)[:k]
+                path, sym, kind, start, end, sig = row
+            hits.append(Hit(path=path, symbol=sym, kind=kind, start_line=start, end_line=end,
+                            score=round(1.0 + rank.get(src, 0.0), 6), signature=sig or "",
+                            snippet=f"calls {target} at line {line}", sources=["graph"]))
+        return sorted(hits, key=lambda h: (-h.score, h.path, h.start_line))[:k]

@@ -47,6 +47,10 @@ CREATE TABLE IF NOT EXISTS edges (
 CREATE INDEX IF NOT EXISTS edges_owner ON edges(owner);
 CREATE INDEX IF NOT EXISTS edges_dst_path ON edges(dst_path);
 CREATE INDEX IF NOT EXISTS edges_unresolved ON edges(dst_name) WHERE resolved=0;
+CREATE INDEX IF NOT EXISTS edges_src ON edges(src);
+CREATE INDEX IF NOT EXISTS edges_dst ON edges(dst);
+-- PageRank of graph nodes, recomputed when enough of the repository changed (a prior, not a fact).
+CREATE TABLE IF NOT EXISTS ranks (node TEXT PRIMARY KEY, rank REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
   rid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, path TEXT NOT NULL, symbol TEXT, kind TEXT, start_line INTEGER,
   end_line INTEGER, text TEXT, language TEXT, dense INTEGER DEFAULT 0, svec BLOB);
@@ -316,6 +320,26 @@ class IndexStore:
         with self.transaction() as db:
             db.executemany("DELETE FROM edges WHERE owner=?", [(o,) for o in owners])
             db.executemany("INSERT INTO edges VALUES (?,?,?,?,?,?,?,?)", edges)
+
+    def replace_ranks(self, ranks: dict[str, float]) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM ranks")
+            db.executemany("INSERT INTO ranks VALUES (?, ?)", ranks.items())
+            values = list(ranks.values())
+            self.set_meta("rank_stats", json.dumps(
+                {"max": max(values, default=0.0), "mean": sum(values) / len(values) if values else 0.0}))
+            self.set_meta("rank_staleness", "0")
+
+    def ranks(self, nodes: Iterable[str] | None = None) -> dict[str, float]:
+        if nodes is None:
+            return dict(self.db.execute("SELECT node, rank FROM ranks").fetchall())
+        nodes = list(nodes)
+        out: dict[str, float] = {}
+        for i in range(0, len(nodes), 500):
+            part = nodes[i:i + 500]
+            out.update(self.db.execute(
+                f"SELECT node, rank FROM ranks WHERE node IN ({','.join('?' * len(part))})", part).fetchall())
+        return out
 
     def record_refresh(self, commit: str | None, skipped: dict[str, int]) -> None:
         with self.transaction():

@@ -1,0 +1,168 @@
+"""`DirEngExtension`: the Jupyter server hosts one DirEng engine and serves it at `/direng/api`.
+
+Lifecycle, in jupyter_server 2.x order:
+
+1. link (`ServerApp.init_server_extensions`): traitlets are read from the server's config and
+   command line (`--DirEngExtension.watch=False`, ...).
+2. load → `initialize_settings`: build the `Engine` on `root` (default: the server's
+   `root_dir`) and start its refresh daemon, whose first pass builds or refreshes the index;
+   `initialize_handlers`: register the API. A failing engine (bad root, ...) does not stop
+   the server: the API answers 503 with the reason. A bad policy file does not even do that:
+   the engine runs on the default policy and `health` reports the file's errors.
+3. `ServerApp.init_httpserver` picks the final port (it may move with port retries or
+   `port=0`), *after* extensions load; so the kernel environment is exported in
+   `_start_jupyter_server_extension`, which `ServerApp._post_start` awaits once the event loop
+   runs and before any request (hence any kernel) can be served. `DIRENG_SERVER_URL`,
+   `DIRENG_TOKEN` and `DIRENG_ROOT` land in `os.environ`, which kernels inherit, so
+   `direng_kernel.client.connect()` in a kernel talks to this server with no user setup.
+4. `stop_extension` (server shutdown): stop the daemon, drop the thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from traitlets import Bool, Integer, Unicode
+
+from .. import __version__
+from .handlers import routes
+
+API_PATH = "direng/api"
+WILDCARD_HOSTS = {"", "0.0.0.0", "::", "*"}
+KERNEL_ENV_NAMES = ("DIRENG_SERVER_URL", "DIRENG_TOKEN", "DIRENG_ROOT")
+
+
+def kernel_api_url(serverapp) -> str | None:
+    """The API's URL as a local kernel should use it (loopback for wildcard binds); None on a unix socket."""
+    if getattr(serverapp, "sock", ""):
+        return None
+    url = serverapp.connection_url  # valid once the port is final (after init_httpserver)
+    if serverapp.ip in WILDCARD_HOSTS:
+        parts = urlsplit(url)
+        url = urlunsplit(parts._replace(netloc=f"127.0.0.1:{serverapp.port}"))
+    return url_path_join(url, API_PATH)
+
+
+class DirEngExtension(ExtensionApp):
+    """Jupyter server extension hosting the DirEng engine (index, refresh daemon, DirEng, broker)."""
+
+    name = "direng"
+    description = "DirEng Workbench: a code index, its refresh daemon and DirEng behind /direng/api"
+    version = __version__
+    load_other_extensions = True
+
+    root = Unicode(
+        "", config=True,
+        help="Directory to index and answer questions about (default: the server's root_dir).")
+    store = Unicode(
+        None, allow_none=True, config=True,
+        help="Index store directory (default: ROOT/.direng, or $DIRENG_STORE).")
+    policy_file = Unicode(
+        None, allow_none=True, config=True,
+        help="Broker policy JSON file (default: the embedded default policy). An invalid file is "
+             "reported at /direng/api/health and the default policy is used.")
+    watch = Bool(
+        True, config=True,
+        help="Run the refresh daemon: index changes (file saves, commits, checkouts) within seconds.")
+    index_on_start = Bool(
+        True, config=True,
+        help="Build or refresh the index when the server starts (the daemon's first pass, or a one-off "
+             "background refresh without watch). When False and there is no index yet, indexing and "
+             "the daemon wait for POST /direng/api/index/refresh.")
+    workers = Integer(
+        4, config=True, help="Threads that run blocking engine calls off the event loop.")
+
+    # -- loading ----------------------------------------------------------------------------------
+    def initialize_settings(self):
+        from ..config import offline_env
+
+        offline_env()
+        self.engine = None
+        self._executor = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="direng-api")
+        self.settings["direng_executor"] = self._executor
+        root = Path(self.root or self.serverapp.root_dir).expanduser().resolve()
+        os.environ["DIRENG_ROOT"] = str(root)
+        try:
+            from ..engine import Engine
+
+            engine = Engine(root, store=self.store or None, policy_path=self.policy_file or None, watch=self.watch)
+        except Exception as exc:  # noqa: BLE001 — the server must come up; the API reports why
+            self.log.exception("DirEng: the engine failed to start on %s", root)
+            self.settings["direng_engine"] = None
+            self.settings["direng_engine_error"] = f"DirEng engine failed to start: {type(exc).__name__}: {exc}"
+            return
+        self.engine = engine
+        self.settings["direng_engine"] = engine
+        for error in engine.policy_errors:
+            self.log.error("DirEng: policy %s is invalid (using the default policy): %s", self.policy_file, error)
+        self._start_indexing()
+        self.log.info("DirEng: serving %s (store %s, watch=%s)", root, engine.workbench.settings.store, self.watch)
+
+    def _start_indexing(self) -> None:
+        engine = self.engine
+        if self.watch and (self.index_on_start or engine.workbench.is_indexed):
+            engine.start()  # the daemon's first pass builds or refreshes the index
+        elif self.watch:
+            self.log.info("DirEng: no index yet and index_on_start=False: the refresh daemon waits for "
+                          "POST /direng/api/index/refresh")
+        elif self.index_on_start:
+            self._executor.submit(self._refresh_once)
+
+    def _refresh_once(self) -> None:
+        try:
+            report = self.engine.refresh()
+            self.log.info("DirEng: indexed %s (+%d ~%d -%d files)", report.root, report.added, report.modified,
+                          report.deleted)
+        except Exception:  # noqa: BLE001
+            self.log.exception("DirEng: the initial index failed")
+
+    def index_ready(self) -> None:
+        """Called after an explicit refresh: start a daemon that waited for the first index."""
+        if self.watch and self.engine is not None:
+            self.engine.start()  # idempotent
+
+    def initialize_handlers(self):
+        self.handlers.extend(routes())
+
+    # -- running ----------------------------------------------------------------------------------
+    async def _start_jupyter_server_extension(self, serverapp):
+        """Export the kernel environment now that the server's port and token are final."""
+        self.export_kernel_env(serverapp)
+
+    def export_kernel_env(self, serverapp) -> None:
+        url = kernel_api_url(serverapp)
+        if url is None:
+            os.environ.pop("DIRENG_SERVER_URL", None)
+            self.log.warning("DirEng: the server listens on a unix socket; kernels will use an in-process engine")
+        else:
+            os.environ["DIRENG_SERVER_URL"] = url
+        token = getattr(serverapp.identity_provider, "token", "") or ""
+        if token:
+            os.environ["DIRENG_TOKEN"] = token
+        else:
+            os.environ.pop("DIRENG_TOKEN", None)
+        self.log.info("DirEng: kernels will reach the API at %s", url)
+
+    async def stop_extension(self):
+        engine, self.engine = getattr(self, "engine", None), None
+        for settings in (self.settings, self.serverapp.web_app.settings):
+            settings["direng_engine"] = None
+            settings["direng_engine_error"] = "the DirEng engine is shutting down"
+        if engine is not None:
+            await asyncio.get_running_loop().run_in_executor(None, engine.stop)
+        executor = getattr(self, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        for name in ("DIRENG_SERVER_URL", "DIRENG_TOKEN"):
+            os.environ.pop(name, None)
+        self.log.info("DirEng: stopped")
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "direng_kernel.server.app", "app": DirEngExtension}]

@@ -1,0 +1,52 @@
+"""DirEng conversation: `POST /direng/api/chat`, `POST …/chat/reset`, `GET …/chat/history`.
+
+Sessions are names (default `"default"`); memory is per session, held by the server's
+engine, so every notebook and kernel sharing a session name shares the conversation.
+"""
+
+from __future__ import annotations
+
+from tornado import web
+
+from .base import ApiError, DirEngHandler
+
+
+def _session(value) -> str:
+    if value is None:
+        return "default"
+    if not isinstance(value, str) or not value.strip():
+        raise ApiError(400, "'session' must be a non-empty string")
+    return value
+
+
+class ChatHandler(DirEngHandler):
+    @web.authenticated
+    async def post(self):
+        body = self.json_body()
+        message = body.get("message")
+        if not isinstance(message, str):
+            raise ApiError(400, "body must have a string 'message'")
+        answer = await self.run(self.engine.chat, message, session=_session(body.get("session")))
+        self.reply(answer)
+
+
+class ChatResetHandler(DirEngHandler):
+    @web.authenticated
+    async def post(self):
+        session = _session(self.json_body().get("session"))
+        await self.run(self.engine.reset, session)
+        self.reply({"ok": True})
+
+
+class ChatHistoryHandler(DirEngHandler):
+    @web.authenticated
+    async def get(self):
+        session = _session(self.get_query_argument("session", None) or None)
+        self.reply({"messages": await self.run(self.engine.history, session)})
+
+
+ROUTES = [
+    (r"/chat", ChatHandler),
+    (r"/chat/reset", ChatResetHandler),
+    (r"/chat/history", ChatHistoryHandler),
+]

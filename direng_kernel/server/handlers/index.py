@@ -1,0 +1,33 @@
+"""`GET /direng/api/index/status` and `POST /direng/api/index/refresh`.
+
+Status is the index's freshness against git HEAD (`IndexStatus`); refresh runs one
+incremental pass now (`IndexReport`) — the refresh daemon normally makes this unnecessary.
+"""
+
+from __future__ import annotations
+
+from tornado import web
+
+from .base import DirEngHandler
+
+
+class IndexStatusHandler(DirEngHandler):
+    @web.authenticated
+    async def get(self):
+        self.reply(await self.run(self.engine.status))
+
+
+class IndexRefreshHandler(DirEngHandler):
+    @web.authenticated
+    async def post(self):
+        report = await self.run(self.engine.refresh)
+        ext = self.extension
+        if ext is not None and hasattr(ext, "index_ready"):
+            ext.index_ready()  # a deferred refresh daemon may start now
+        self.reply(report)
+
+
+ROUTES = [
+    (r"/index/status", IndexStatusHandler),
+    (r"/index/refresh", IndexRefreshHandler),
+]

@@ -1,0 +1,22 @@
+"""`GET /direng/api/search?q=&k=10&mode=hybrid`: ranked, citable hits over the index."""
+
+from __future__ import annotations
+
+from tornado import web
+
+from .base import DirEngHandler
+
+MODES = ("hybrid", "bm25", "dense", "naive")
+
+
+class SearchHandler(DirEngHandler):
+    @web.authenticated
+    async def get(self):
+        query = self.str_arg("q", required=True)
+        k = self.int_arg("k", 10, low=1, high=200)
+        mode = self.choice_arg("mode", "hybrid", MODES)
+        hits = await self.run(self.engine.search, query, k=k, mode=mode)
+        self.reply({"hits": hits})
+
+
+ROUTES = [(r"/search", SearchHandler)]
