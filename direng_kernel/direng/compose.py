@@ -27,7 +27,8 @@ class Composer:
     def link(self, hit_path: str, start: int, end: int) -> str:
         target = self.root / hit_path
         rel = os.path.relpath(target, self.link_base) if self.link_base else hit_path
-        return f"[`{hit_path}:{start}-{end}`]({rel.replace(os.sep, '/')}#L{start})"
+        # JupyterLab's file editor understands `#line=N` (0-based) and puts the cursor there.
+        return f"[`{hit_path}:{start}-{end}`]({rel.replace(os.sep, '/')}#line={max(0, start - 1)})"
 
     def excerpt(self, path: str, start: int, end: int, limit: int = EXCERPT_LINES) -> str:
         try:
