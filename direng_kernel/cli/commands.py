@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -48,7 +49,15 @@ def cmd_index(args) -> int:
         from ..index.refresh import RefreshDaemon
 
         print("watching for changes (Ctrl-C to stop)", file=sys.stderr)
-        RefreshDaemon(wb).run_forever()
+        try:
+            RefreshDaemon(wb).run_forever()
+        except KeyboardInterrupt:
+            print("direng: stopped watching; the index is consistent", file=sys.stderr)
+        # Every write is committed by now; skip interpreter teardown, where native threads of the
+        # embedding and vector libraries can hang or abort the process on exit.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

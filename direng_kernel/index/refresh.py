@@ -127,7 +127,7 @@ class RefreshDaemon:
             self._dense_thread.start()
         return self
 
-    def stop(self, timeout: float = 10) -> None:
+    def stop(self, timeout: float = 5) -> None:
         self._stop.set()
         self._wake.set()
         if self._observer is not None:

@@ -34,9 +34,21 @@ CALLERS_Q = re.compile(
 CALLERS_Q2 = re.compile(r"^\s*(?:callers|users|call\s+sites)\s+of\s+[`'\"]?([A-Za-z_][\w.:]*)[`'\"]?(?:\(\))?\s*\??\s*$", re.I)
 
 
+# Looser: "which functions call open_stream to open files?" — only when the name looks like code.
+CALLERS_Q3 = re.compile(
+    r"^\s*(?:which|what|who)\b[^?]*?\b(?:calls?|invokes?|uses?)\s+[`'\"]?([A-Za-z_][\w.:]*)[`'\"]?(\(\))?", re.I)
+
+
+def _code_like(name: str, parens: bool) -> bool:
+    return parens or any(c in name for c in "_.:") or bool(re.search(r"[a-z][A-Z]", name))
+
+
 def callers_target(query: str) -> str | None:
     m = CALLERS_Q.match(query) or CALLERS_Q2.match(query)
-    return m.group(1) if m else None
+    if m:
+        return m.group(1)
+    m = CALLERS_Q3.match(query)
+    return m.group(1) if m and _code_like(m.group(1), bool(m.group(2))) else None
 
 
 def rrf(rankings: list[tuple[float, list[str]]]) -> dict[str, float]:
