@@ -67,8 +67,11 @@ class Searcher:
         self._static: tuple[str | None, list[str], np.ndarray, np.ndarray] = (
             None, [], np.array([], dtype=object), np.zeros((0, 0), np.float32))
         self._lock = threading.Lock()
+        # Fusion weights; benchmarks/ablation.py measures what each part adds.
         self.graph_weight = 0.35
         self.prior_weight = 0.05
+        self.static_weight = 0.6
+        self.dense_weight = 1.0
 
     # -- retrievers -------------------------------------------------------------
     def lexical(self, query: str, n: int = CANDIDATES) -> list[str]:
@@ -132,11 +135,14 @@ class Searcher:
             "bm25": [("bm25", 1.0, self.lexical)],
             "dense": [("dense", 1.0, self.dense), ("static", 0.5, self.static)],
             "static": [("static", 1.0, self.static)],
-            "hybrid": [("bm25", 1.0, self.lexical), ("dense", 1.0, self.dense), ("static", 0.6, self.static)],
+            "hybrid": [("bm25", 1.0, self.lexical), ("dense", self.dense_weight, self.dense),
+                       ("static", self.static_weight, self.static)],
         }.get(mode)
         if plan is None:
             raise ValueError(f"unknown search mode {mode!r}")
         for name, weight, retriever in plan:
+            if weight <= 0:
+                continue
             ids = retriever(query)
             rankings.append((weight, ids))
             for cid in ids:
