@@ -17,6 +17,7 @@ import math
 import re
 import threading
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -67,6 +68,7 @@ class Searcher:
         self._static: tuple[str | None, list[str], np.ndarray, np.ndarray] = (
             None, [], np.array([], dtype=object), np.zeros((0, 0), np.float32))
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="direng-dense")
         # Fusion weights; benchmarks/ablation.py measures what each part adds.
         self.graph_weight = 0.35
         self.prior_weight = 0.05
@@ -140,10 +142,12 @@ class Searcher:
         }.get(mode)
         if plan is None:
             raise ValueError(f"unknown search mode {mode!r}")
+        plan = [step for step in plan if step[1] > 0]
+        # MiniLM's query embedding is the slowest step and torch releases the GIL: run it beside
+        # the lexical and static rankings rather than after them.
+        pending = {name: self._pool.submit(fn, query) for name, _w, fn in plan if name == "dense"}
         for name, weight, retriever in plan:
-            if weight <= 0:
-                continue
-            ids = retriever(query)
+            ids = pending[name].result() if name in pending else retriever(query)
             rankings.append((weight, ids))
             for cid in ids:
                 sources[cid].append(name)
