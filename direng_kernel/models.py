@@ -249,3 +249,93 @@ class Answer(BaseModel):
     provider: str = "local"
     usages: list[Usage] = Field(default_factory=list)
     notices: list[str] = Field(default_factory=list)  # e.g. "fell back to in-process engine"
+
+
+# -- Delegation: PEX tasks, PLMS estimates, PAS runs and passports (issue 4) --
+
+LANE_IDS = ("code-impl", "code-api-design", "data-schema", "vector-ops", "graph-ops", "narrative")
+
+
+class TaskState(str, Enum):
+    new = "new"
+    estimated = "estimated"
+    approved = "approved"
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    interrupted = "interrupted"
+
+
+TERMINAL_STATES = frozenset({TaskState.succeeded, TaskState.failed, TaskState.cancelled})
+
+
+class Estimate(BaseModel):
+    """PLMS's forecast for a task: log-normal posterior quantiles of duration and cost."""
+
+    lane: str
+    duration_p50_s: float
+    duration_p90_s: float
+    tokens_p50: int = 0
+    tokens_p90: int = 0
+    cost_p50: float = 0.0
+    cost_p90: float = 0.0
+    n_history: int = 0  # calibrated runs the posterior used
+    prior_only: bool = True  # fewer than the minimum N runs: the documented prior
+    drift: bool = False  # recent runs left the calibrated band
+
+
+class Task(BaseModel):
+    id: str
+    title: str
+    brief: str = ""
+    lane: str
+    parameters: dict = Field(default_factory=dict)
+    state: TaskState = TaskState.new
+    idempotency_key: Optional[str] = None
+    estimate: Optional[Estimate] = None
+    run_id: Optional[str] = None
+    error: Optional[str] = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskEvent(BaseModel):
+    task_id: str
+    seq: int
+    at: datetime
+    kind: str  # state | progress | log | kpi | error | artifact
+    message: str = ""
+    data: dict = Field(default_factory=dict)
+
+
+class ArtifactRef(BaseModel):
+    sha256: str
+    name: str  # a label: the path it was produced at, relative to the run dir
+    size: int
+    media_type: str = "application/octet-stream"
+
+
+class Passport(BaseModel):
+    """Everything needed to replay a run and compare it (versioned; old versions stay readable)."""
+
+    schema_version: int = 1
+    run_id: str
+    task_id: str
+    lane: str
+    lane_notebook_sha256: str
+    parameters: dict = Field(default_factory=dict)
+    git: dict = Field(default_factory=dict)  # commit, branch, remote, dirty, diff (ArtifactRef sha)
+    environment: dict = Field(default_factory=dict)  # python, platform, package lock hash
+    policy_sha256: Optional[str] = None
+    provider_responses: list[ArtifactRef] = Field(default_factory=list)
+    inputs: list[ArtifactRef] = Field(default_factory=list)
+    outputs: list[ArtifactRef] = Field(default_factory=list)
+    kpis: dict[str, float] = Field(default_factory=dict)
+    timings: dict[str, float] = Field(default_factory=dict)
+    sandbox: str = "none"  # bubblewrap | rlimits-only | none
+    status: str = "running"
+    error: Optional[str] = None
+    started_at: Optional[datetime] = None
+    finished_at: Optional[datetime] = None

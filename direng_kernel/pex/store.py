@@ -1,0 +1,328 @@
+"""PEX's durable state: tasks, runs, events and KPIs in SQLite through SQLAlchemy Core.
+
+SQLite runs in WAL mode with a busy timeout and every write transaction starts with
+`BEGIN IMMEDIATE`, so concurrent workers serialize cleanly; the SQL is plain Core, so a
+PostgreSQL URL can replace the file. Workers claim runs atomically (one UPDATE guarded by the
+run's state and the lane's parallelism) and hold a lease they renew with heartbeats; a worker
+that dies stops renewing, and `reconcile()` turns its run `interrupted` — re-queued when the
+lane is idempotent. A kill -9 therefore loses no task and leaves no half-written row.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import sqlalchemy as sa
+
+from ..errors import DirEngError
+from ..models import Estimate, Task, TaskEvent, TaskState
+from . import states
+
+DB_NAME = "pex.sqlite3"
+meta = sa.MetaData()
+tasks = sa.Table(
+    "tasks", meta,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("title", sa.String, nullable=False),
+    sa.Column("brief", sa.Text, default=""),
+    sa.Column("lane", sa.String, nullable=False),
+    sa.Column("parameters", sa.Text, default="{}"),
+    sa.Column("state", sa.String, nullable=False),
+    sa.Column("idempotency_key", sa.String, unique=True, nullable=True),
+    sa.Column("estimate", sa.Text, nullable=True),
+    sa.Column("run_id", sa.String, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("rehearsal", sa.Boolean, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+runs = sa.Table(
+    "runs", meta,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("task_id", sa.String, nullable=False, index=True),
+    sa.Column("lane", sa.String, nullable=False),
+    sa.Column("state", sa.String, nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, default=1),
+    sa.Column("worker", sa.String, nullable=True),
+    sa.Column("pid", sa.Integer, nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("duration_s", sa.Float, nullable=True),
+    sa.Column("tokens", sa.Integer, default=0),
+    sa.Column("cost", sa.Float, default=0.0),
+    sa.Column("rehearsal", sa.Boolean, default=False),
+    sa.Column("cancel_requested", sa.Boolean, default=False),
+    sa.Column("sandbox", sa.String, nullable=True),
+    sa.Column("output_notebook", sa.String, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+events = sa.Table(
+    "events", meta,
+    sa.Column("task_id", sa.String, primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("message", sa.Text, default=""),
+    sa.Column("data", sa.Text, default="{}"),
+)
+kpis = sa.Table(
+    "kpis", meta,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+)
+
+
+class TaskNotFound(DirEngError):
+    pass
+
+
+def _utc(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, timezone.utc) if ts is not None else None
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+class TaskStore:
+    def __init__(self, url: str):
+        self.engine = sa.create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            @sa.event.listens_for(self.engine, "connect")
+            def _on_connect(dbapi_conn, _record):
+                dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+
+            @sa.event.listens_for(self.engine, "begin")
+            def _on_begin(conn):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        meta.create_all(self.engine)
+
+    @classmethod
+    def for_store(cls, store_dir: Path) -> "TaskStore":
+        store_dir.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{store_dir / DB_NAME}")
+
+    @classmethod
+    def for_root(cls, root: str | Path, store: str | Path | None = None) -> "TaskStore":
+        from ..config import IndexSettings
+
+        return cls.for_store(IndexSettings.for_root(root, store).store)
+
+    # -- tasks ------------------------------------------------------------------
+    def _task(self, row) -> Task:
+        return Task(
+            id=row.id, title=row.title, brief=row.brief or "", lane=row.lane,
+            parameters=json.loads(row.parameters or "{}"), state=TaskState(row.state),
+            idempotency_key=row.idempotency_key,
+            estimate=Estimate.model_validate_json(row.estimate) if row.estimate else None,
+            run_id=row.run_id, error=row.error, created_at=_utc(row.created_at), updated_at=_utc(row.updated_at),
+        )
+
+    def create_task(self, *, title: str, brief: str, lane: str, parameters: dict,
+                    idempotency_key: str | None = None, rehearsal: bool = False) -> tuple[Task, bool]:
+        """(task, created): the same idempotency key returns the task it created before."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            if idempotency_key:
+                row = conn.execute(sa.select(tasks).where(tasks.c.idempotency_key == idempotency_key)).first()
+                if row:
+                    return self._task(row), False
+            task_id = _new_id("task")
+            conn.execute(tasks.insert().values(
+                id=task_id, title=title, brief=brief, lane=lane, parameters=json.dumps(parameters, sort_keys=True),
+                state=TaskState.new.value, idempotency_key=idempotency_key, rehearsal=rehearsal,
+                created_at=now, updated_at=now))
+            self._event(conn, task_id, "state", "new", {"state": "new", "lane": lane})
+            row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).one()
+        return self._task(row), True
+
+    def get_task(self, task_id: str) -> Task:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
+        if row is None:
+            raise TaskNotFound(f"no task {task_id!r}")
+        return self._task(row)
+
+    def list_tasks(self, limit: int = 200) -> list[Task]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(tasks).order_by(tasks.c.created_at.desc()).limit(limit)).all()
+        return [self._task(r) for r in rows]
+
+    def transition(self, task_id: str, new: TaskState, message: str = "", conn=None, **fields) -> Task:
+        """Move a task, refusing illegal transitions; records a `state` event in the same transaction."""
+        def apply(c):
+            row = c.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
+            if row is None:
+                raise TaskNotFound(f"no task {task_id!r}")
+            states.check(task_id, TaskState(row.state), new)
+            values = {"state": new.value, "updated_at": time.time()}
+            if "estimate" in fields:
+                values["estimate"] = fields.pop("estimate").model_dump_json()
+            values.update(fields)
+            c.execute(tasks.update().where(tasks.c.id == task_id).values(**values))
+            self._event(c, task_id, "state", message or new.value, {"state": new.value})
+            return self._task(c.execute(sa.select(tasks).where(tasks.c.id == task_id)).one())
+
+        if conn is not None:
+            return apply(conn)
+        with self.engine.begin() as c:
+            return apply(c)
+
+    # -- events -----------------------------------------------------------------
+    def _event(self, conn, task_id: str, kind: str, message: str = "", data: dict | None = None) -> int:
+        seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))
+                           .where(events.c.task_id == task_id)).scalar_one() + 1
+        conn.execute(events.insert().values(task_id=task_id, seq=seq, at=time.time(), kind=kind,
+                                            message=message, data=json.dumps(data or {})))
+        return seq
+
+    def add_event(self, task_id: str, kind: str, message: str = "", data: dict | None = None) -> int:
+        with self.engine.begin() as conn:
+            return self._event(conn, task_id, kind, message, data)
+
+    def events(self, task_id: str, after: int = 0) -> list[TaskEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(events).where(events.c.task_id == task_id, events.c.seq > after)
+                                .order_by(events.c.seq)).all()
+        return [TaskEvent(task_id=r.task_id, seq=r.seq, at=_utc(r.at), kind=r.kind, message=r.message or "",
+                          data=json.loads(r.data or "{}")) for r in rows]
+
+    def follow(self, task_id: str, poll: float = 0.2, timeout: float | None = None) -> Iterator[TaskEvent]:
+        """Yield events as they are written until the task reaches a final state."""
+        seen, deadline = 0, (time.time() + timeout) if timeout else None
+        while True:
+            batch = self.events(task_id, seen)
+            for ev in batch:
+                seen = ev.seq
+                yield ev
+            task = self.get_task(task_id)
+            if task.state in (TaskState.succeeded, TaskState.failed, TaskState.cancelled) and not batch:
+                return
+            if deadline and time.time() > deadline:
+                return
+            time.sleep(poll)
+
+    # -- runs -------------------------------------------------------------------
+    def enqueue(self, task_id: str, message: str = "queued") -> str:
+        """Create a run for an approved (or interrupted) task and queue both, atomically."""
+        with self.engine.begin() as conn:
+            task = self._task(conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).one())
+            attempt = conn.execute(sa.select(sa.func.count()).select_from(runs)
+                                   .where(runs.c.task_id == task_id)).scalar_one() + 1
+            run_id = _new_id("run")
+            rehearsal = bool(conn.execute(sa.select(tasks.c.rehearsal).where(tasks.c.id == task_id)).scalar_one())
+            conn.execute(runs.insert().values(id=run_id, task_id=task_id, lane=task.lane, state="queued",
+                                              attempt=attempt, created_at=time.time(), rehearsal=rehearsal))
+            self.transition(task_id, TaskState.queued, message, conn=conn, run_id=run_id)
+        return run_id
+
+    def claim(self, worker: str, max_parallel: dict[str, int], lease_s: float = 30.0) -> dict | None:
+        """Atomically take the oldest queued run whose lane has a free slot; None when there is none."""
+        with self.engine.begin() as conn:
+            running = dict(conn.execute(sa.select(runs.c.lane, sa.func.count()).where(runs.c.state == "running")
+                                        .group_by(runs.c.lane)).all())
+            queued = conn.execute(sa.select(runs).where(runs.c.state == "queued").order_by(runs.c.created_at)).all()
+            for run in queued:
+                if running.get(run.lane, 0) >= max_parallel.get(run.lane, 1):
+                    continue
+                now = time.time()
+                done = conn.execute(runs.update().where(runs.c.id == run.id, runs.c.state == "queued").values(
+                    state="running", worker=worker, lease_until=now + lease_s, started_at=now)).rowcount
+                if done:
+                    self.transition(run.task_id, TaskState.running, f"running on {worker}", conn=conn)
+                    return dict(conn.execute(sa.select(runs).where(runs.c.id == run.id)).one()._mapping)
+        return None
+
+    def heartbeat(self, run_id: str, lease_s: float = 30.0, pid: int | None = None) -> bool:
+        """Renew a lease; False when the run was cancelled (the worker should stop it)."""
+        with self.engine.begin() as conn:
+            values = {"lease_until": time.time() + lease_s}
+            if pid is not None:
+                values["pid"] = pid
+            conn.execute(runs.update().where(runs.c.id == run_id, runs.c.state == "running").values(**values))
+            return not conn.execute(sa.select(runs.c.cancel_requested).where(runs.c.id == run_id)).scalar_one()
+
+    def finish(self, run_id: str, state: TaskState, *, error: str | None = None, kpi_values: dict | None = None,
+               **fields) -> None:
+        """Record a run's end and move its task in one transaction."""
+        with self.engine.begin() as conn:
+            run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
+            if run.state != "running":
+                return  # already reconciled (e.g. interrupted) or cancelled
+            now = time.time()
+            conn.execute(runs.update().where(runs.c.id == run_id).values(
+                state=state.value, finished_at=now, duration_s=now - (run.started_at or now), error=error, **fields))
+            for name, value in (kpi_values or {}).items():
+                conn.execute(kpis.insert().prefix_with("OR REPLACE").values(run_id=run_id, name=name, value=value))
+            self.transition(run.task_id, state, error or state.value, conn=conn, error=error)
+
+    def request_cancel(self, task_id: str) -> Task:
+        with self.engine.begin() as conn:
+            task = self._task(conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).one())
+            if task.state == TaskState.running and task.run_id:
+                conn.execute(runs.update().where(runs.c.id == task.run_id).values(cancel_requested=True))
+                self._event(conn, task_id, "log", "cancel requested; stopping the lane")
+                return task
+            if task.state == TaskState.queued and task.run_id:
+                conn.execute(runs.update().where(runs.c.id == task.run_id).values(state="cancelled",
+                                                                                   finished_at=time.time()))
+            return self.transition(task_id, TaskState.cancelled, "cancelled by user", conn=conn)
+
+    def reconcile(self, idempotent_lanes: set[str], now: float | None = None) -> list[str]:
+        """Runs whose lease expired become interrupted; idempotent lanes' tasks are re-queued."""
+        now = now or time.time()
+        touched = []
+        with self.engine.begin() as conn:
+            dead = conn.execute(sa.select(runs).where(runs.c.state == "running", runs.c.lease_until < now)).all()
+            for run in dead:
+                conn.execute(runs.update().where(runs.c.id == run.id).values(
+                    state="interrupted", finished_at=now, error="worker lost (lease expired)"))
+                self.transition(run.task_id, TaskState.interrupted, "worker lost (lease expired)", conn=conn)
+                touched.append(run.task_id)
+        for task_id in touched:
+            task = self.get_task(task_id)
+            if task.lane in idempotent_lanes:
+                self.enqueue(task_id, "re-queued after interruption (idempotent lane)")
+            else:
+                self.transition(task_id, TaskState.failed, "interrupted; lane is not idempotent, not re-run",
+                                error="interrupted; not re-run (lane is not idempotent)")
+        return touched
+
+    def get_run(self, run_id: str) -> dict:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+        if row is None:
+            raise TaskNotFound(f"no run {run_id!r}")
+        return dict(row._mapping)
+
+    def list_runs(self, limit: int = 500) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(runs).order_by(runs.c.created_at.desc()).limit(limit)).all()
+            values = conn.execute(sa.select(kpis)).all()
+        by_run: dict[str, dict] = {}
+        for k in values:
+            by_run.setdefault(k.run_id, {})[k.name] = k.value
+        return [dict(r._mapping) | {"kpis": by_run.get(r.id, {})} for r in rows]
+
+    def run_records(self):
+        """Finished runs as PLMS history records."""
+        from ..plms.estimate import RunRecord
+
+        return [RunRecord(lane=r["lane"], duration_s=r["duration_s"] or 0.0, tokens=r["tokens"] or 0,
+                          cost=r["cost"] or 0.0, status=r["state"], rehearsal=bool(r["rehearsal"]),
+                          finished_at=_utc(r["finished_at"]))
+                for r in reversed(self.list_runs(100_000))
+                if r["finished_at"] is not None and r["state"] in ("succeeded", "failed", "cancelled", "interrupted")]
