@@ -13,6 +13,10 @@ export ANONYMIZED_TELEMETRY := False
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	# bubblewrap sandboxes lane commands; install it when missing and we may (root, as in CI).
+	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1)) ; } || \
+	  echo "bubblewrap unavailable: lanes will run with resource limits only"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# CPU torch first, so sentence-transformers does not pull a multi-GB CUDA build.

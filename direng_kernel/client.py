@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from .errors import DirEngError, NotIndexedError, UnknownSymbolError
-from .models import Answer, ChatMessage, GraphResult, Hit, IndexReport, IndexStatus
+from .models import Answer, ChatMessage, GraphResult, Hit, IndexReport, IndexStatus, Task, TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,26 @@ class InProcessClient:
 
     def inspect(self, symbol: str) -> dict:
         return self.engine.inspect(symbol)
+
+    # -- delegation --
+    def new_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
+                 idempotency_key: str | None = None) -> Task:
+        return self.engine.new_task(title, brief, lane, parameters, idempotency_key)[0]
+
+    def task_action(self, task_id: str, action: str) -> Task:
+        return self.engine.task_action(task_id, action)
+
+    def task(self, task_id: str) -> Task:
+        return self.engine.task(task_id)
+
+    def task_events(self, task_id: str, after: int = 0) -> list[TaskEvent]:
+        return self.engine.task_events(task_id, after)
+
+    def runs(self) -> list[dict]:
+        return self.engine.runs()
+
+    def store_dir(self) -> str:
+        return str(self.engine.workbench.settings.store)
 
     def watch(self):
         """Start the refresh daemon in this process (returns it; `.stop()` ends it)."""
@@ -147,6 +167,30 @@ class HttpClient:
 
     def inspect(self, symbol: str) -> dict:
         return self._request("GET", "symbols/inspect", {"symbol": symbol})
+
+
+    # -- delegation --
+    def new_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
+                 idempotency_key: str | None = None) -> Task:
+        body = {"title": title, "brief": brief, "lane": lane, "parameters": parameters or {},
+                "idempotency_key": idempotency_key}
+        return Task.model_validate(self._request("POST", "tasks", body=body))
+
+    def task_action(self, task_id: str, action: str) -> Task:
+        return Task.model_validate(self._request("POST", f"tasks/{task_id}/{action}", body={}))
+
+    def task(self, task_id: str) -> Task:
+        return Task.model_validate(self._request("GET", f"tasks/{task_id}"))
+
+    def task_events(self, task_id: str, after: int = 0) -> list[TaskEvent]:
+        data = self._request("GET", f"tasks/{task_id}/events", {"after": after})
+        return [TaskEvent.model_validate(e) for e in data["events"]]
+
+    def runs(self) -> list[dict]:
+        return self._request("GET", "runs")["runs"]
+
+    def store_dir(self) -> str:
+        return str(Path(self.root or ".") / ".direng")
 
 
 def default_root(start: str | Path | None = None) -> Path:

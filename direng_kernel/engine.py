@@ -31,6 +31,8 @@ class Engine:
         self._direng = None
         self._link_base = link_base
         self._daemon = None
+        self._workers = None
+        self._orchestrator = None
         self._watch = watch
         self._lock = threading.RLock()
         self.load_policy()
@@ -44,10 +46,25 @@ class Engine:
             self._daemon = RefreshDaemon(self.workbench).start()
         return self
 
+    def start_workers(self, url: str | None = None) -> "Engine":
+        """Run PAS workers in this process and claim the store's queue (the server does this)."""
+        from .pex.orchestrator import claim_server
+
+        if self._workers is None:
+            self._workers = self.orchestrator.executor.start()
+            claim_server(self.workbench.settings.store, url)
+        return self
+
     def stop(self) -> None:
         if self._daemon is not None:
             self._daemon.stop()
             self._daemon = None
+        if self._workers is not None:
+            from .pex.orchestrator import release_server
+
+            self._workers.stop()
+            self._workers = None
+            release_server(self.workbench.settings.store)
 
     # -- policy and broker ------------------------------------------------------
     def load_policy(self) -> None:
@@ -190,3 +207,77 @@ class Engine:
         return {"symbol": center.name, "kind": center.kind, "path": center.path, "start_line": center.start_line,
                 "end_line": center.end_line, "signature": center.signature, "docstring": doc,
                 "callers": [f"{n.name} ({n.path}:{n.start_line})" for n in g.nodes if n.id != g.center]}
+
+    # -- delegation (PEX → PLMS / PAS) -------------------------------------------
+    @property
+    def orchestrator(self):
+        with self._lock:
+            if self._orchestrator is None:
+                from .pex.orchestrator import Orchestrator
+
+                self._orchestrator = Orchestrator(self.root, self.workbench.settings.store,
+                                                  policy_path=self.policy_path)
+            return self._orchestrator
+
+    def new_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
+                 idempotency_key: str | None = None) -> tuple:
+        return self.orchestrator.new_task(title, brief, lane, parameters, idempotency_key)
+
+    def task_action(self, task_id: str, action: str):
+        orch = self.orchestrator
+        if action not in ("estimate", "approve", "start", "cancel"):
+            raise DirEngError(f"unknown task action {action!r}")
+        task = getattr(orch, action)(task_id)
+        if action == "start" and self._workers is None:
+            import threading
+
+            # No server workers in this process: run it with a worker of our own, in the background.
+            threading.Thread(target=orch.run_here, args=(task_id,), name=f"direng-run-{task_id}",
+                             daemon=True).start()
+        return task
+
+    def task(self, task_id: str):
+        return self.orchestrator.status(task_id)
+
+    def tasks(self):
+        return self.orchestrator.tasks.list_tasks()
+
+    def task_events(self, task_id: str, after: int = 0):
+        self.orchestrator.tasks.get_task(task_id)
+        return self.orchestrator.tasks.events(task_id, after)
+
+    def runs(self) -> list[dict]:
+        return self.orchestrator.tasks.list_runs()
+
+    def passport(self, run_id: str):
+        from .pas.passport import PassportStore
+
+        return PassportStore(self.workbench.settings.store).load(run_id)
+
+    def replay(self, run_id: str, dry_run: bool = False):
+        from .pas.replay import replay
+
+        return replay(run_id, root=self.root, store=self.workbench.settings.store, dry_run=dry_run)
+
+    def pas_health(self) -> dict:
+        from .models import LANE_IDS
+        from .pas.allowlist import load_lane_allowlist
+        from .pas.executor import check_parameters_cell, lane_notebook
+        from .pas.sandbox import probe
+
+        info = probe()
+        lanes = {}
+        for lane in LANE_IDS:
+            try:
+                check_parameters_cell(lane_notebook(lane))
+                limits = load_lane_allowlist(lane).limits.model_dump()
+                lanes[lane] = {"ok": True, "limits": limits}
+            except DirEngError as exc:
+                lanes[lane] = {"ok": False, "error": str(exc)}
+        runs = self.orchestrator.tasks.list_runs(1000)
+        return {"status": "ok" if all(v["ok"] for v in lanes.values()) else "degraded",
+                "sandbox": {"mode": info.mode, "reason": getattr(info, "reason", None)},
+                "workers": {"running": self._workers is not None},
+                "queue": {"queued": sum(r["state"] == "queued" for r in runs),
+                          "running": sum(r["state"] == "running" for r in runs)},
+                "lanes": lanes}

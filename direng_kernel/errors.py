@@ -27,3 +27,7 @@ class UnknownSymbolError(DirEngError):
 
 class StoreError(DirEngError):
     """The index store is unreadable or was written by an incompatible version."""
+
+
+class NotFoundError(DirEngError):
+    """A named thing (task, run, passport, lane) that does not exist."""

@@ -29,7 +29,8 @@ from IPython.display import Markdown, display
 from .errors import DirEngError, NotIndexedError
 
 USAGE = ("usage: %direng ask QUESTION | search QUERY [-k N] | graph SYMBOL [--callers|--callees] [--depth N] "
-         "| index [--watch] | status | explain-error | history | reset | help ;  %%direng [--format markdown|code|json]")
+         "| index [--watch] | status | delegate \"BRIEF\" [--lane L] [--yes] | runs | explain-error | history | reset "
+         "| help ;  %%direng [--format markdown|code|json]")
 CODE_BLOCK = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
 
 
@@ -56,6 +57,10 @@ PARSERS = {
                      (("--callees",), {"action": "store_true"}), (("--depth",), {"type": int, "default": 1}),
                      (("--max-nodes",), {"type": int, "default": 150})),
     "index": _parser("index", (("--watch",), {"action": "store_true"})),
+    "delegate": _parser("delegate", (("brief",), {"nargs": "+"}), (("--lane",), {"default": None}),
+                        (("--yes", "-y"), {"action": "store_true"}), (("--title",), {"default": None}),
+                        (("--param",), {"action": "append", "default": []}),
+                        (("--timeout",), {"type": float, "default": 3600.0})),
     "cell": _Parser(prog="%%direng", add_help=False),
 }
 PARSERS["cell"].add_argument("--format", "-f", choices=["markdown", "code", "json"], default="markdown")
@@ -211,6 +216,26 @@ class DirEngMagics(Magics):
         lines.append("What the index knows about it:\n\n" + answer.markdown)
         display(Markdown("\n\n".join(lines)))
         return None
+
+    def _cmd_delegate(self, rest: str):
+        """Estimate, approve (button, or --yes), run and follow a task in a lane."""
+        args = self._args("delegate", rest)
+        brief = " ".join(args.brief)
+        params = {}
+        for item in args.param:
+            key, _, value = item.partition("=")
+            params[key] = value
+        from .delegate import Delegation
+
+        return Delegation(self.client, brief, lane=args.lane, title=args.title, parameters=params,
+                          timeout=args.timeout).show(auto_approve=args.yes)
+
+    def _cmd_runs(self, rest: str):
+        import pandas as pd
+
+        rows = self.client.runs()
+        return pd.DataFrame([{k: v for k, v in r.items() if k != "kpis"} | {f"kpi.{k}": v for k, v in r["kpis"].items()}
+                             for r in rows])
 
     # -- cell magic -------------------------------------------------------------
     def _cell(self, line: str, cell: str):

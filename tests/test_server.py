@@ -489,10 +489,66 @@ def test_openapi_documents_every_route():
     assert spec["openapi"].startswith("3.1")
     served = set()
     for pattern, handler in routes():
-        path = pattern[len(API_PREFIX):].replace("(.+)", "{symbol}")
+        path = (pattern[len(API_PREFIX):].replace("(.+)", "{symbol}")
+                .replace("(estimate|approve|start|cancel)", "{action}").replace(r"([\w-]+)", "{id}"))
         for method in ("get", "post", "put", "patch", "delete"):
             if method in vars(handler):
                 served.add((path, method))
     documented = {(path, method) for path, ops in spec["paths"].items() for method in ops
                   if method in ("get", "post", "put", "patch", "delete")}
     assert served == documented
+
+
+# -- delegation over REST: the server's PAS workers run the task ---------------------------------
+
+def test_tasks_rest_lifecycle_with_idempotency_key(server):
+    body = {"title": "document the public API of the shop package"}
+    status, task = server.request("POST", "tasks", body=body)
+    assert status == 201 and task["lane"] == "narrative" and task["state"] == "new"
+    headers_key = {"title": "keyed", "lane": "graph-ops"}
+    first = server.request("POST", "tasks", body=headers_key | {"idempotency_key": "rest-k"})
+    again = server.request("POST", "tasks", body=headers_key | {"idempotency_key": "rest-k"})
+    assert first[0] == 201 and again[0] == 200 and first[1]["id"] == again[1]["id"]
+
+    tid = task["id"]
+    assert server.post(f"tasks/{tid}/approve")[0] == 400  # must be estimated first
+    status, est = server.post(f"tasks/{tid}/estimate")
+    assert status == 200 and est["state"] == "estimated" and est["estimate"]["duration_p90_s"] > 0
+    assert server.post(f"tasks/{tid}/approve")[1]["state"] == "approved"
+    assert server.post(f"tasks/{tid}/start")[1]["state"] in ("queued", "running")
+    seen, deadline, state = 0, time.monotonic() + 180, None
+    messages = []
+    while time.monotonic() < deadline:
+        _, data = server.get(f"tasks/{tid}/events", after=seen)
+        for ev in data["events"]:
+            seen = ev["seq"]
+            messages.append(ev["message"])
+        state = server.get(f"tasks/{tid}")[1]["state"]
+        if state in ("succeeded", "failed", "cancelled"):
+            break
+        time.sleep(0.3)
+    assert state == "succeeded", messages
+    assert any(m.startswith("running on") for m in messages)  # the server's worker claimed it
+    run_id = server.get(f"tasks/{tid}")[1]["run_id"]
+    runs = server.get("runs")[1]["runs"]
+    assert any(r["id"] == run_id and r["kpis"].get("docs_coverage") is not None for r in runs)
+    status, passport = server.get(f"runs/{run_id}")
+    assert status == 200 and passport["lane"] == "narrative" and passport["status"] == "succeeded"
+    status, report = server.post(f"runs/{run_id}/replay", {"dry_run": True})
+    assert status == 200 and report["match"] is True
+
+
+def test_tasks_rest_bad_input(server):
+    assert server.get("tasks/task-nope")[0] == 404
+    assert server.get("runs/run-nope")[0] == 404
+    assert server.post("tasks", {"title": "x", "lane": "nope"})[0] == 400
+    assert server.post("tasks", {"brief": "no title"})[0] == 400
+    assert server.post("tasks", {"title": "x", "parameters": [1]})[0] == 400
+
+
+def test_pas_health(server):
+    status, health = server.get("pas/health")
+    assert status == 200 and health["workers"]["running"] is True
+    assert health["sandbox"]["mode"] in ("bubblewrap", "rlimits-only")
+    assert set(health["lanes"]) == {"code-impl", "code-api-design", "data-schema", "vector-ops", "graph-ops",
+                                     "narrative"}

@@ -64,9 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(p)
     p.add_argument("--json", action="store_true")
 
-    from . import policy_cmd
+    from . import artifacts_cmd, plms_cmd, policy_cmd, tasks_cmd
 
     policy_cmd.add_parser(sub)
+    tasks_cmd.add_parsers(sub)
+    plms_cmd.add_parser(sub)
+    artifacts_cmd.add_parser(sub)
     return parser
 
 
@@ -82,10 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import commands
 
     try:
-        if args.command == "policy":
-            from . import policy_cmd
+        if args.command in ("policy", "plms", "artifacts"):
+            from importlib import import_module
 
-            return policy_cmd.run(args)
+            return import_module(f".{args.command}_cmd", __package__).run(args)
+        if args.command in ("task", "runs", "replay"):
+            from . import tasks_cmd
+
+            return tasks_cmd.run(args)
         return getattr(commands, f"cmd_{args.command}")(args) or 0
     except DirEngError as err:
         print(f"direng: error: {err}", file=sys.stderr)

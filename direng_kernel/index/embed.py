@@ -101,10 +101,16 @@ def dense_model():
     return model
 
 
+_static_lock = threading.Lock()
+
+
 def embed_static(texts: list[str]) -> np.ndarray:
     if not texts:
         return np.zeros((0, STATIC_DIMS), dtype=np.float32)
-    vecs = static_model().encode(texts, show_progress_bar=False).astype(np.float32)
+    model = static_model()
+    # The Rust tokenizer is not re-entrant ("Already borrowed" when two threads encode at once).
+    with _static_lock:
+        vecs = model.encode(texts, show_progress_bar=False).astype(np.float32)
     return _normalize(vecs)
 
 

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import sqlalchemy as sa
 
-from ..errors import DirEngError
+from ..errors import NotFoundError
 from ..models import Estimate, Task, TaskEvent, TaskState
 from . import states
 
@@ -80,7 +80,7 @@ kpis = sa.Table(
 )
 
 
-class TaskNotFound(DirEngError):
+class TaskNotFound(NotFoundError):
     pass
 
 

@@ -79,6 +79,8 @@ class DirEngExtension(ExtensionApp):
         4, config=True, help="Threads that run blocking engine calls off the event loop.")
 
     # -- loading ----------------------------------------------------------------------------------
+    run_tasks = Bool(True, config=True, help="Run delegated tasks (PAS workers) in this server.")
+
     def initialize_settings(self):
         from ..config import offline_env
 
@@ -132,8 +134,12 @@ class DirEngExtension(ExtensionApp):
 
     # -- running ----------------------------------------------------------------------------------
     async def _start_jupyter_server_extension(self, serverapp):
-        """Export the kernel environment now that the server's port and token are final."""
+        """Export the kernel environment now that the server's port and token are final, and start
+        the PAS workers that run delegated tasks for this server's store."""
         self.export_kernel_env(serverapp)
+        if self.engine is not None and self.run_tasks:
+            url = os.environ.get("DIRENG_SERVER_URL")
+            await asyncio.get_running_loop().run_in_executor(None, self.engine.start_workers, url)
 
     def export_kernel_env(self, serverapp) -> None:
         url = kernel_api_url(serverapp)

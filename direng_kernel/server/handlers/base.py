@@ -21,7 +21,7 @@ from typing import Any, Callable
 from jupyter_server.base.handlers import APIHandler
 from tornado.web import HTTPError
 
-from ...errors import DirEngError, NotIndexedError, UnknownSymbolError
+from ...errors import DirEngError, NotFoundError, NotIndexedError, UnknownSymbolError
 
 
 class ApiError(HTTPError):
@@ -39,6 +39,8 @@ def to_api_error(exc: DirEngError) -> ApiError:
         return ApiError(404, str(exc), suggestions=list(exc.suggestions))
     if isinstance(exc, NotIndexedError):
         return ApiError(409, str(exc))
+    if isinstance(exc, NotFoundError):
+        return ApiError(404, str(exc))
     return ApiError(400, str(exc))
 
 

@@ -1,0 +1,114 @@
+"""`direng plms calibration [--root ROOT] [--json]`: how well PLMS's estimates fit the runs.
+
+Reads the run history from PEX's task store under ROOT, replays it prequentially (each run
+scored against the estimate made before it) and prints one row per lane: calibrated runs,
+share of actuals within the p90 estimate, share inside p10..p90, mean |log error|, drift and
+the current p50/p90. Imports nothing heavy until it runs; pandas comes in with the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Add `plms` (with its `calibration` subcommand) to a subparsers object."""
+    p = sub.add_parser("plms", help="the planner: estimates and their calibration")
+    psub = p.add_subparsers(dest="plms_command", metavar="SUBCOMMAND")
+    psub.required = True
+    c = psub.add_parser("calibration", help="prequential calibration report, one row per lane")
+    c.add_argument("--root", default=".", help="the workbench root holding the task store (default: .)")
+    c.add_argument("--json", action="store_true", help="print the report as a JSON list")
+    return p
+
+
+def _num(v, digits: int = 3):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), digits)
+
+
+def report_json(df) -> list[dict]:
+    """The report as plain JSON-able dicts: NaN becomes None, numpy scalars plain numbers."""
+    out = []
+    for row in df.to_dict("records"):
+        out.append({
+            "lane": str(row["lane"]), "n": int(row["n"]), "scored": int(row["scored"]),
+            "within_p90": _num(row["within_p90"]), "within_p10_p90": _num(row["within_p10_p90"]),
+            "mean_abs_log_err": _num(row["mean_abs_log_err"]),
+            "drift": bool(row["drift"]), "prior_only": bool(row["prior_only"]),
+            "p50_s": _num(row["p50_s"], 1), "p90_s": _num(row["p90_s"], 1),
+        })
+    return out
+
+
+def format_report(df) -> str:
+    """A fixed-width table; '-' where nothing was scored, 'prior' for prior-only lanes."""
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.0f}%"
+
+    header = ("lane", "n", "scored", "<=p90", "p10-p90", "|log err|", "p50", "p90", "flags")
+    rows = [header]
+    for r in report_json(df):
+        flags = ",".join(f for f, on in (("prior", r["prior_only"]), ("DRIFT", r["drift"])) if on)
+        err = "-" if r["mean_abs_log_err"] is None else f"{r['mean_abs_log_err']:.2f}"
+        rows.append((r["lane"], str(r["n"]), str(r["scored"]), pct(r["within_p90"]),
+                     pct(r["within_p10_p90"]), err, f"{r['p50_s']:.1f}s", f"{r['p90_s']:.1f}s", flags))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 or i == len(header) - 1 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in rows]
+    lines.append("shares are prequential (each run against the estimate before it; prior-only runs "
+                 "unscored); nominal: <=p90 90%, p10-p90 80%")
+    return "\n".join(lines)
+
+
+def _has_store(root: str) -> bool:
+    """Is there a PEX database under ROOT? (TaskStore.for_root would create an empty one.)"""
+    if not Path(root).is_dir():
+        return False
+    try:
+        from ..config import IndexSettings
+        from ..pex.store import DB_NAME
+    except ImportError:  # PEX without a DB_NAME: let TaskStore decide
+        return True
+    return (IndexSettings.for_root(root).store / DB_NAME).exists()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed `plms` command; returns the exit code."""
+    if getattr(args, "plms_command", None) != "calibration":
+        print("direng: error: plms: choose a subcommand: calibration", file=sys.stderr)
+        return 2
+    root = getattr(args, "root", ".")
+    try:
+        from ..pex.store import TaskStore
+    except ImportError:
+        print(f"direng: error: no task store at {root}", file=sys.stderr)
+        return 1
+    if not _has_store(root):
+        print(f"direng: error: no task store at {root}", file=sys.stderr)
+        return 1
+    from ..plms.calibration import calibration_report
+
+    df = calibration_report(TaskStore.for_root(root).run_records())
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(report_json(df), indent=2) + "\n")
+    else:
+        sys.stdout.write(format_report(df) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Standalone entry point: `python -m direng_kernel.cli.plms_cmd calibration [--json]`."""
+    parser = argparse.ArgumentParser(prog="direng")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_parser(sub)
+    return run(parser.parse_args(["plms", *(argv if argv is not None else sys.argv[1:])]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""`direng task …`, `direng runs`, `direng replay`: delegation from the command line.
+
+Every command takes `--root ROOT` and `--json`. Without a running server that owns the store,
+`task start` runs the task with a worker in this process (and `--follow` streams its events);
+with one, the server's workers run it and the CLI only queues and follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import DirEngError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", default=".", help="the repository (default: .)")
+    p.add_argument("--store", default=None, help="store directory (default: ROOT/.direng)")
+    p.add_argument("--json", action="store_true")
+
+
+def add_parsers(sub) -> None:
+    task = sub.add_parser("task", help="delegate work: new, estimate, approve, start, status, list, cancel")
+    tsub = task.add_subparsers(dest="task_command", metavar="SUBCOMMAND")
+    tsub.required = True
+    p = tsub.add_parser("new", help="create a task")
+    p.add_argument("--title", required=True)
+    p.add_argument("--brief", default="")
+    p.add_argument("--lane", default=None, help="code-impl, code-api-design, data-schema, vector-ops, graph-ops, narrative")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="lane parameter (JSON value or text)")
+    p.add_argument("--params-json", default=None, help="lane parameters as a JSON object")
+    p.add_argument("--idempotency-key", default=None)
+    p.add_argument("--rehearsal", action="store_true", help="a dry-run: excluded from PLMS calibration")
+    _common(p)
+    for name, helptext in (("estimate", "estimate with PLMS"), ("approve", "approve an estimated task"),
+                           ("cancel", "cancel a task (stops a running lane)")):
+        p = tsub.add_parser(name, help=helptext)
+        p.add_argument("id")
+        _common(p)
+    for name in ("start", "status"):
+        p = tsub.add_parser(name, help=f"{name} a task")
+        p.add_argument("id")
+        p.add_argument("--follow", action="store_true", help="stream events until the task ends")
+        _common(p)
+    p = tsub.add_parser("list", help="list tasks")
+    _common(p)
+
+    p = sub.add_parser("runs", help="lane runs with their KPIs (a table, JSON, or an export)")
+    p.add_argument("action", nargs="?", choices=["export"], help="export the table")
+    p.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    p.add_argument("--out", default=None, help="export file (default: runs.csv / runs.parquet)")
+    _common(p)
+
+    p = sub.add_parser("replay", help="re-run a recorded run from its passport and compare")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--dry-run", action="store_true", help="check the passport and artifacts, run nothing")
+    _common(p)
+
+
+def _orchestrator(args):
+    from ..config import IndexSettings
+    from ..pex.orchestrator import Orchestrator
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise DirEngError(f"root {root} is not a directory")
+    settings = IndexSettings.for_root(root, args.store)
+    return Orchestrator(settings.root, settings.store)
+
+
+def _params(args) -> dict:
+    params = {}
+    if args.params_json:
+        try:
+            params = json.loads(args.params_json)
+        except ValueError as exc:
+            raise DirEngError(f"--params-json is not valid JSON: {exc}") from None
+        if not isinstance(params, dict):
+            raise DirEngError("--params-json must be a JSON object")
+    for item in args.param:
+        if "=" not in item:
+            raise DirEngError(f"--param {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def _print_task(task, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(task.model_dump(mode="json"), indent=2))
+        return
+    est = task.estimate
+    line = f"{task.id}  {task.state.value:<11} {task.lane:<16} {task.title}"
+    if est:
+        line += f"  (p50 {est.duration_p50_s:.1f}s, p90 {est.duration_p90_s:.1f}s)"
+    if task.error:
+        line += f"\n  error: {task.error}"
+    print(line)
+
+
+def _follow(orch, task_id: str, as_json: bool) -> None:
+    for ev in orch.tasks.follow(task_id):
+        if as_json:
+            continue
+        print(f"[{ev.at:%H:%M:%S}] {ev.kind:<8} {ev.message}", file=sys.stderr)
+
+
+def run(args) -> int:
+    if args.command == "runs":
+        return _runs(args)
+    if args.command == "replay":
+        return _replay(args)
+    orch = _orchestrator(args)
+    cmd = args.task_command
+    if cmd == "new":
+        task, created = orch.new_task(args.title, args.brief, args.lane, _params(args), args.idempotency_key,
+                                      args.rehearsal)
+        _print_task(task, args.json)
+        return 0
+    if cmd == "list":
+        items = orch.tasks.list_tasks()
+        if args.json:
+            print(json.dumps([t.model_dump(mode="json") for t in items], indent=2))
+        else:
+            for t in items:
+                _print_task(t, False)
+        return 0
+    if cmd == "estimate":
+        task = orch.estimate(args.id)
+    elif cmd == "approve":
+        task = orch.approve(args.id)
+    elif cmd == "cancel":
+        task = orch.cancel(args.id)
+    elif cmd == "start":
+        from ..pex.orchestrator import server_owner
+
+        task = orch.start(args.id)
+        if server_owner(orch.store_dir) is None:
+            if args.follow and not args.json:
+                import threading
+
+                threading.Thread(target=_follow, args=(orch, args.id, False), daemon=True).start()
+            task = orch.run_here(args.id)
+        elif args.follow:
+            _follow(orch, args.id, args.json)
+            task = orch.status(args.id)
+    else:  # status
+        if args.follow:
+            _follow(orch, args.id, args.json)
+        task = orch.status(args.id)
+    _print_task(task, args.json)
+    return 0 if task.state != "failed" or cmd not in ("start",) else 1
+
+
+def _runs(args) -> int:
+    orch = _orchestrator(args)
+    rows = orch.tasks.list_runs()
+    import pandas as pd
+
+    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "kpis"} | {f"kpi.{k}": v for k, v in r["kpis"].items()}
+                          for r in rows])
+    if args.action == "export":
+        out = Path(args.out or f"runs.{args.format}")
+        if args.format == "csv":
+            frame.to_csv(out, index=False)
+        else:
+            frame.to_parquet(out, index=False)
+        print(f"wrote {len(frame)} runs to {out}", file=sys.stderr)
+        return 0
+    if args.json:
+        print(json.dumps([r["id"] for r in rows]))
+    elif frame.empty:
+        print("no runs yet")
+    else:
+        cols = [c for c in ("id", "task_id", "lane", "state", "duration_s", "sandbox") if c in frame] + \
+            [c for c in frame.columns if c.startswith("kpi.")]
+        print(frame[cols].to_string(index=False))
+    return 0
+
+
+def _replay(args) -> int:
+    from ..config import IndexSettings
+    from ..pas.replay import replay
+
+    settings = IndexSettings.for_root(args.root, args.store)
+    report = replay(args.run_id, root=settings.root, store=settings.store, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(report.model_dump(mode="json"), indent=2))
+    else:
+        print(report.summary())
+    return 0 if report.match or args.dry_run else 1

@@ -1,0 +1,1 @@
+"""PAS, the lane executor: command allowlists, the sandbox, and running lanes."""

@@ -1,0 +1,324 @@
+"""PAS's executor: claim queued runs and execute their lane notebooks with papermill.
+
+Each run gets its own folder under `<store>/runs/<run_id>/`. The lane notebook is executed by
+papermill in a separate process (papermill does not run in threads) under the lane's resource
+limits (rlimits on the process tree, a wall timeout, the queue honouring `max_parallel`), with
+commands inside the notebook going through the lane's allowlist and sandbox (`pas.lane`).
+While it runs, the worker renews its lease, streams the lane's log/KPI lines as task events and
+stops the process group when the task is cancelled or times out. Afterwards it stores outputs
+in the content-addressed store, evaluates the lane's quality gates, and writes the passport.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import DirEngError, NotFoundError
+from ..models import LANE_IDS, ArtifactRef, Passport, TaskState
+
+log = logging.getLogger(__name__)
+IDEMPOTENT_LANES = {"vector-ops", "graph-ops", "code-api-design", "data-schema", "narrative"}
+LEASE_S = 30.0
+HEARTBEAT_S = 1.0
+
+
+class LaneNotFound(NotFoundError):
+    pass
+
+
+class LaneNotebookError(DirEngError):
+    """A lane notebook that cannot run: unreadable, or without a `parameters` cell."""
+
+
+def lane_notebook(lane: str) -> Path:
+    from .allowlist import lanes_dirs
+
+    for folder in lanes_dirs():
+        nb = Path(folder) / f"{lane}.ipynb"
+        if nb.is_file():
+            return nb
+    raise LaneNotFound(f"unknown lane {lane!r}: no {lane}.ipynb in {', '.join(map(str, lanes_dirs()))}")
+
+
+def check_parameters_cell(nb_path: Path) -> None:
+    import nbformat
+
+    try:
+        nb = nbformat.read(nb_path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 — any unreadable notebook is a clear lane error
+        raise LaneNotebookError(f"lane notebook {nb_path} is not a valid notebook: {exc}") from exc
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        raise LaneNotebookError(f"lane notebook {nb_path} has no cell tagged 'parameters'")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a crash
+    return out
+
+
+def _error_line(stderr: str) -> str:
+    """The exception papermill reports, as one line (`CommandDenied: command denied by rule …`)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if ("Error" in ln or "Exception" in ln or "Denied" in ln) and ":" in ln and not ln.startswith(("File ", "^")):
+            return ln[:500]
+    return (lines[-1] if lines else "lane failed")[:500]
+
+
+class Executor:
+    def __init__(self, root: str | Path, store_dir: str | Path, tasks, *, worker_id: str | None = None,
+                 policy_path: str | Path | None = None, concurrency: int = 2,
+                 notebooks: dict[str, Path] | None = None, extra_env: dict[str, str] | None = None):
+        from .artifacts import ArtifactStore
+        from .passport import PassportStore
+
+        self.root = Path(root).resolve()
+        self.store_dir = Path(store_dir).resolve()
+        self.tasks = tasks
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.policy_path = str(policy_path) if policy_path else os.environ.get("DIRENG_POLICY")
+        self.concurrency = concurrency
+        self.notebooks = notebooks or {}  # lane → notebook, overriding the lane folders (replay)
+        self.extra_env = extra_env or {}
+        self.artifacts = ArtifactStore(self.store_dir)
+        self.passports = PassportStore(self.store_dir)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._index_lock = threading.Lock()
+        self._workbench = None
+
+    # -- configuration ----------------------------------------------------------
+    def limits(self, lane: str) -> dict:
+        from .allowlist import load_lane_allowlist
+
+        return load_lane_allowlist(lane).limits.model_dump()
+
+    def max_parallel(self) -> dict[str, int]:
+        out = {}
+        for lane in LANE_IDS:
+            try:
+                out[lane] = int(self.limits(lane).get("max_parallel", 1))
+            except DirEngError:
+                out[lane] = 1
+        return out
+
+    # -- worker loop ------------------------------------------------------------
+    def run_once(self) -> bool:
+        """Claim and execute one queued run; False when nothing was claimable."""
+        run = self.tasks.claim(self.worker_id, self.max_parallel(), LEASE_S)
+        if run is None:
+            return False
+        try:
+            self.execute(run)
+        except Exception as exc:  # noqa: BLE001 — a broken run must not kill the worker
+            log.exception("run %s crashed the executor", run["id"])
+            self.tasks.finish(run["id"], TaskState.failed, error=f"executor error: {type(exc).__name__}: {exc}")
+        return True
+
+    def drain(self, until_task: str | None = None, timeout: float | None = None) -> None:
+        """Run queued work in this process until the queue is empty (or `until_task` ends)."""
+        deadline = time.time() + timeout if timeout else None
+        self.tasks.reconcile(IDEMPOTENT_LANES)
+        while not (deadline and time.time() > deadline):
+            if until_task and self.tasks.get_task(until_task).state in (
+                    TaskState.succeeded, TaskState.failed, TaskState.cancelled):
+                return
+            if not self.run_once():
+                if until_task is None:
+                    return
+                time.sleep(0.2)
+
+    def start(self) -> "Executor":
+        """Background workers (the server's): `concurrency` threads, each running one lane at a time."""
+        self.tasks.reconcile(IDEMPOTENT_LANES)
+        for i in range(self.concurrency):
+            t = threading.Thread(target=self._serve, name=f"direng-pas-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def _serve(self) -> None:
+        last_reconcile = 0.0
+        while not self._stop.is_set():
+            if time.time() - last_reconcile > LEASE_S:
+                self.tasks.reconcile(IDEMPOTENT_LANES)
+                last_reconcile = time.time()
+            if not self.run_once():
+                self._stop.wait(0.5)
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+
+    # -- one run ----------------------------------------------------------------
+    def execute(self, run: dict) -> None:
+        from . import gitstate
+        from .gates import load_gates
+        from .passport import environment, notebook_sha256
+        from .sandbox import probe
+
+        run_id, task_id, lane = run["id"], run["task_id"], run["lane"]
+        task = self.tasks.get_task(task_id)
+        run_dir = self.store_dir / "runs" / run_id
+        run_dir.mkdir(parents=True, exist_ok=True)
+        started = datetime.now(timezone.utc)
+        t0 = time.perf_counter()
+        nb = self.notebooks.get(lane) or lane_notebook(lane)
+        check_parameters_cell(nb)
+        limits = self.limits(lane)
+        sandbox_mode = probe().mode
+        notebook_ref = self.artifacts.put_file(nb, name=f"lane/{nb.name}")
+        passport = Passport(
+            run_id=run_id, task_id=task_id, lane=lane, lane_notebook_sha256=notebook_sha256(nb),
+            parameters=task.parameters, git=gitstate.capture(self.root, self.artifacts),
+            environment=environment(self.artifacts), policy_sha256=self._policy_hash(), inputs=[notebook_ref],
+            sandbox=sandbox_mode, started_at=started,
+        )
+        self.passports.save(passport)
+        self.tasks.add_event(task_id, "log", f"lane {lane} starting (sandbox: {sandbox_mode})",
+                             {"run_id": run_id, "sandbox": sandbox_mode})
+        self._ensure_index(task_id)
+        result = self.run_notebook(run_id, task_id, lane, nb, run_dir, task.parameters, limits, self.extra_env)
+        passport.timings = {"total_s": round(time.perf_counter() - t0, 3), "notebook_s": result["seconds"]}
+        kpi_values = {k["name"]: float(k["value"]) for k in _read_jsonl(run_dir / "kpis.jsonl")}
+        outputs = self._collect_outputs(run_dir, result.get("output_nb"))
+        responses = [self.artifacts.put_file(p, name=f"provider_responses/{p.name}")
+                     for p in sorted((run_dir / "provider_responses").glob("*.json"))]
+        state, error = result["state"], result.get("error")
+        if state == TaskState.succeeded:
+            verdict = load_gates(lane).evaluate(kpi_values)
+            if not verdict.passed:
+                state, error = TaskState.failed, "quality gate failed: " + "; ".join(verdict.failures)
+        passport = passport.model_copy(update={
+            "kpis": kpi_values, "outputs": outputs, "provider_responses": responses, "status": state.value,
+            "error": error, "finished_at": datetime.now(timezone.utc)})
+        self.passports.save(passport)
+        out_nb = next((o.sha256 for o in outputs if o.name == "output.ipynb"), None)
+        if error:
+            self.tasks.add_event(task_id, "error", error, {"run_id": run_id})
+        self.tasks.finish(run_id, state, error=error, kpi_values=kpi_values, sandbox=sandbox_mode,
+                          output_notebook=out_nb)
+
+    def _policy_hash(self) -> str | None:
+        from ..broker.policy import default_policy, load_policy
+
+        try:
+            return (load_policy(self.policy_path) if self.policy_path else default_policy()).hash
+        except DirEngError:
+            return None
+
+    def _ensure_index(self, task_id: str) -> None:
+        """Lanes read the code index; refresh it first so a run sees the code it is about.
+
+        One refresh at a time: worker threads share this executor's workbench and lock."""
+        from ..workbench import Workbench
+
+        with self._index_lock:
+            if self._workbench is None:
+                self._workbench = Workbench(self.root, self.store_dir)
+            report = self._workbench.index()
+        self.tasks.add_event(task_id, "progress", f"index refreshed: {len(report.changed_paths)} changed file(s)")
+
+    def lane_env(self, run_id: str, task_id: str, lane: str, run_dir: Path, extra: dict | None = None) -> dict:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DIRENG_SERVER", "DIRENG_TOKEN", "JPY_"))}
+        env.update({"DIRENG_ROOT": str(self.root), "DIRENG_STORE": str(self.store_dir), "DIRENG_RUN_DIR": str(run_dir),
+                    "DIRENG_LANE": lane, "DIRENG_RUN_ID": run_id, "DIRENG_TASK_ID": task_id,
+                    "PYTHONUNBUFFERED": "1"})
+        if self.policy_path:
+            env["DIRENG_POLICY"] = self.policy_path
+        env.update(extra or {})
+        return env
+
+    def run_notebook(self, run_id: str, task_id: str, lane: str, nb: Path, run_dir: Path, parameters: dict,
+                     limits: dict, extra_env: dict | None = None) -> dict:
+        """Execute a lane notebook in a papermill process; returns state, error, seconds, output path."""
+        from .sandbox import apply_process_limits
+
+        out_nb = run_dir / "output.ipynb"
+        params = {**parameters, "root": str(self.root), "run_dir": str(run_dir)}
+        argv = [sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", "python3", "--cwd", str(run_dir),
+                "-y", json.dumps(params), "--no-progress-bar", "--log-level", "WARNING"]
+        timeout = float(limits.get("timeout_s", 600))
+        t0 = time.perf_counter()
+        stderr_path = run_dir / "papermill.log"
+        with open(stderr_path, "w") as err:
+            proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT, cwd=run_dir, start_new_session=True,
+                                    env=self.lane_env(run_id, task_id, lane, run_dir, extra_env),
+                                    preexec_fn=lambda: apply_process_limits(limits))
+        streamed = {"events.jsonl": 0, "kpis.jsonl": 0}
+        state, error = None, None
+        while True:
+            try:
+                rc = proc.wait(timeout=HEARTBEAT_S)
+            except subprocess.TimeoutExpired:
+                rc = None
+            self._stream(task_id, run_dir, streamed)
+            if rc is not None:
+                break
+            if not self.tasks.heartbeat(run_id, LEASE_S, pid=proc.pid):
+                self._kill(proc)
+                state, error = TaskState.cancelled, "cancelled by user"
+                break
+            if time.perf_counter() - t0 > timeout:
+                self._kill(proc)
+                state, error = TaskState.failed, f"timed out after {timeout:g} s (lane limit)"
+                break
+        seconds = round(time.perf_counter() - t0, 3)
+        self._stream(task_id, run_dir, streamed)
+        if state is None:
+            if rc == 0:
+                state = TaskState.succeeded
+            else:
+                text = stderr_path.read_text(errors="replace")
+                if rc < 0 and -rc in (signal.SIGKILL, signal.SIGSEGV) or "MemoryError" in text \
+                        or "Kernel died" in text or "DeadKernelError" in text:
+                    error = f"out of memory or killed (limit {limits.get('memory_mb')} MB): {_error_line(text)}"
+                else:
+                    error = _error_line(text)
+                state = TaskState.failed
+        return {"state": state, "error": error, "seconds": seconds, "output_nb": out_nb if out_nb.exists() else None}
+
+    @staticmethod
+    def _kill(proc: subprocess.Popen) -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+    def _stream(self, task_id: str, run_dir: Path, seen: dict[str, int]) -> None:
+        """Forward new lines of the lane's log and KPI files as task events."""
+        for name, kind in (("events.jsonl", "log"), ("kpis.jsonl", "kpi")):
+            lines = _read_jsonl(run_dir / name)
+            for rec in lines[seen[name]:]:
+                msg = rec.get("message") if kind == "log" else f"{rec.get('name')} = {rec.get('value')}"
+                self.tasks.add_event(task_id, kind, str(msg), rec)
+            seen[name] = len(lines)
+
+    def _collect_outputs(self, run_dir: Path, output_nb: Path | None) -> list[ArtifactRef]:
+        refs = []
+        for rec in _read_jsonl(run_dir / "outputs.jsonl"):
+            path = Path(rec["path"])
+            if path.is_file():
+                refs.append(self.artifacts.put_file(path, name=rec.get("name") or path.name))
+        if output_nb is not None:
+            refs.append(self.artifacts.put_file(output_nb, name="output.ipynb"))
+        return refs

@@ -1,0 +1,93 @@
+"""Delegation over REST: tasks (PEX), runs and passports (PAS), and PAS health.
+
+    GET  /tasks                       list          POST /tasks            create (Idempotency-Key honoured)
+    GET  /tasks/{id}                  one task      POST /tasks/{id}/{estimate|approve|start|cancel}
+    GET  /tasks/{id}/events?after=N   the task's event log after sequence N (poll to follow live)
+    GET  /runs                        runs with KPIs   GET /runs/{id}   the run's passport
+    POST /runs/{id}/replay            {"dry_run": bool} → replay report (`match`)
+    GET  /pas/health                  sandbox mode, lanes and their limits, queue
+"""
+
+from __future__ import annotations
+
+from tornado import web
+
+from .base import ApiError, DirEngHandler
+
+
+class TasksHandler(DirEngHandler):
+    @web.authenticated
+    async def get(self):
+        self.reply({"tasks": await self.run(self.engine.tasks)})
+
+    @web.authenticated
+    async def post(self):
+        body = self.json_body()
+        title = body.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise ApiError(400, "body must have a non-empty string 'title'")
+        params = body.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise ApiError(400, "'parameters' must be a JSON object")
+        key = self.request.headers.get("Idempotency-Key") or body.get("idempotency_key")
+        task, created = await self.run(self.engine.new_task, title, body.get("brief") or "", body.get("lane"),
+                                       params, key)
+        self.reply(task, status=201 if created else 200)
+
+
+class TaskHandler(DirEngHandler):
+    @web.authenticated
+    async def get(self, task_id):
+        self.reply(await self.run(self.engine.task, task_id))
+
+
+class TaskActionHandler(DirEngHandler):
+    @web.authenticated
+    async def post(self, task_id, action):
+        self.reply(await self.run(self.engine.task_action, task_id, action))
+
+
+class TaskEventsHandler(DirEngHandler):
+    @web.authenticated
+    async def get(self, task_id):
+        after = self.int_arg("after", 0, low=0)
+        self.reply({"events": await self.run(self.engine.task_events, task_id, after)})
+
+
+class RunsHandler(DirEngHandler):
+    @web.authenticated
+    async def get(self):
+        self.reply({"runs": await self.run(self.engine.runs)})
+
+
+class RunHandler(DirEngHandler):
+    @web.authenticated
+    async def get(self, run_id):
+        self.reply(await self.run(self.engine.passport, run_id))
+
+
+class ReplayHandler(DirEngHandler):
+    @web.authenticated
+    async def post(self, run_id):
+        dry = self.json_body().get("dry_run", False)
+        if not isinstance(dry, bool):
+            raise ApiError(400, "'dry_run' must be true or false")
+        self.reply(await self.run(self.engine.replay, run_id, dry))
+
+
+class PasHealthHandler(DirEngHandler):
+    @web.authenticated
+    async def get(self):
+        self.reply(await self.run(self.engine.pas_health))
+
+
+ROUTES = [
+    (r"/tasks", TasksHandler),
+    (r"/tasks/([\w-]+)", TaskHandler),
+    (r"/tasks/([\w-]+)/(estimate|approve|start|cancel)", TaskActionHandler),
+    (r"/tasks/([\w-]+)/events", TaskEventsHandler),
+    (r"/runs", RunsHandler),
+    (r"/runs/([\w-]+)", RunHandler),
+    (r"/runs/([\w-]+)/replay", ReplayHandler),
+    (r"/pas/health", PasHealthHandler),
+]
