@@ -71,6 +71,14 @@ def test_cli_delegation_runs_a_real_lane_and_replays_identically(repo):
     report = cli_json("replay", status["run_id"], "--root", root)
     assert report["match"] is True, report
     assert cli_json("replay", status["run_id"], "--dry-run", "--root", root)["match"] is True
+    # The passport also renders as a papermill notebook that replays headless.
+    import papermill
+
+    replay_nb = repo / ".direng" / "runs" / status["run_id"] / "replay.ipynb"
+    out = papermill.execute_notebook(str(replay_nb), str(repo.parent / "replayed.ipynb"), kernel_name="python3",
+                                     parameters={"dry_run": False}, progress_bar=False)
+    text = str(out.cells[-1].outputs)
+    assert "match=True" in text, text[:2000]
 
 
 def test_idempotency_key_and_bad_input_on_the_cli(repo):

@@ -123,3 +123,17 @@ def test_direng_kernel_completion_and_inspection(nb_repo):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_delegate_magic_runs_a_lane_and_links_the_passport(nb_repo):
+    nb = run_notebook([
+        "%load_ext direng_kernel",
+        '%direng delegate "document the public API of the shop package" --yes',
+        "runs = %direng runs\nruns[['lane', 'state']].to_dict('records')",
+    ], nb_repo, timeout=300)
+    delegate, runs = nb.cells[1], nb.cells[2]
+    text = text_of(delegate)
+    assert "lane **narrative**" in text and "Estimate: p50" in text
+    assert "succeeded" in text and "passport" in text and "output notebook" in text
+    assert "running on" in text  # live status lines streamed while it ran
+    assert "'lane': 'narrative', 'state': 'succeeded'" in text_of(runs)

@@ -172,7 +172,7 @@ class Executor:
     def execute(self, run: dict) -> None:
         from . import gitstate
         from .gates import load_gates
-        from .passport import environment, notebook_sha256
+        from .passport import environment, notebook_sha256, render_replay_notebook
         from .sandbox import probe
 
         run_id, task_id, lane = run["id"], run["task_id"], run["lane"]
@@ -211,6 +211,7 @@ class Executor:
             "kpis": kpi_values, "outputs": outputs, "provider_responses": responses, "status": state.value,
             "error": error, "finished_at": datetime.now(timezone.utc)})
         self.passports.save(passport)
+        render_replay_notebook(passport, run_dir, root=self.root)  # `papermill replay.ipynb` replays headless
         out_nb = next((o.sha256 for o in outputs if o.name == "output.ipynb"), None)
         if error:
             self.tasks.add_event(task_id, "error", error, {"run_id": run_id})
