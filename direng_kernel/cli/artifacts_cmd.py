@@ -13,7 +13,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -78,16 +77,3 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"direng: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: `python -m direng_kernel.cli.artifacts_cmd verify`."""
-    parser = argparse.ArgumentParser(prog="direng")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    add_parser(sub)
-    return run(parser.parse_args(["artifacts", *(argv if argv is not None else sys.argv[1:])]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

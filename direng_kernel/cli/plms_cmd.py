@@ -13,7 +13,6 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Sequence
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -99,16 +98,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(format_report(df) + "\n")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: `python -m direng_kernel.cli.plms_cmd calibration [--json]`."""
-    parser = argparse.ArgumentParser(prog="direng")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    add_parser(sub)
-    return run(parser.parse_args(["plms", *(argv if argv is not None else sys.argv[1:])]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

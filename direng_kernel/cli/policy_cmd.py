@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -45,16 +44,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(f"ok: {args.file} is a valid policy\n")
     return 1 if issues else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Standalone entry point: `python -m direng_kernel.cli.policy_cmd validate FILE`."""
-    parser = argparse.ArgumentParser(prog="direng")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    add_parser(sub)
-    return run(parser.parse_args(["policy", *(argv if argv is not None else sys.argv[1:])]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
