@@ -293,7 +293,7 @@ def test_cli_and_broker_imports_stay_light():
     code = ("import sys, direng_kernel.cli.policy_cmd, direng_kernel.broker; "
             "heavy = {'httpx', 'jsonschema'} & set(sys.modules); assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-    res = subprocess.run([sys.executable, "-m", "direng_kernel.cli.policy_cmd", "validate", str(EXAMPLE)],
+    res = subprocess.run([sys.executable, "-m", "direng_kernel.cli.main", "policy", "validate", str(EXAMPLE)],
                          capture_output=True, text=True, cwd=REPO)
     assert res.returncode == 0 and "is a valid policy" in res.stdout
 
