@@ -202,3 +202,33 @@ def test_tampered_artifact_makes_replay_refuse_with_the_hash(repo, test_lanes):
     (repo / ".direng" / "passports" / f"{task.run_id}.json").write_text("{not json")
     bad = run_cli("replay", task.run_id, "--root", str(repo))
     assert bad.returncode == 1 and task.run_id in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_runs_export_and_pas_health(repo, test_lanes, tmp_path):
+    import pandas as pd
+
+    orch = orchestrator(repo)
+    tid = approved(orch, mode="quick")
+    orch.start(tid)
+    assert orch.run_here(tid, timeout=300).state == TaskState.succeeded
+    for fmt in ("csv", "parquet"):
+        out = tmp_path / f"runs.{fmt}"
+        proc = run_cli("runs", "export", "--format", fmt, "--out", str(out), "--root", str(repo))
+        assert proc.returncode == 0, proc.stderr
+        frame = pd.read_csv(out) if fmt == "csv" else pd.read_parquet(out)
+        assert list(frame["state"]) == ["succeeded"] and frame["kpi.done"].tolist() == [1.0]
+    health = cli_json("pas", "health", "--root", str(repo))
+    assert health["sandbox"]["mode"] in ("bubblewrap", "rlimits-only") and health["lanes"]["narrative"]["ok"]
+
+
+def test_lane_notebook_without_parameters_cell_is_refused(repo, tmp_path, monkeypatch):
+    import nbformat
+
+    lanes = tmp_path / "lanes"
+    (lanes / "allowlists").mkdir(parents=True)
+    (lanes / "allowlists" / "narrative.yaml").write_text((TEST_LANES / "allowlists" / "narrative.yaml").read_text())
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(nb, lanes / "narrative.ipynb")
+    monkeypatch.setenv("DIRENG_LANES_PATH", str(lanes))
+    bad = run_cli("task", "new", "--title", "x", "--lane", "narrative", "--root", str(repo))
+    assert bad.returncode == 1 and "has no cell tagged 'parameters'" in bad.stderr

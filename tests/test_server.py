@@ -65,7 +65,8 @@ class Server:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
     def request(self, method: str, path: str, params: dict | None = None, body=None, token: str | None = "",
-                raw: bytes | None = None, base: str | None = None, timeout: float = 60) -> tuple[int, dict]:
+                raw: bytes | None = None, base: str | None = None, timeout: float = 60,
+                headers: dict | None = None) -> tuple[int, dict]:
         """(status, JSON reply); `token=""` means this server's token, `None` no token at all."""
         url = (base or self.url + "/direng/api").rstrip("/") + "/" + path.lstrip("/")
         if params:
@@ -73,7 +74,8 @@ class Server:
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         if method == "POST" and data is None:
             data = b""
-        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
         token = self.token if token == "" else token
         if token is not None:
             req.add_header("Authorization", f"token {token}")
@@ -505,10 +507,11 @@ def test_tasks_rest_lifecycle_with_idempotency_key(server):
     body = {"title": "document the public API of the shop package"}
     status, task = server.request("POST", "tasks", body=body)
     assert status == 201 and task["lane"] == "narrative" and task["state"] == "new"
-    headers_key = {"title": "keyed", "lane": "graph-ops"}
-    first = server.request("POST", "tasks", body=headers_key | {"idempotency_key": "rest-k"})
-    again = server.request("POST", "tasks", body=headers_key | {"idempotency_key": "rest-k"})
+    keyed = {"title": "keyed", "lane": "graph-ops"}
+    first = server.request("POST", "tasks", body=keyed, headers={"Idempotency-Key": "rest-k"})
+    again = server.request("POST", "tasks", body=keyed | {"title": "other"}, headers={"Idempotency-Key": "rest-k"})
     assert first[0] == 201 and again[0] == 200 and first[1]["id"] == again[1]["id"]
+    assert again[1]["title"] == "keyed"
 
     tid = task["id"]
     assert server.post(f"tasks/{tid}/approve")[0] == 400  # must be estimated first

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from importlib import import_module
 
             return import_module(f".{args.command}_cmd", __package__).run(args)
-        if args.command in ("task", "runs", "replay"):
+        if args.command in ("task", "runs", "replay", "pas"):
             from . import tasks_cmd
 
             return tasks_cmd.run(args)

@@ -53,6 +53,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default=None, help="export file (default: runs.csv / runs.parquet)")
     _common(p)
 
+    p = sub.add_parser("pas", help="the executor: sandbox mode, lanes and their limits, queue")
+    p.add_argument("pas_command", choices=["health"], metavar="health")
+    _common(p)
+
     p = sub.add_parser("replay", help="re-run a recorded run from its passport and compare")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--dry-run", action="store_true", help="check the passport and artifacts, run nothing")
@@ -113,6 +117,8 @@ def _follow(orch, task_id: str, as_json: bool) -> None:
 def run(args) -> int:
     if args.command == "runs":
         return _runs(args)
+    if args.command == "pas":
+        return _pas_health(args)
     if args.command == "replay":
         return _replay(args)
     orch = _orchestrator(args)
@@ -194,3 +200,24 @@ def _replay(args) -> int:
     else:
         print(report.summary())
     return 0 if report.match or args.dry_run else 1
+
+
+def _pas_health(args) -> int:
+    from ..engine import Engine
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise DirEngError(f"root {root} is not a directory")
+    health = Engine(root, store=args.store).pas_health()
+    if args.json:
+        print(json.dumps(health, indent=2))
+    else:
+        sandbox = health["sandbox"]
+        print(f"PAS {health['status']}: sandbox {sandbox['mode']}"
+              + (f" ({sandbox['reason']})" if sandbox.get("reason") else "")
+              + f"; queue: {health['queue']['queued']} queued, {health['queue']['running']} running")
+        for lane, info in health["lanes"].items():
+            detail = (f"timeout {info['limits']['timeout_s']}s, memory {info['limits']['memory_mb']} MB, "
+                      f"max_parallel {info['limits']['max_parallel']}") if info["ok"] else info["error"]
+            print(f"  {lane:<16} {'ok ' if info['ok'] else 'ERR'} {detail}")
+    return 0 if health["status"] == "ok" else 1
