@@ -22,6 +22,7 @@ from direng_kernel.errors import DirEngError
 from direng_kernel.pas.allowlist import Allowlist, Limits
 from direng_kernel.pas.sandbox import (
     OUTPUT_LIMIT,
+    SCRATCH,
     CommandDenied,
     SandboxError,
     SandboxInfo,
@@ -213,7 +214,7 @@ def test_cpu_limit_stops_a_busy_loop(scripts: Path, mode: str) -> None:
 def test_environment_is_not_inherited(scripts: Path, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIRENG_TEST_SECRET", "s3cret")
     result = run_script(scripts, "env.py", "DIRENG_TEST_SECRET", "FOO", "HOME", env={"FOO": "bar"})
-    assert json.loads(result.stdout) == {"DIRENG_TEST_SECRET": None, "FOO": "bar", "HOME": "/tmp"}
+    assert json.loads(result.stdout) == {"DIRENG_TEST_SECRET": None, "FOO": "bar", "HOME": SCRATCH}
 
 
 def test_output_is_truncated_to_the_limit(scripts: Path, mode: str) -> None:
@@ -260,8 +261,8 @@ def test_apply_process_limits_as_preexec_fn(scripts: Path) -> None:
 
 @pytest.fixture
 def outside_dir() -> Iterator[Path]:
-    """A real host folder outside /tmp (which the sandbox replaces with its own tmpfs)."""
-    base = next((p for p in (Path("/var/tmp"), Path.home()) if p.is_dir()), None)
+    """A real host folder outside the sandbox's scratch tmpfs and outside the test's writable dirs."""
+    base = next((p for p in (Path.home(), Path("/tmp")) if p.is_dir() and p != Path(SCRATCH)), None)
     path = Path(tempfile.mkdtemp(prefix="direng-sbx-", dir=base))
     try:
         yield path
@@ -271,13 +272,13 @@ def outside_dir() -> Iterator[Path]:
 
 def test_bwrap_root_is_read_only_and_writable_dirs_are_writable(scripts: Path, outside_dir: Path, bwrap: None) -> None:
     inside, outside, cwd_file = scripts / "work" / "in.txt", outside_dir / "out.txt", scripts / "cwd.txt"
-    private_tmp = Path(f"/tmp/direng-sbx-{uuid.uuid4().hex}.txt")
+    private_tmp = Path(SCRATCH) / f"direng-sbx-{uuid.uuid4().hex}.txt"
     result = run_script(scripts, "write.py", str(inside), str(outside), str(cwd_file), str(private_tmp))
     lines = result.stdout.splitlines()
     assert lines[0] == f"{inside} ok"
     assert lines[1] == f"{outside} OSError Read-only file system"
     assert lines[2] == f"{cwd_file} OSError Read-only file system"
-    assert lines[3] == f"{private_tmp} ok"  # the sandbox's own /tmp ...
+    assert lines[3] == f"{private_tmp} ok"  # the sandbox's own scratch dir ...
     assert inside.read_text() == "x" and not outside.exists() and not cwd_file.exists()
     assert not private_tmp.exists()  # ... is not the host's
 

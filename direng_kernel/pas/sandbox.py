@@ -3,7 +3,7 @@
 Every command first goes through the lane's `Allowlist`; a denied one raises `CommandDenied`
 and is never started. An allowed one runs with the lane's resource limits (RLIMIT_AS from
 `memory_mb`, RLIMIT_CPU from `cpu_s`) and a wall-clock timeout that kills its whole process
-group. Under bubblewrap it also gets a read-only view of `/`, a private `/tmp`, `/dev` and
+group. Under bubblewrap it also gets a read-only view of `/`, a private scratch `/var/tmp`, `/dev` and
 `/proc`, write access only to the given `writable` folders, no network (a private loopback
 only) unless the lane allows it, its own user/pid/ipc namespaces with every capability
 dropped, and it dies with its parent. `probe()` picks the mode once per process;
@@ -37,10 +37,14 @@ Mode = Literal["bubblewrap", "rlimits-only", "off"]
 # Namespaces and mounts of every bubblewrap run (and of the probe, so a passing probe means
 # runs work). --unshare-user + --cap-drop ALL: a root caller must not keep CAP_SYS_ADMIN,
 # or the sandbox could simply remount / read-write.
+# The private scratch space is a tmpfs over /var/tmp, not /tmp: the host's /tmp stays visible
+# (read-only), because checkouts, virtualenvs and git worktrees often live there (CI clones
+# into /tmp) and hiding it would hide the very interpreter and repository a lane runs.
+SCRATCH = "/var/tmp" if os.path.isdir("/var/tmp") else "/tmp"
 _BWRAP_BASE = (
     "--unshare-user", "--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc",
     "--die-with-parent", "--new-session",
-    "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", SCRATCH,
 )
 
 
@@ -171,7 +175,7 @@ def run_command(
 ) -> CommandResult:
     """Check `argv` against the allowlist, then run it in the sandbox and collect its result.
 
-    The environment is NOT inherited: PATH, HOME=/tmp, TMPDIR=/tmp and a UTF-8 locale, plus
+    The environment is NOT inherited: PATH, HOME and TMPDIR = the scratch dir, a UTF-8 locale, plus
     `env`. `network` and `timeout_s` can only narrow what the lane allows. Raises CommandDenied
     (never started) or SandboxError (bad cwd/writable/network request); a program that exits
     non-zero, is killed, or times out is a result, not an error.
@@ -199,7 +203,7 @@ def run_command(
             raise SandboxError(f"writable path {path} does not exist")
         if path == Path("/"):
             raise SandboxError("refusing to make / writable")
-    full_env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": "/tmp", "TMPDIR": "/tmp",
+    full_env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": SCRATCH, "TMPDIR": SCRATCH,
                 "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", **(env or {})}
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in full_env.items()):
         raise SandboxError("env keys and values must be strings")
@@ -225,9 +229,9 @@ def run_command(
 def _bwrap_argv(bwrap: str, argv: list[str], cwd: Path, writable: list[Path], network: bool) -> list[str]:
     """bwrap command line: base isolation, then binds parent-first so nested ones stack."""
     binds = [(p, "--bind") for p in dict.fromkeys(writable)]
-    tmp = Path("/tmp")
-    if (cwd == tmp or tmp in cwd.parents) and not any(cwd == p or p in cwd.parents for p in writable):
-        binds.append((cwd, "--ro-bind"))  # /tmp is a fresh tmpfs: keep a cwd under it visible
+    scratch = Path(SCRATCH)
+    if (cwd == scratch or scratch in cwd.parents) and not any(cwd == p or p in cwd.parents for p in writable):
+        binds.append((cwd, "--ro-bind"))  # the scratch dir is a fresh tmpfs: keep a cwd under it visible
     cmd = [bwrap, *_BWRAP_BASE]
     for path, flag in sorted(binds, key=lambda b: len(b[0].parts)):
         cmd += [flag, str(path), str(path)]
