@@ -17,6 +17,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+# Signing keys, the vault and the audit log live in the user's Jupyter data dir; tests use their own.
+import tempfile as _tempfile  # noqa: E402
+
+_SECURITY_DIR = _tempfile.mkdtemp(prefix="direng-test-security-")
+os.environ.setdefault("DIRENG_KEYS_DIR", os.path.join(_SECURITY_DIR, "keys"))
+os.environ.setdefault("DIRENG_VAULT_DIR", os.path.join(_SECURITY_DIR, "vault"))
+os.environ.setdefault("DIRENG_AUDIT_LOG", os.path.join(_SECURITY_DIR, "audit.jsonl"))
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = FIXTURES / "sample_repo"

@@ -64,12 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(p)
     p.add_argument("--json", action="store_true")
 
-    from . import artifacts_cmd, plms_cmd, policy_cmd, tasks_cmd
+    from . import artifacts_cmd, audit_cmd, plms_cmd, policy_cmd, scan_cmd, secrets_cmd, tasks_cmd, token_cmd
 
     policy_cmd.add_parser(sub)
     tasks_cmd.add_parsers(sub)
     plms_cmd.add_parser(sub)
     artifacts_cmd.add_parser(sub)
+    token_cmd.add_parser(sub)
+    secrets_cmd.add_parser(sub)
+    audit_cmd.add_parser(sub)
+    scan_cmd.add_parser(sub)
     return parser
 
 
@@ -85,10 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import commands
 
     try:
-        if args.command in ("policy", "plms", "artifacts"):
+        if args.command in ("policy", "plms", "artifacts", "token", "keys", "secrets", "audit", "scan"):
             from importlib import import_module
 
-            return import_module(f".{args.command}_cmd", __package__).run(args)
+            module = "token" if args.command == "keys" else args.command
+            return import_module(f".{module}_cmd", __package__).run(args)
         if args.command in ("task", "runs", "replay", "pas"):
             from . import tasks_cmd
 

@@ -16,6 +16,7 @@ from collections import deque
 
 from ..errors import DirEngError, UnknownSymbolError
 from ..models import Answer, ChatMessage, ProviderRequest, ProviderResponse, Usage
+from ..security.scrub import learn, scrub
 from .compose import Composer
 from .router import Intent, route
 from .tools import ToolBox
@@ -90,6 +91,8 @@ class DirEng:
         message = message.strip()
         if not message:
             return Answer(markdown=HELP, intent="help")
+        self._flags = learn(message)  # what the raw message holds decides the broker's data rules
+        message = scrub(message)
         intent = route(message)
         try:
             answer = self._answer(intent, session)
@@ -97,6 +100,11 @@ class DirEng:
             suggestions = ", ".join(f"`{s}`" for s in exc.suggestions) or "none"
             answer = Answer(markdown=f"I don't know a symbol named `{exc.name}`. Close names: {suggestions}.",
                             intent=intent.name)
+        # Answers quote code from disk: nothing secret may reach the notebook or the memory.
+        answer = answer.model_copy(update={
+            "markdown": scrub(answer.markdown), "notices": [scrub(n) for n in answer.notices],
+            "citations": [h.model_copy(update={"snippet": scrub(h.snippet), "signature": scrub(h.signature)})
+                          for h in answer.citations]})
         self._remember(session, ChatMessage(role="user", content=message),
                        ChatMessage(role="assistant", content=answer.markdown))
         return answer
@@ -138,18 +146,22 @@ class DirEng:
         messages = [ChatMessage(role="system", content=SYSTEM_PROMPT), *self.history(session),
                     ChatMessage(role="user", content=question)]
         usages, notices = [], []
+        flags = set(getattr(self, "_flags", set()))
         try:
             for _round in range(MAX_TOOL_ROUNDS):
-                resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=self.tools.specs()))
+                resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=self.tools.specs()),
+                                            content_flags=frozenset(flags))
                 usages.append(resp.usage)
                 if not resp.tool_calls:
                     hits = self._last_hits if resp.usage.provider == "local" else self._cited_hits(resp.content)
                     return Answer(markdown=resp.content, intent="ask", citations=hits,
                                   provider=resp.usage.provider, usages=usages)
                 messages.append(ChatMessage(role="assistant", content=resp.content or "", tool_calls=resp.tool_calls))
-                for call in resp.tool_calls:
+                for call in resp.tool_calls:  # tool output is redacted before any provider sees it
+                    raw = self.tools.call(call)
+                    flags |= learn(raw)
                     messages.append(ChatMessage(role="tool", name=call.name, tool_call_id=call.id,
-                                                content=self.tools.call(call)))
+                                                content=scrub(raw)))
             notices.append(f"the model used {MAX_TOOL_ROUNDS} rounds of tools without answering")
         except DirEngError as exc:
             notices.append(f"model broker: {exc}; answered from the index instead")

@@ -26,6 +26,7 @@ from .embed import embed_static
 from .files import Candidate, discover, read_text
 from .graph import compute_ranks, recompute_edges
 from .parse import parse_source
+from ..security.scrub import scrub
 from .store import IndexStore
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ def run_index(
             except UnicodeDecodeError:
                 text = data.decode("utf-8", errors="replace")
                 report.lossy_decoded += 1
+            # Secrets and PII never enter the index (chunks, FTS, vectors): markers stand in for them.
+            text = scrub(text, cand.path)
             parsed = parse_source(cand.path, text.encode("utf-8"), cand.language) if cand.language else None
             if parsed is not None and parsed.has_errors:
                 report.syntax_errors += 1

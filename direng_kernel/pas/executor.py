@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..errors import DirEngError, NotFoundError
 from ..models import LANE_IDS, ArtifactRef, Passport, TaskState
+from ..security.scrub import scrub, scrub_obj
 
 log = logging.getLogger(__name__)
 IDEMPOTENT_LANES = {"vector-ops", "graph-ops", "code-api-design", "data-schema", "narrative"}
@@ -80,6 +81,25 @@ def _error_line(stderr: str) -> str:
         if ("Error" in ln or "Exception" in ln or "Denied" in ln) and ":" in ln and not ln.startswith(("File ", "^")):
             return ln[:500]
     return (lines[-1] if lines else "lane failed")[:500]
+
+
+TEXT_SUFFIXES = {".ipynb", ".json", ".jsonl", ".md", ".txt", ".log", ".html", ".csv", ".patch", ".py", ".yaml", ".yml"}
+
+
+def scrub_run_dir(run_dir: Path) -> None:
+    """Redact every text file a run left (output notebook, logs, reports) in place."""
+    for path in sorted(run_dir.rglob("*")):
+        if not path.is_file() or path.suffix not in TEXT_SUFFIXES or path.stat().st_size > 50_000_000:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        clean = scrub(text, path.name)
+        if clean != text:
+            tmp = path.with_name(path.name + ".scrub")
+            tmp.write_text(clean, encoding="utf-8")
+            tmp.replace(path)
 
 
 class Executor:
@@ -188,7 +208,7 @@ class Executor:
         notebook_ref = self.artifacts.put_file(nb, name=f"lane/{nb.name}")
         passport = Passport(
             run_id=run_id, task_id=task_id, lane=lane, lane_notebook_sha256=notebook_sha256(nb),
-            parameters=task.parameters, git=gitstate.capture(self.root, self.artifacts),
+            parameters=scrub_obj(task.parameters), git=gitstate.capture(self.root, self.artifacts),
             environment=environment(self.artifacts), policy_sha256=self._policy_hash(), inputs=[notebook_ref],
             sandbox=sandbox_mode, started_at=started,
         )
@@ -199,10 +219,11 @@ class Executor:
         result = self.run_notebook(run_id, task_id, lane, nb, run_dir, task.parameters, limits, self.extra_env)
         passport.timings = {"total_s": round(time.perf_counter() - t0, 3), "notebook_s": result["seconds"]}
         kpi_values = {k["name"]: float(k["value"]) for k in _read_jsonl(run_dir / "kpis.jsonl")}
+        scrub_run_dir(run_dir)  # before anything from the run is stored: no secret or PII value persists
         outputs = self._collect_outputs(run_dir, result.get("output_nb"))
         responses = [self.artifacts.put_file(p, name=f"provider_responses/{p.name}")
                      for p in sorted((run_dir / "provider_responses").glob("*.json"))]
-        state, error = result["state"], result.get("error")
+        state, error = result["state"], scrub(result.get("error") or "") or None
         if state == TaskState.succeeded:
             verdict = load_gates(lane).evaluate(kpi_values)
             if not verdict.passed:
@@ -311,7 +332,7 @@ class Executor:
             lines = _read_jsonl(run_dir / name)
             for rec in lines[seen[name]:]:
                 msg = rec.get("message") if kind == "log" else f"{rec.get('name')} = {rec.get('value')}"
-                self.tasks.add_event(task_id, kind, str(msg), rec)
+                self.tasks.add_event(task_id, kind, scrub(str(msg)), scrub_obj(rec))
             seen[name] = len(lines)
 
     def _collect_outputs(self, run_dir: Path, output_nb: Path | None) -> list[ArtifactRef]:

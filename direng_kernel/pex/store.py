@@ -20,6 +20,7 @@ from typing import Iterator
 import sqlalchemy as sa
 
 from ..errors import NotFoundError
+from ..security.scrub import scrub, scrub_obj
 from ..models import Estimate, Task, TaskEvent, TaskState
 from . import states
 
@@ -142,7 +143,8 @@ class TaskStore:
                     return self._task(row), False
             task_id = _new_id("task")
             conn.execute(tasks.insert().values(
-                id=task_id, title=title, brief=brief, lane=lane, parameters=json.dumps(parameters, sort_keys=True),
+                id=task_id, title=scrub(title), brief=scrub(brief), lane=lane,
+                parameters=json.dumps(scrub_obj(parameters), sort_keys=True),
                 state=TaskState.new.value, idempotency_key=idempotency_key, rehearsal=rehearsal,
                 created_at=now, updated_at=now))
             self._event(conn, task_id, "state", "new", {"state": "new", "lane": lane})
@@ -183,6 +185,7 @@ class TaskStore:
 
     # -- events -----------------------------------------------------------------
     def _event(self, conn, task_id: str, kind: str, message: str = "", data: dict | None = None) -> int:
+        message, data = scrub(message), scrub_obj(data or {})
         seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(events.c.seq), 0))
                            .where(events.c.task_id == task_id)).scalar_one() + 1
         conn.execute(events.insert().values(task_id=task_id, seq=seq, at=time.time(), kind=kind,
@@ -263,6 +266,7 @@ class TaskStore:
             if run.state != "running":
                 return  # already reconciled (e.g. interrupted) or cancelled
             now = time.time()
+            error = scrub(error) if error else error
             conn.execute(runs.update().where(runs.c.id == run_id).values(
                 state=state.value, finished_at=now, duration_s=now - (run.started_at or now), error=error, **fields))
             for name, value in (kpi_values or {}).items():

@@ -15,6 +15,10 @@ Lifecycle, in jupyter_server 2.x order:
    runs and before any request (hence any kernel) can be served. `DIRENG_SERVER_URL`,
    `DIRENG_TOKEN` and `DIRENG_ROOT` land in `os.environ`, which kernels inherit, so
    `direng_kernel.client.connect()` in a kernel talks to this server with no user setup.
+   `DIRENG_TOKEN` is not the server's token but a short-lived RS256 JWT (`kernel_token_ttl`,
+   12 h) for the server's OS user with `KERNEL_SCOPES` only (no policy changes, no replay, no
+   secrets), signed with the keys in `keys_dir`; it is re-minted periodically so that every new
+   kernel gets a fresh one (see docs/security-tokens.md).
 4. `stop_extension` (server shutdown): stop the daemon, drop the thread pool.
 """
 
@@ -28,7 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Integer, Unicode, default
 
 from .. import __version__
 from .handlers import routes
@@ -77,6 +81,21 @@ class DirEngExtension(ExtensionApp):
              "the daemon wait for POST /direng/api/index/refresh.")
     workers = Integer(
         4, config=True, help="Threads that run blocking engine calls off the event loop.")
+    keys_dir = Unicode(
+        config=True,
+        help="Directory of the RS256 key pairs that sign DirEng tokens (default: $DIRENG_KEYS_DIR, else "
+             "JUPYTER_DATA_DIR/direng/keys). Created on first use; the private key is mode 0600.")
+    kernel_token_ttl = Integer(
+        12 * 3600, config=True,
+        help="Lifetime (seconds) of the DIRENG_TOKEN JWT minted for kernels (KERNEL_SCOPES). It is re-minted "
+             "every ttl/4 (at most hourly), so a new kernel always gets a fresh token; a kernel that runs longer "
+             "than this must be restarted to call the API again.")
+
+    @default("keys_dir")
+    def _default_keys_dir(self) -> str:
+        from ..security.keys import default_keys_dir
+
+        return str(default_keys_dir())
 
     # -- loading ----------------------------------------------------------------------------------
     run_tasks = Bool(True, config=True, help="Run delegated tasks (PAS workers) in this server.")
@@ -85,6 +104,11 @@ class DirEngExtension(ExtensionApp):
         from ..config import offline_env
 
         offline_env()
+        from ..security.tokens import current_username
+
+        self.settings["direng_keys_dir"] = str(Path(self.keys_dir).expanduser())
+        self.settings["direng_token_user"] = current_username()  # kernel tokens' subject; tokens must match
+        self._token_refresher = None
         self.engine = None
         self._executor = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="direng-api")
         self.settings["direng_executor"] = self._executor
@@ -136,7 +160,9 @@ class DirEngExtension(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp):
         """Export the kernel environment now that the server's port and token are final, and start
         the PAS workers that run delegated tasks for this server's store."""
-        self.export_kernel_env(serverapp)
+        # minting may generate the first RSA key pair: off the event loop (still before any request)
+        await asyncio.get_running_loop().run_in_executor(None, self.export_kernel_env, serverapp)
+        self._start_token_refresher()
         if self.engine is not None and self.run_tasks:
             url = os.environ.get("DIRENG_SERVER_URL")
             await asyncio.get_running_loop().run_in_executor(None, self.engine.start_workers, url)
@@ -148,14 +174,34 @@ class DirEngExtension(ExtensionApp):
             self.log.warning("DirEng: the server listens on a unix socket; kernels will use an in-process engine")
         else:
             os.environ["DIRENG_SERVER_URL"] = url
-        token = getattr(serverapp.identity_provider, "token", "") or ""
-        if token:
-            os.environ["DIRENG_TOKEN"] = token
-        else:
-            os.environ.pop("DIRENG_TOKEN", None)
+        self._export_kernel_token()
         self.log.info("DirEng: kernels will reach the API at %s", url)
 
+    def _export_kernel_token(self) -> None:
+        """`DIRENG_TOKEN` = a fresh kernel JWT (KERNEL_SCOPES) for the server's user; kernels launched
+        from now on inherit it. Without one (keys dir unwritable, ...) kernels cannot call the API."""
+        from ..security.tokens import mint_kernel_token
+
+        try:
+            token = mint_kernel_token(self.settings.get("direng_token_user"), ttl_s=self.kernel_token_ttl,
+                                      keys_dir=self.settings.get("direng_keys_dir"))
+        except Exception as exc:  # noqa: BLE001 — the server must come up
+            self.log.error("DirEng: cannot mint the kernels' token, kernels will not reach the API: %s", exc)
+            os.environ.pop("DIRENG_TOKEN", None)
+            return
+        os.environ["DIRENG_TOKEN"] = token
+
+    def _start_token_refresher(self) -> None:
+        from tornado.ioloop import PeriodicCallback
+
+        interval_s = max(60, min(3600, self.kernel_token_ttl // 4))
+        self._token_refresher = PeriodicCallback(self._export_kernel_token, interval_s * 1000)
+        self._token_refresher.start()
+
     async def stop_extension(self):
+        refresher, self._token_refresher = getattr(self, "_token_refresher", None), None
+        if refresher is not None:
+            refresher.stop()
         engine, self.engine = getattr(self, "engine", None), None
         for settings in (self.settings, self.serverapp.web_app.settings):
             settings["direng_engine"] = None

@@ -20,6 +20,8 @@ def _session(value) -> str:
 
 
 class ChatHandler(DirEngHandler):
+    scopes = {"POST": "index:read"}  # asking questions reads the index
+
     @web.authenticated
     async def post(self):
         body = self.json_body()
@@ -31,6 +33,8 @@ class ChatHandler(DirEngHandler):
 
 
 class ChatResetHandler(DirEngHandler):
+    scopes = {"POST": "index:read"}
+
     @web.authenticated
     async def post(self):
         session = _session(self.json_body().get("session"))
@@ -39,6 +43,8 @@ class ChatResetHandler(DirEngHandler):
 
 
 class ChatHistoryHandler(DirEngHandler):
+    scopes = {"GET": "index:read"}
+
     @web.authenticated
     async def get(self):
         session = _session(self.get_query_argument("session", None) or None)

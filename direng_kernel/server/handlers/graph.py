@@ -16,6 +16,8 @@ DIRECTIONS = ("both", "callers", "callees")
 
 
 class GraphHandler(DirEngHandler):
+    scopes = {"GET": "index:read"}
+
     @web.authenticated
     async def get(self, symbol: str):
         symbol = (symbol or "").strip()

@@ -18,6 +18,8 @@ KERNEL_ENV = ("DIRENG_SERVER_URL", "DIRENG_ROOT")
 
 
 class HealthHandler(DirEngHandler):
+    scopes = {"GET": "index:read"}
+
     @web.authenticated
     async def get(self):
         data = await self.run(self.engine.health)

@@ -12,12 +12,16 @@ from .base import DirEngHandler
 
 
 class IndexStatusHandler(DirEngHandler):
+    scopes = {"GET": "index:read"}
+
     @web.authenticated
     async def get(self):
         self.reply(await self.run(self.engine.status))
 
 
 class IndexRefreshHandler(DirEngHandler):
+    scopes = {"POST": "index:write"}
+
     @web.authenticated
     async def post(self):
         report = await self.run(self.engine.refresh)

@@ -24,6 +24,8 @@ def policy_document(policy) -> dict | None:
 
 
 class PolicyHandler(DirEngHandler):
+    scopes = {"GET": "index:read", "POST": "policy:admin"}
+
     @web.authenticated
     async def get(self):
         engine = self.engine

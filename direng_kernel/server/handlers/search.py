@@ -10,6 +10,8 @@ MODES = ("hybrid", "bm25", "dense", "naive")
 
 
 class SearchHandler(DirEngHandler):
+    scopes = {"GET": "index:read"}
+
     @web.authenticated
     async def get(self):
         query = self.str_arg("q", required=True)

@@ -13,6 +13,8 @@ from .base import DirEngHandler
 
 
 class CompleteHandler(DirEngHandler):
+    scopes = {"GET": "index:read"}
+
     @web.authenticated
     async def get(self):
         prefix = self.get_query_argument("prefix", "")
@@ -21,6 +23,8 @@ class CompleteHandler(DirEngHandler):
 
 
 class InspectHandler(DirEngHandler):
+    scopes = {"GET": "index:read"}
+
     @web.authenticated
     async def get(self):
         symbol = self.str_arg("symbol", required=True).strip()

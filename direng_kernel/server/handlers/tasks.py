@@ -14,8 +14,14 @@ from tornado import web
 
 from .base import ApiError, DirEngHandler
 
+#: A task action → the scope a token needs for it (approving or starting runs code: runs:execute).
+ACTION_SCOPES = {"estimate": "tasks:write", "cancel": "tasks:write", "approve": "runs:execute",
+                 "start": "runs:execute"}
+
 
 class TasksHandler(DirEngHandler):
+    scopes = {"GET": "tasks:read", "POST": "tasks:write"}
+
     @web.authenticated
     async def get(self):
         self.reply({"tasks": await self.run(self.engine.tasks)})
@@ -36,18 +42,29 @@ class TasksHandler(DirEngHandler):
 
 
 class TaskHandler(DirEngHandler):
+    scopes = {"GET": "tasks:read"}
+
     @web.authenticated
     async def get(self, task_id):
         self.reply(await self.run(self.engine.task, task_id))
 
 
 class TaskActionHandler(DirEngHandler):
+    scopes = {"POST": "runs:execute"}  # the strictest; `required_scope` picks per action
+
+    def required_scope(self) -> str | None:
+        if self.request.method == "POST" and len(self.path_args) >= 2:
+            return ACTION_SCOPES.get(self.path_args[1], "runs:execute")
+        return super().required_scope()
+
     @web.authenticated
     async def post(self, task_id, action):
         self.reply(await self.run(self.engine.task_action, task_id, action))
 
 
 class TaskEventsHandler(DirEngHandler):
+    scopes = {"GET": "tasks:read"}
+
     @web.authenticated
     async def get(self, task_id):
         after = self.int_arg("after", 0, low=0)
@@ -55,18 +72,24 @@ class TaskEventsHandler(DirEngHandler):
 
 
 class RunsHandler(DirEngHandler):
+    scopes = {"GET": "tasks:read"}
+
     @web.authenticated
     async def get(self):
         self.reply({"runs": await self.run(self.engine.runs)})
 
 
 class RunHandler(DirEngHandler):
+    scopes = {"GET": "tasks:read"}
+
     @web.authenticated
     async def get(self, run_id):
         self.reply(await self.run(self.engine.passport, run_id))
 
 
 class ReplayHandler(DirEngHandler):
+    scopes = {"POST": "runs:replay"}
+
     @web.authenticated
     async def post(self, run_id):
         dry = self.json_body().get("dry_run", False)
@@ -76,6 +99,8 @@ class ReplayHandler(DirEngHandler):
 
 
 class PasHealthHandler(DirEngHandler):
+    scopes = {"GET": "tasks:read"}
+
     @web.authenticated
     async def get(self):
         self.reply(await self.run(self.engine.pas_health))
