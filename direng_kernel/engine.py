@@ -100,6 +100,10 @@ class Engine:
             self.policy = Policy.model_validate(data)
             self.policy_errors = []
             self._drop_broker()
+            from .security import audit
+
+            audit.record("policy.change", policy_sha256=self.policy.hash,
+                         path=str(self.policy_path) if self.policy_path else None)
             if self.policy_path:
                 tmp = self.policy_path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(data, indent=2))

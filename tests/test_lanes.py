@@ -569,3 +569,31 @@ def test_code_impl_asks_the_lanes_model_for_a_patch_when_none_is_given(tmp_path,
     assert run.kpis["files_changed"] == 2 and run.kpis["tests_failed"] == 0
     assert "patch written by the lane's model" in run.events
     assert [p.name for p in (run.run_dir / "provider_responses").iterdir()] == ["001.json"]
+
+
+GPL_PATCH = """diff --git a/inventory/vendored.py b/inventory/vendored.py
+new file mode 100644
+--- /dev/null
++++ b/inventory/vendored.py
+@@ -0,0 +1,5 @@
++# SPDX-License-Identifier: GPL-3.0-only
++
++
++def vendored_helper():
++    return 42
+"""
+
+
+def test_code_impl_licence_gate_refuses_forbidden_licences(tmp_path, lane_repo):
+    from conftest import commit_all
+    from direng_kernel.pas.gates import load_gates
+
+    (lane_repo / ".direng-licenses.yaml").write_text("forbidden: ['GPL-*', 'AGPL-*']\n")
+    commit_all(lane_repo, "licence policy")
+    run = run_lane("code-impl", lane_repo, tmp_path / "run", {"patch": GPL_PATCH})
+    assert run.kpis["license_violations"] == 1 and run.kpis["tests_failed"] == 0
+    verdict = load_gates("code-impl").evaluate(run.kpis)
+    assert not verdict.passed and any("license_violations" in f for f in verdict.failures)
+    assert "inventory/vendored.py:1 GPL-3.0-only" in run.text("licenses.txt")
+    ok = run_lane("code-impl", lane_repo, tmp_path / "run2", {"patch": GOOD_PATCH})
+    assert ok.kpis["license_violations"] == 0 and load_gates("code-impl").evaluate(ok.kpis).passed

@@ -64,3 +64,46 @@ def test_planted_secret_and_card_never_reach_the_store_or_outputs(tmp_path):
     store = repo / ".direng"
     assert (store / "runs" / done.run_id / "output.ipynb").exists()
     assert leaked(store) == []
+
+
+def test_security_events_are_audited_and_the_chain_verifies(tmp_path, monkeypatch):
+    import json as _json
+
+    from conftest import FIXTURES, run_cli
+    from direng_kernel.engine import Engine
+    from direng_kernel.pas.replay import replay
+    from direng_kernel.security import audit
+    from direng_kernel.security.vault import Vault
+
+    log = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("DIRENG_AUDIT_LOG", str(log))
+    monkeypatch.setenv("DIRENG_LANES_PATH", str(FIXTURES / "test_lanes"))
+    repo = make_repo(tmp_path / "repo")
+    minted = run_cli("token", "mint", "--scope", "index:read", "--ttl", "600")
+    assert minted.returncode == 0, minted.stderr
+    Vault().set("DEPLOY_TOKEN", "s3cr3t-deploy-value")
+    assert Vault().get("DEPLOY_TOKEN") == "s3cr3t-deploy-value"
+    engine = Engine(repo, policy_path=tmp_path / "policy.json")
+    policy = _json.loads((FIXTURES.parent.parent / "policy" / "model_broker_example.json").read_text())
+    assert engine.apply_policy(policy) == []
+    orch = engine.orchestrator
+    for mode in ("denied", "quick"):
+        task, _ = orch.new_task("t", "", "narrative", {"mode": mode})
+        orch.estimate(task.id)
+        orch.approve(task.id)
+        orch.start(task.id)
+        done = orch.run_here(task.id, timeout=300)
+    replay(done.run_id, root=repo, dry_run=True)
+    events = [r["event"] for r in audit.read_records(log)]
+    for expected in ("token.issue", "secret.access", "policy.change", "command.denied", "replay"):
+        assert expected in events, events
+    assert "s3cr3t-deploy-value" not in log.read_text()
+    check = run_cli("audit", "verify", "--log", str(log))
+    assert check.returncode == 0, check.stdout + check.stderr
+    lines = log.read_text().splitlines()
+    record = _json.loads(lines[1])
+    record["actor"] = "mallory"
+    lines[1] = _json.dumps(record)
+    log.write_text("\n".join(lines) + "\n")
+    tampered = run_cli("audit", "verify", "--log", str(log))
+    assert tampered.returncode == 1 and "2" in tampered.stdout + tampered.stderr

@@ -172,6 +172,9 @@ def run_command(argv: Sequence[str], cwd: str | os.PathLike | None = None,
     except CommandDenied as exc:
         record.update(denied=str(exc))
         _append("commands.jsonl", record)
+        from ..security import audit
+
+        audit.record("command.denied", actor=f"lane:{ctx.lane}", run_id=ctx.run_id, argv=argv, reason=str(exc))
         raise
     record.update(returncode=result.returncode, duration_s=round(float(result.duration_s or 0.0), 3),
                   sandbox=str(getattr(result, "sandbox", "")), timed_out=bool(getattr(result, "timed_out", False)))
@@ -179,6 +182,23 @@ def run_command(argv: Sequence[str], cwd: str | os.PathLike | None = None,
     if check and result.returncode != 0:
         raise LaneError(f"`{' '.join(argv)}` exited with {result.returncode}: {_text(result.stderr).strip()[-2000:]}")
     return result
+
+
+def secret(name: str) -> str:
+    """A vault secret, for lanes whose allowlist names it (`secrets: [NAME]`); refused otherwise.
+
+    The value is registered with the redactor first, so it can never reach an output, an
+    event, a log or the passport — only the marker `[secret:NAME]` can."""
+    from ..security.redact import register_secret
+    from ..security.vault import Vault
+    from .allowlist import load_lane_allowlist
+
+    ctx = context()
+    if name not in load_lane_allowlist(ctx.lane).secrets:
+        raise LaneError(f"lane {ctx.lane} may not read secret {name!r}: its allowlist does not name it")
+    value = Vault().get(name)
+    register_secret(name, value)
+    return value
 
 
 def _text(data) -> str:

@@ -85,6 +85,9 @@ def replay(run_id: str, *, root: str | Path, store: str | Path | None = None, dr
     if passport.status not in ("succeeded", "failed"):
         raise ReplayRefused(f"cannot replay {run_id}: it ended {passport.status!r}")
     report = ReplayReport(run_id=run_id, dry_run=dry_run, kpis_original=passport.kpis)
+    from ..security import audit
+
+    audit.record("replay", run_id=run_id, dry_run=dry_run, lane=passport.lane)
     if dry_run:
         report.match = True
         return report

@@ -149,7 +149,12 @@ def mint(subject: str, scopes: Iterable[str], ttl_s: int = DEFAULT_TTL_S, audien
     iat = int(time.time() if now is None else now)
     payload = {**extra, "iss": issuer, "sub": subject, "aud": audience, "iat": iat, "nbf": iat,
                "exp": iat + ttl_s, "jti": secrets.token_urlsafe(16), "scope": format_scopes(names)}
-    return jwt.encode(payload, signing.private_key, algorithm=ALGORITHM, headers={"kid": signing.kid, "typ": "JWT"})
+    token = jwt.encode(payload, signing.private_key, algorithm=ALGORITHM, headers={"kid": signing.kid, "typ": "JWT"})
+    from . import audit
+
+    audit.record("token.issue", actor=subject, scopes=sorted(payload.get("scope", "").split()),
+                 jti=payload.get("jti"), exp=payload.get("exp"), kid=signing.kid)
+    return token
 
 
 def verify(token: str, required_scope: str | None = None, audience: str = AUDIENCE, user: str | None = None, *,

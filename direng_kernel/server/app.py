@@ -102,8 +102,11 @@ class DirEngExtension(ExtensionApp):
 
     def initialize_settings(self):
         from ..config import offline_env
+        from ..security.redact import RedactingFilter
 
         offline_env()
+        for handler in [*self.log.handlers, *self.serverapp.log.handlers]:  # no secret reaches a server log
+            handler.addFilter(RedactingFilter())
         from ..security.tokens import current_username
 
         self.settings["direng_keys_dir"] = str(Path(self.keys_dir).expanduser())
