@@ -232,3 +232,43 @@ def test_lane_notebook_without_parameters_cell_is_refused(repo, tmp_path, monkey
     monkeypatch.setenv("DIRENG_LANES_PATH", str(lanes))
     bad = run_cli("task", "new", "--title", "x", "--lane", "narrative", "--root", str(repo))
     assert bad.returncode == 1 and "has no cell tagged 'parameters'" in bad.stderr
+
+
+def test_lane_secret_only_when_allowlisted_and_never_persisted(repo, test_lanes):
+    from direng_kernel.security.vault import Vault
+
+    value = "dpl-9f8e7d6c5b4a39281706"
+    Vault().set("DEPLOY_TOKEN", value)
+    Vault().set("OTHER_TOKEN", "oth-1234567890abcdef")
+    orch = orchestrator(repo)
+    tid = approved(orch, mode="secret")
+    orch.start(tid)
+    assert orch.run_here(tid, timeout=300).state == TaskState.succeeded
+    store = repo / ".direng"
+    output = (store / "runs" / orch.status(tid).run_id / "output.ipynb").read_text()
+    assert "the deploy token is [secret:DEPLOY_TOKEN]" in output
+    assert not [p for p in store.rglob("*") if p.is_file() and value.encode() in p.read_bytes()]
+    denied = approved(orch, mode="secret", secret_name="OTHER_TOKEN")
+    orch.start(denied)
+    task = orch.run_here(denied, timeout=300)
+    assert task.state == TaskState.failed and "may not read secret 'OTHER_TOKEN'" in task.error
+
+
+def test_lanes_get_a_narrow_token_when_a_server_owns_the_store(repo):
+    from direng_kernel.pex.orchestrator import claim_server, release_server
+    from direng_kernel.security.tokens import InsufficientScope, verify
+
+    orch = orchestrator(repo)
+    run_dir = repo / ".direng" / "runs" / "r"
+    assert "DIRENG_TOKEN" not in orch.executor.lane_env("r", "t", "narrative", run_dir)  # no server: no token
+    claim_server(repo / ".direng", "http://127.0.0.1:9/direng/api")
+    try:
+        env = orch.executor.lane_env("r", "t", "narrative", run_dir)
+    finally:
+        release_server(repo / ".direng")
+    assert env["DIRENG_SERVER_URL"] == "http://127.0.0.1:9/direng/api"
+    claims = verify(env["DIRENG_TOKEN"], required_scope="index:read")
+    assert claims is not None
+    for scope in ("runs:execute", "policy:admin", "tasks:write"):
+        with pytest.raises(InsufficientScope):
+            verify(env["DIRENG_TOKEN"], required_scope=scope)

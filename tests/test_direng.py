@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import make_repo
 from direng_kernel.broker.broker import Broker
@@ -118,3 +120,24 @@ def test_provider_down_falls_back_to_local_answer(wb, tmp_path, monkeypatch):
         ans = d.chat("how are cards charged")
         assert ans.provider == "local"  # the policy's fallback chain: fake-openai failed, local answered
         assert "charge_card" in ans.markdown
+
+
+def test_model_tool_commands_go_through_the_chat_allowlist(wb):
+    tools = ToolBox(wb)
+    assert "initial" in tools.git_log() and "##" in tools.git_status()
+    with pytest.raises(ToolError, match="denied by rule"):
+        tools._git("-c", "core.pager=touch /tmp/owned", "log")  # a git config override is never allowed
+    with pytest.raises(ToolError, match="denied by rule"):
+        tools._git("push", "origin")  # not in the chat allowlist: default deny
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=1, max_size=60))
+def test_confine_never_lets_a_path_leave_the_root(tmp_path_factory, rel):
+    root = tmp_path_factory.getbasetemp() / "confine-root"
+    root.mkdir(exist_ok=True)
+    try:
+        resolved = confine(root, rel)
+    except ToolError:
+        return
+    assert resolved == root.resolve() or resolved.is_relative_to(root.resolve())

@@ -9,7 +9,6 @@ leave it are refused.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 from ..errors import DirEngError
@@ -80,13 +79,25 @@ class ToolBox:
 
     # -- dispatch ---------------------------------------------------------------
     def _git(self, *args: str) -> str:
+        """Run git for a tool call through the `chat` allowlist and the sandbox, like a lane command:
+        a model cannot run anything a lane could not."""
+        from ..pas.allowlist import AllowlistError, load_lane_allowlist
+        from ..pas.sandbox import CommandDenied, SandboxError, run_command
+
         try:
-            proc = subprocess.run(["git", "-C", str(self.root), *args], capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            result = run_command(["git", *args], cwd=self.root, writable=[], allowlist=load_lane_allowlist("chat"),
+                                 env=None)
+        except CommandDenied as exc:
+            from ..security import audit
+
+            audit.record("command.denied", actor="model-tool", argv=["git", *args], reason=str(exc))
+            raise ToolError(str(exc)) from exc
+        except (AllowlistError, SandboxError, OSError) as exc:
             raise ToolError(f"git failed: {exc}") from exc
-        if proc.returncode != 0:
-            raise ToolError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "not a git repository")
-        return proc.stdout[:MAX_OUTPUT] or "(empty)"
+        if result.returncode != 0:
+            err = result.stderr.strip()
+            raise ToolError(err.splitlines()[-1] if err else "not a git repository")
+        return result.stdout[:MAX_OUTPUT] or "(empty)"
 
     SPECS = [
         ToolSpec(name="search", description="Hybrid search over the code index; returns path:lines, kind, symbol.",

@@ -266,6 +266,17 @@ class Executor:
                     "PYTHONUNBUFFERED": "1"})
         if self.policy_path:
             env["DIRENG_POLICY"] = self.policy_path
+        # A lane may read the API (index, tasks) with a token of its own: short-lived and too
+        # narrow to approve tasks or change the policy.
+        from ..pex.orchestrator import server_owner
+
+        owner = server_owner(self.store_dir)
+        if owner and owner.get("url"):
+            from ..security.tokens import mint_lane_token
+
+            limit = float(self.limits(lane).get("timeout_s", 600))
+            env["DIRENG_SERVER_URL"] = owner["url"]
+            env["DIRENG_TOKEN"] = mint_lane_token(ttl_s=int(limit) + 300)
         env.update(extra or {})
         return env
 
