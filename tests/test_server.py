@@ -379,7 +379,7 @@ print("PROBE" + json.dumps({
 """
 
 
-def test_kernel_reaches_server_without_setup(server):
+def run_in_kernel(server, code: str) -> str:
     from jupyter_client import BlockingKernelClient
 
     status, kernel = server.post("/api/kernels", {"name": "python3"}, base=server.url)
@@ -401,13 +401,18 @@ def test_kernel_reaches_server_without_setup(server):
             elif msg["msg_type"] == "error":
                 out.append("\n".join(msg["content"]["traceback"]))
 
-        reply = client.execute_interactive(KERNEL_PROBE, timeout=60, output_hook=on_output)
+        reply = client.execute_interactive(code, timeout=60, output_hook=on_output)
         text = "".join(out)
         assert reply["content"]["status"] == "ok", text
-        probe = json.loads(text.split("PROBE", 1)[1])
+        return text
     finally:
         client.stop_channels()
         server.request("DELETE", f"/api/kernels/{kernel['id']}", base=server.url)
+
+
+def test_kernel_reaches_server_without_setup(server):
+    text = run_in_kernel(server, KERNEL_PROBE)
+    probe = json.loads(text.split("PROBE", 1)[1])
     assert probe["url"] == f"{server.url}/direng/api"
     assert probe["token"] != server.token and probe["token"].count(".") == 2  # a scoped JWT, not the server's
     assert Path(probe["root"]) == server.root.resolve()

@@ -22,7 +22,7 @@ import pytest
 from conftest import make_repo
 from direng_kernel.security.scopes import ALL_SCOPES, KERNEL_SCOPES, LANE_SCOPES
 from direng_kernel.security.tokens import current_username, mint, verify
-from test_server import Server
+from test_server import Server, run_in_kernel
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -304,37 +304,6 @@ except urllib.error.HTTPError as err:
 hits = [h.path for h in connect().search("charge a credit card", k=3)]
 print("PROBE" + json.dumps({"token": token, "hits": hits, "policy_status": policy_status}))
 """
-
-
-def run_in_kernel(server, code: str) -> str:
-    from jupyter_client import BlockingKernelClient
-
-    status, kernel = server.post("/api/kernels", {"name": "python3"}, base=server.url)
-    assert status == 201, kernel
-    client = BlockingKernelClient()
-    try:
-        connection_file = server.runtime_dir / f"kernel-{kernel['id']}.json"
-        deadline = time.monotonic() + 30
-        while not connection_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        client.load_connection_file(str(connection_file))
-        client.start_channels()
-        client.wait_for_ready(timeout=60)
-        out: list[str] = []
-
-        def on_output(msg):
-            if msg["msg_type"] == "stream":
-                out.append(msg["content"]["text"])
-            elif msg["msg_type"] == "error":
-                out.append("\n".join(msg["content"]["traceback"]))
-
-        reply = client.execute_interactive(code, timeout=60, output_hook=on_output)
-        text = "".join(out)
-        assert reply["content"]["status"] == "ok", text
-        return text
-    finally:
-        client.stop_channels()
-        server.request("DELETE", f"/api/kernels/{kernel['id']}", base=server.url)
 
 
 def test_kernel_token_is_a_short_lived_jwt_with_kernel_scopes(server, keys_dir):

@@ -254,14 +254,7 @@ class KeyStore:
                 self._refresh(force=True)
                 if self._active and self._has_private(self._active):
                     return self._active
-                now = self.clock()
-                infos = [self._retire(i, now) if i.active else i for i in self._infos]
-                kid = self._generate()
-                infos.append(KeyInfo(kid=kid, created=now))
-                self._write_manifest(kid, infos)
-                self._prune_files(infos, kid)
-                self._refresh(force=True)
-                return kid
+                return self._new_active_key()
 
     def _valid(self) -> list[KeyInfo]:
         """The manifest's keys that are still valid now (a retired key expires at `valid_until`)."""
@@ -274,18 +267,22 @@ class KeyStore:
     def _retire(self, info: KeyInfo, now: float) -> KeyInfo:
         return KeyInfo(kid=info.kid, created=info.created, retired=now, valid_until=now + self.max_ttl_s + LEEWAY_S)
 
+    def _new_active_key(self) -> str:
+        """Generate a key, make it active and retire the current one (call under the file lock)."""
+        now = self.clock()
+        infos = [self._retire(i, now) if i.active else i for i in self._infos]
+        kid = self._generate()
+        infos.append(KeyInfo(kid=kid, created=now))
+        self._write_manifest(kid, infos)
+        self._prune_files(infos, kid)
+        self._refresh(force=True)
+        return kid
+
     def rotate(self) -> str:
         """Make a new active key; the previous ones stay valid until their tokens have expired."""
         with self._lock, self._file_lock():
             self._refresh(force=True)
-            now = self.clock()
-            infos = [self._retire(i, now) if i.active else i for i in self._infos]
-            kid = self._generate()
-            infos.append(KeyInfo(kid=kid, created=now))
-            self._write_manifest(kid, infos)
-            self._prune_files(infos, kid)
-            self._refresh(force=True)
-            return kid
+            return self._new_active_key()
 
     def prune(self) -> list[str]:
         """Delete the retired keys whose tokens can no longer be valid; returns their kids."""
