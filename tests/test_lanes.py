@@ -152,7 +152,7 @@ def test_gates_evaluate_and_a_missing_kpi_fails_its_gate():
     from direng_kernel.pas.gates import load_gates
 
     gates = load_gates("code-impl")
-    assert gates.evaluate({"tests_failed": 0, "lint_errors": 0, "files_changed": 2}).passed
+    assert gates.evaluate({"tests_failed": 0, "lint_errors": 0, "files_changed": 2, "license_violations": 0}).passed
     bad = gates.evaluate({"tests_failed": 1, "lint_errors": 0})
     assert not bad.passed
     assert any("tests_failed == 0" in f and "got tests_failed = 1" in f for f in bad.failures)

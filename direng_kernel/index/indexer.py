@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -26,10 +28,11 @@ from .embed import embed_static
 from .files import Candidate, discover, read_text
 from .graph import compute_ranks, recompute_edges
 from .parse import parse_source
-from ..security.scrub import scrub
+from ..security.scrub import detection_pool, finish_scrub, scrub_many, submit_detection
 from .store import IndexStore
 
 log = logging.getLogger(__name__)
+SCRUB_POOL_MIN_FILES = 400
 
 
 def check_root(root: Path) -> None:
@@ -93,39 +96,10 @@ def run_index(
     pending = set(store.get_json("pending_edges", []))
     new_names: set[str] = set(store.get_json("pending_names", []))
     bar = _progress(len(todo), progress, "indexing")
-    for i in range(0, len(todo), settings.batch_files):
-        batch = todo[i:i + settings.batch_files]
-        rows = []
-        for cand, data, digest in batch:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                text = data.decode("utf-8", errors="replace")
-                report.lossy_decoded += 1
-            # Secrets and PII never enter the index (chunks, FTS, vectors): markers stand in for them.
-            text = scrub(text, cand.path)
-            parsed = parse_source(cand.path, text.encode("utf-8"), cand.language) if cand.language else None
-            if parsed is not None and parsed.has_errors:
-                report.syntax_errors += 1
-            rows.append((cand, digest, text, parsed, chunks_for(parsed, cand.path, text, settings.chunk_lines)))
-        vectors = embed_static([c.text for r in rows for c in r[4]])
-        offset = 0
-        with store.transaction() as db:
-            for cand, digest, text, parsed, chunks in rows:
-                before = {r[0] for r in db.execute("SELECT name FROM symbols WHERE path=?", (cand.path,))}
-                store.replace_file(
-                    db, path=cand.path, hash=digest, size=cand.size, mtime_ns=cand.mtime_ns,
-                    language=cand.language, lines=len(text.splitlines()),
-                    has_errors=bool(parsed and parsed.has_errors),
-                    symbols=parsed.symbols if parsed else [], refs=parsed.references if parsed else [],
-                    chunks=chunks, static_vectors=vectors[offset:offset + len(chunks)],
-                )
-                offset += len(chunks)
-                pending.add(cand.path)
-                new_names.update(s.name for s in (parsed.symbols if parsed else []) if s.name not in before)
-            _note_pending(store, pending, new_names)
-        report.chunks_embedded += offset
-        bar.update(len(batch))
+    # A cold index of many files spreads secret/PII detection over the cores.
+    workers = min(os.cpu_count() or 1, 4) if len(todo) >= SCRUB_POOL_MIN_FILES else 0
+    with detection_pool(workers) if workers > 1 else nullcontext() as pool:
+        _index_batches(settings, store, todo, report, pending, new_names, bar, pool)
     bar.close()
     if deleted:
         with store.transaction() as db:
@@ -148,6 +122,57 @@ def run_index(
     report.seconds = round(time.perf_counter() - t0, 3)
     log.info("indexed %s: +%d ~%d -%d (%.2fs)", root, report.added, report.modified, report.deleted, report.seconds)
     return report
+
+
+def _decode(batch, report) -> list[tuple[str, str]]:
+    out = []
+    for cand, data, _digest in batch:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("utf-8", errors="replace")
+            report.lossy_decoded += 1
+        out.append((cand.path, text))
+    return out
+
+
+def _index_batches(settings, store, todo, report, pending, new_names, bar, pool) -> None:
+    """Scrub, parse, chunk, embed and write the changed files: one transaction per batch, with a
+    pending-edges note, so a crash leaves every file fully old or fully new. With a pool, the
+    next batch's secret/PII detection runs in the workers while this batch is parsed here."""
+    batches = [todo[i:i + settings.batch_files] for i in range(0, len(todo), settings.batch_files)]
+    texts = _decode(batches[0], report) if batches else []
+    futures = submit_detection(pool, texts) if pool is not None else None
+    for n, batch in enumerate(batches):
+        rows = []
+        # Secrets and PII never enter the index (chunks, FTS, vectors): markers stand in for them.
+        clean = finish_scrub(texts, futures) if futures is not None else scrub_many(texts)
+        if n + 1 < len(batches):
+            texts = _decode(batches[n + 1], report)
+            futures = submit_detection(pool, texts) if pool is not None else None
+        for (cand, data, digest), text in zip(batch, clean):
+            parsed = parse_source(cand.path, text.encode("utf-8"), cand.language) if cand.language else None
+            if parsed is not None and parsed.has_errors:
+                report.syntax_errors += 1
+            rows.append((cand, digest, text, parsed, chunks_for(parsed, cand.path, text, settings.chunk_lines)))
+        vectors = embed_static([c.text for r in rows for c in r[4]])
+        offset = 0
+        with store.transaction() as db:
+            for cand, digest, text, parsed, chunks in rows:
+                before = {r[0] for r in db.execute("SELECT name FROM symbols WHERE path=?", (cand.path,))}
+                store.replace_file(
+                    db, path=cand.path, hash=digest, size=cand.size, mtime_ns=cand.mtime_ns,
+                    language=cand.language, lines=len(text.splitlines()),
+                    has_errors=bool(parsed and parsed.has_errors),
+                    symbols=parsed.symbols if parsed else [], refs=parsed.references if parsed else [],
+                    chunks=chunks, static_vectors=vectors[offset:offset + len(chunks)],
+                )
+                offset += len(chunks)
+                pending.add(cand.path)
+                new_names.update(s.name for s in (parsed.symbols if parsed else []) if s.name not in before)
+            _note_pending(store, pending, new_names)
+        report.chunks_embedded += offset
+        bar.update(len(batch))
 
 
 def _refresh_ranks(store: IndexStore, changed: int, files: int) -> None:

@@ -11,6 +11,8 @@ line numbers and citations stay right.
 
 from __future__ import annotations
 
+import re
+
 from .redact import MIN_SECRET_LEN, global_redactor
 
 
@@ -34,18 +36,43 @@ def content_flags(text: str) -> set[str]:
     return _flags(*findings(text))
 
 
-def learn(text: str, filename: str = "<text>") -> set[str]:
-    """Teach the redactor what `text` holds; returns the content flags."""
-    redactor = global_redactor()
+_WORDISH = re.compile(r"^[A-Za-z_]+[0-9]{0,3}$|^[a-z]+([_.-][a-z]+)*$")
+
+
+def _secretish(value: str) -> bool:
+    """Worth redacting everywhere it occurs? The redactor replaces a value wherever it appears,
+    so a keyword detector's `password = "password1"` must not teach it the word `password1`:
+    keep values long and mixed enough to be credentials, never plain words or identifiers."""
+    if len(value) < 8 or _WORDISH.match(value):
+        return False
+    classes = sum(bool(re.search(p, value)) for p in (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^A-Za-z0-9]"))
+    return classes >= 2 or len(value) >= 20
+
+
+def secret_values(text: str, filename: str = "<text>") -> tuple[list[str], set[str]]:
+    """(values worth redacting, content flags) found in `text`; pure, so it can run in a worker."""
     secrets, pii = findings(text, filename)
+    values: list[str] = []
     for finding in secrets:
         value = getattr(finding, "_value", "") or ""
-        for part in value.splitlines() if "\n" in value else [value]:
-            if len(part.strip()) >= MIN_SECRET_LEN:
-                redactor.add_value(part.strip())
-    for finding in pii:
-        redactor.add_value(text[finding.start:finding.end])
-    return _flags(secrets, pii)
+        for part in (p.strip() for p in (value.splitlines() if "\n" in value else [value])):
+            if len(part) >= MIN_SECRET_LEN and _secretish(part):
+                values.append(part)
+    values += [text[f.start:f.end] for f in pii]
+    return values, _flags(secrets, pii)
+
+
+def learn_values(values) -> None:
+    redactor = global_redactor()
+    for value in values:
+        redactor.add_value(value)
+
+
+def learn(text: str, filename: str = "<text>") -> set[str]:
+    """Teach the redactor what `text` holds; returns the content flags."""
+    values, flags = secret_values(text, filename)
+    learn_values(values)
+    return flags
 
 
 def scrub(text: str, filename: str = "<text>") -> str:
@@ -65,3 +92,44 @@ def scrub_obj(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(scrub_obj(v) for v in obj)
     return obj
+
+
+def _values_of(item: tuple[str, str]) -> list[str]:
+    return secret_values(item[1], item[0])[0]
+
+
+def scrub_many(items: list[tuple[str, str]], pool=None) -> list[str]:
+    """Scrub many (filename, text) pairs; detection runs on `pool` (an executor) when given.
+
+    Detection is the costly part (~1 s per MB), so a cold index spreads it over the cores;
+    only the found values come back, and redaction (one compiled regex) stays here."""
+    if pool is not None and len(items) > 1:
+        for values in pool.map(_values_of, items, chunksize=8):
+            learn_values(values)
+    else:
+        for name, text in items:
+            learn(text, name)
+    redactor = global_redactor()
+    return [redactor.redact(text) for _name, text in items]
+
+
+def submit_detection(pool, items: list[tuple[str, str]]):
+    """Start detection for (filename, text) pairs on the pool; `finish_scrub` collects it. Lets a
+    caller detect the next batch while it works on this one."""
+    return [pool.submit(_values_of, item) for item in items]
+
+
+def finish_scrub(items: list[tuple[str, str]], futures) -> list[str]:
+    for future in futures:
+        learn_values(future.result())
+    redactor = global_redactor()
+    return [redactor.redact(text) for _name, text in items]
+
+
+def detection_pool(workers: int):
+    """A process pool for `scrub_many` (spawned, not forked: the parent may hold threads — the
+    refresh daemon, tokenizers — whose locks a fork would copy held)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
