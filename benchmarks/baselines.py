@@ -70,6 +70,15 @@ def _collapse(order: Iterable[int], scores: Sequence[float], chunks: list[dict],
     return out
 
 
+
+def top_indices(scores: np.ndarray, depth: int) -> list[int]:
+    """Indices of the `depth` highest scores, best first (ties in index order)."""
+    depth = min(depth, len(scores))
+    if depth == 0:
+        return []
+    idx = np.argpartition(-scores, depth - 1)[:depth]
+    return [int(i) for i in idx[np.argsort(-scores[idx], kind="stable")]]
+
 class BM25Baseline:
     """Plain BM25 (bm25s defaults, English stop words) over the engine's chunk texts."""
 
@@ -100,12 +109,7 @@ class BM25Baseline:
 
     def ranked(self, query: str, depth: int) -> list[int]:
         s = self.scores(query)
-        depth = min(depth, len(s))
-        if depth == 0:
-            return []
-        idx = np.argpartition(-s, depth - 1)[:depth]
-        idx = idx[np.argsort(-s[idx], kind="stable")]
-        return [int(i) for i in idx if s[i] > 0]
+        return [i for i in top_indices(s, depth) if s[i] > 0]  # a BM25 score of 0 is no match
 
     def search(self, query: str, k: int = 10) -> list[dict]:
         s = self.scores(query)
@@ -172,12 +176,7 @@ class DenseBaseline:
         return self.matrix @ self.embedder.encode_query(query)
 
     def ranked(self, query: str, depth: int) -> list[int]:
-        s = self.scores(query)
-        depth = min(depth, len(s))
-        if depth == 0:
-            return []
-        idx = np.argpartition(-s, depth - 1)[:depth]
-        return [int(i) for i in idx[np.argsort(-s[idx], kind="stable")]]
+        return top_indices(self.scores(query), depth)
 
     def search(self, query: str, k: int = 10) -> list[dict]:
         s = self.scores(query)

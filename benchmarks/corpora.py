@@ -272,3 +272,13 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def engine_version() -> str | None:
+    """The installed direng-workbench version, recorded with every benchmark result."""
+    try:
+        from importlib.metadata import version
+
+        return version("direng-workbench")
+    except Exception:  # noqa: BLE001 — a result without a version is still a result
+        return None

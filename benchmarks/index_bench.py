@@ -577,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     pin = corpora.CORPORA[args.corpus].pin
     res: dict[str, Any] = {
         "meta": {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "python": platform.python_version(),
-                 "platform": platform.platform(), "cpus": os.cpu_count(), "engine_version": _engine_version(),
+                 "platform": platform.platform(), "cpus": os.cpu_count(), "engine_version": corpora.engine_version(),
                  "direng": " ".join(direng_cmd()), "dense": args.dense},
         "corpus": {"name": args.corpus, "pin": pin, "root": str(root), "lines": corpora.count_lines(root)},
     }
@@ -625,15 +625,6 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     print_table(res)
     return 0
-
-
-def _engine_version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version("direng-workbench")
-    except Exception:  # noqa: BLE001
-        return None
 
 
 if __name__ == "__main__":

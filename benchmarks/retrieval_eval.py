@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
                  "seconds": round(time.perf_counter() - t0, 1), "modes": modes, "k": args.k,
                  "limit": args.limit, "questions_file": str(args.questions),
                  "python": platform.python_version(), "machine": platform.machine(),
-                 "cpus": os.cpu_count(), "engine_version": _engine_version()},
+                 "cpus": os.cpu_count(), "engine_version": corpora.engine_version()},
         "corpora": {n: r["summary"] for n, r in results.items()},
         "overall": total,
         "questions": [q for r in results.values() for q in r["questions"]],
@@ -515,15 +515,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(payload, indent=1, default=str))
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
-
-
-def _engine_version() -> str | None:
-    try:
-        from importlib.metadata import version
-
-        return version("direng-workbench")
-    except Exception:  # noqa: BLE001
-        return None
 
 
 if __name__ == "__main__":
