@@ -50,3 +50,14 @@ def user_cache_dir() -> Path:
     base = os.environ.get("DIRENG_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     path = Path(base) / "direng" if "DIRENG_CACHE_DIR" not in os.environ else Path(base)
     return path
+
+
+def user_data_path(env_var: str, *parts: str) -> Path:
+    """`$env_var` when set, else the user's Jupyter data dir / `direng` / parts: where per-user
+    state (signing keys, the vault, the audit log) lives, so the CLI and the server agree."""
+    env = os.environ.get(env_var)
+    if env:
+        return Path(env).expanduser()
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir(), "direng", *parts)

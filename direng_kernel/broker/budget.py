@@ -19,9 +19,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-from pydantic import BaseModel
 
-from ..models import ProviderRequest
+from ..models import ProviderRequest, Usage
 from .policy import Budgets
 
 log = logging.getLogger("direng.broker.budget")
@@ -44,19 +43,13 @@ def estimate_tokens(request: ProviderRequest) -> tuple[int, int]:
     return estimate_input_tokens(request), request.max_output_tokens
 
 
-class UsageRecord(BaseModel):
-    """One line of the usage log."""
+class UsageRecord(Usage):
+    """One line of the usage log: a call's `Usage` and where it belongs."""
 
     ts: str  # ISO-8601 UTC
     day: str  # YYYY-MM-DD (UTC): the per-day budget bucket
     lane: str
     task_id: Optional[str] = None
-    provider: str
-    model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost: float = 0.0
-    latency_ms: float = 0.0
     ok: bool = True
     error: Optional[str] = None
     policy_hash: Optional[str] = None

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from ..config import user_data_path
 from ..errors import DirEngError
 
 __all__ = ["record", "verify", "read_records", "audit_log_path", "AuditReport", "AuditError",
@@ -55,12 +56,7 @@ class AuditError(DirEngError):
 
 def audit_log_path() -> Path:
     """`$DIRENG_AUDIT_LOG`, else the user's Jupyter data dir's `direng/audit.jsonl`."""
-    env = os.environ.get(ENV_AUDIT_LOG)
-    if env:
-        return Path(env).expanduser()
-    from jupyter_core.paths import jupyter_data_dir
-
-    return Path(jupyter_data_dir()) / "direng" / "audit.jsonl"
+    return user_data_path(ENV_AUDIT_LOG, "audit.jsonl")
 
 
 def _canonical(obj: dict) -> str:

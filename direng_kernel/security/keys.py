@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from ..config import user_data_path
 from ..errors import DirEngError
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,7 @@ class KeyStoreError(DirEngError):
 
 def default_keys_dir() -> Path:
     """`$DIRENG_KEYS_DIR`, else the user's Jupyter data dir's `direng/keys`."""
-    env = os.environ.get(ENV_KEYS_DIR)
-    if env:
-        return Path(env).expanduser()
-    from jupyter_core.paths import jupyter_data_dir
-
-    return Path(jupyter_data_dir()) / "direng" / "keys"
+    return user_data_path(ENV_KEYS_DIR, "keys")
 
 
 def _b64u_uint(value: int) -> str:

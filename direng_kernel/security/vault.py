@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from ..config import user_data_path
 from ..errors import DirEngError, NotFoundError
 
 __all__ = ["Vault", "VaultError", "SecretNotFoundError", "vault_dir", "NAME_RE", "ENV_VAULT_DIR"]
@@ -50,12 +51,7 @@ class SecretNotFoundError(VaultError, NotFoundError):
 
 def vault_dir() -> Path:
     """`$DIRENG_VAULT_DIR`, else the user's Jupyter data dir's `direng`."""
-    env = os.environ.get(ENV_VAULT_DIR)
-    if env:
-        return Path(env).expanduser()
-    from jupyter_core.paths import jupyter_data_dir
-
-    return Path(jupyter_data_dir()) / "direng"
+    return user_data_path(ENV_VAULT_DIR)
 
 
 def _check_name(name: str) -> str:
