@@ -60,7 +60,7 @@ def collect(run_dir: Path) -> LaneRun:
     return LaneRun(
         run_dir=run_dir,
         kpis={r["name"]: r["value"] for r in _jsonl(run_dir / "kpis.jsonl")},
-        outputs={r["name"]: Path(r["path"]) for r in _jsonl(run_dir / "outputs.jsonl")},
+        outputs={r["name"]: run_dir / r["path"] for r in _jsonl(run_dir / "outputs.jsonl")},
         events=[r["message"] for r in _jsonl(run_dir / "events.jsonl")],
         commands=_jsonl(run_dir / "commands.jsonl"),
     )

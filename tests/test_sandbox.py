@@ -73,6 +73,7 @@ def lane(network: bool = False, **limits: Any) -> Allowlist:
     return Allowlist.parse({
         "lane": "test",
         "network": network,
+        "env": ["FOO"],
         "limits": {"timeout_s": 60, "memory_mb": 512, "cpu_s": 60, **limits},
         "allow": [
             {"id": "script", "argv": ["python*", "*.py", "**"], "examples": {"match": [["python3", "x.py"]]}},
@@ -234,9 +235,10 @@ def test_bad_requests_are_sandbox_errors(scripts: Path) -> None:
         run_command(["echo"], cwd=scripts, writable=[], allowlist=lane(), env=None, network=True)
 
 
-def test_a_missing_program_is_a_failed_result(scripts: Path, mode: str) -> None:
-    result = run_command(["no-such-program-direng"], cwd=scripts, writable=[], allowlist=lane(), env=None)
-    assert result.returncode != 0 and "no-such-program-direng" in result.stderr
+def test_a_program_missing_from_the_trusted_path_is_denied(scripts: Path, mode: str) -> None:
+    with pytest.raises(CommandDenied) as err:
+        run_command(["no-such-program-direng"], cwd=scripts, writable=[], allowlist=lane(), env=None)
+    assert err.value.decision.rule == "deny:untrusted-program" and "no-such-program-direng" in err.value.result.stderr
 
 
 def test_apply_process_limits_as_preexec_fn(scripts: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .. import confined
 from ..models import GraphResult, Hit
 
 FENCE = {"python": "python", "typescript": "typescript", "tsx": "tsx", "javascript": "javascript",
@@ -31,9 +32,10 @@ class Composer:
         return f"[`{hit_path}:{start}-{end}`]({rel.replace(os.sep, '/')}#line={max(0, start - 1)})"
 
     def excerpt(self, path: str, start: int, end: int, limit: int = EXCERPT_LINES) -> str:
+        # The file may have changed since it was indexed, even into a link to /etc/passwd.
         try:
-            lines = (self.root / path).read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
+            lines = confined.read_text(self.root, path).splitlines()
+        except (confined.ConfinementError, OSError):
             return ""
         body = lines[start - 1:min(end, start - 1 + limit)]
         more = "\n    …" if end - start + 1 > limit else ""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import confined
 from ..errors import DirEngError
 from ..models import ToolCall, ToolSpec
 
@@ -26,13 +27,12 @@ def confine(root: Path, rel: str) -> Path:
     """Resolve `rel` under `root`, refusing anything that ends up outside it."""
     if not rel or "\x00" in rel:
         raise ToolError("empty or invalid path")
-    candidate = Path(rel)
-    if candidate.is_absolute():
+    if Path(rel).is_absolute():
         raise ToolError(f"absolute paths are not allowed: {rel}")
-    resolved = (root / candidate).resolve()
-    if not resolved.is_relative_to(root.resolve()):
-        raise ToolError(f"path leaves the repository: {rel}")
-    return resolved
+    try:
+        return Path(root).resolve().joinpath(*confined.relative_parts(root, rel, follow_links=True))
+    except confined.ConfinementError:
+        raise ToolError(f"path leaves the repository: {rel}") from None
 
 
 class ToolBox:
@@ -47,11 +47,15 @@ class ToolBox:
 
     def read_file_range(self, path: str, start_line: int = 1, end_line: int = 80) -> str:
         target = confine(self.root, path)
-        if not target.is_file():
-            raise ToolError(f"no such file: {path}")
         start, end = max(1, int(start_line)), int(end_line)
         end = min(end, start + MAX_READ_LINES - 1)
-        lines = target.read_text(encoding="utf-8", errors="replace").splitlines()[start - 1:end]
+        try:
+            # Opened without following links: the checked path cannot be swapped for one meanwhile.
+            lines = confined.read_text(self.root, target).splitlines()[start - 1:end]
+        except confined.ConfinementError as exc:
+            raise ToolError(f"cannot read {path}: {exc}") from None
+        except OSError:
+            raise ToolError(f"no such file: {path}") from None
         return "\n".join(f"{start + i:5d}  {line}" for i, line in enumerate(lines))
 
     def graph_neighbours(self, symbol: str, direction: str = "both", depth: int = 1) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pathspec
 
+from .. import confined
 from .languages import language_for_path
 
 # Always skipped: VCS internals, our own store, dependency and build caches.
@@ -146,10 +147,15 @@ def discover(root: Path, max_file_bytes: int) -> Discovery:
     return out
 
 
-def read_text(candidate: Candidate) -> tuple[bytes | None, str | None]:
-    """Read a file's bytes, or (None, reason) when it is unreadable or binary."""
+def read_text(root: Path, candidate: Candidate) -> tuple[bytes | None, str | None]:
+    """Read a file's bytes, or (None, reason) when it is unreadable or binary.
+
+    Read through the confined no-follow reader: the file may have become a link out of the root
+    since discovery looked at it."""
     try:
-        data = candidate.abspath.read_bytes()
+        data = confined.read_bytes(root, candidate.path)
+    except confined.ConfinementError:
+        return None, "symlink outside root"
     except OSError:
         return None, "unreadable"
     if is_binary(data[:SNIFF_BYTES]):

@@ -75,7 +75,7 @@ def run_index(
             present.add(cand.path)
             report.unchanged += 1
             continue
-        data, why = read_text(cand)
+        data, why = read_text(root, cand)
         if data is None:
             skipped[why] = skipped.get(why, 0) + 1
             continue

@@ -8,7 +8,12 @@ clients, privilege tools, `python -c`, ...) always applies on top of the file's 
 also looks through wrappers (`env A=1 …`, `nice …`, `timeout 5 …`, `xargs …`) at the command
 they run. Allow rules are matched on the literal argv only: a wrapper must itself be allowed.
 Every rule's `examples` are checked when the file loads, so a file documents itself and cannot
-silently drift from what it means. See docs/lanes-security.md.
+silently drift from what it means.
+
+Environment variables are allowlisted too: a command may set only the names the file's `env`
+list allows (fnmatch globs), and never one of `BUILTIN_ENV_DENIES` — variables that make a
+program load or run other code (`PATH`, `LD_PRELOAD`, `PYTHONPATH`, `GIT_CONFIG_*`,
+`GIT_EXTERNAL_DIFF`, …), which no file can allow. See docs/lanes-security.md.
 """
 
 from __future__ import annotations
@@ -269,6 +274,52 @@ BUILTIN_DENIES: tuple[BuiltinDeny, ...] = (
 )
 
 
+# Variables that make a program load or run code of someone else's choosing, or that the
+# sandbox itself owns (PATH is the trusted one, HOME and TMPDIR the scratch folder).
+BUILTIN_ENV_DENIES: tuple[tuple[str, str], ...] = (
+    ("PATH", "the sandbox resolves programs through its trusted PATH"),
+    ("HOME", "the sandbox sets it to the scratch folder"),
+    ("TMPDIR", "the sandbox sets it to the scratch folder"),
+    ("LD_*", "loads shared libraries into the program"),
+    ("DYLD_*", "loads shared libraries into the program"),
+    ("PYTHONPATH", "imports modules (sitecustomize.py) from anywhere"),
+    ("PYTHONSTARTUP", "runs a file at start-up"),
+    ("PYTHONHOME", "replaces the standard library"),
+    ("PYTHONUSERBASE", "adds a site-packages folder"),
+    ("PYTHONINSPECT", "opens an interpreter after the program"),
+    ("PYTHONBREAKPOINT", "runs a callable on breakpoint()"),
+    ("PYTHONEXECUTABLE", "changes sys.executable"),
+    ("GIT_CONFIG*", "git configuration (equivalent to the denied `git -c`)"),
+    ("GIT_EXTERNAL_DIFF", "runs a program for every diff"),
+    ("GIT_EXEC_PATH", "replaces git's own programs"),
+    ("GIT_SSH*", "runs a program to connect"),
+    ("GIT_PROXY_COMMAND", "runs a program to connect"),
+    ("GIT_ASKPASS", "runs a program for credentials"),
+    ("GIT_EDITOR", "runs an editor"),
+    ("GIT_SEQUENCE_EDITOR", "runs an editor"),
+    ("GIT_PAGER", "runs a pager"),
+    ("GIT_TEMPLATE_DIR", "installs hooks"),
+    ("EDITOR", "runs an editor"),
+    ("VISUAL", "runs an editor"),
+    ("PAGER", "runs a pager"),
+    ("BASH_ENV", "a file every bash sources"),
+    ("ENV", "a file every sh sources"),
+    ("BASH_FUNC_*", "exported shell functions"),
+    ("PERL5OPT", "options (-M modules) for every perl"),
+    ("PERL5LIB", "imports modules from anywhere"),
+    ("PERLLIB", "imports modules from anywhere"),
+    ("RUBYOPT", "options (-r libraries) for every ruby"),
+    ("RUBYLIB", "imports libraries from anywhere"),
+    ("NODE_OPTIONS", "options (--require) for every node"),
+    ("NODE_PATH", "imports modules from anywhere"),
+)
+
+
+def builtin_env_deny(name: str) -> str | None:
+    """Why no allowlist may let a command set `name`, or None."""
+    return next((why for pattern, why in BUILTIN_ENV_DENIES if fnmatch.fnmatchcase(name, pattern)), None)
+
+
 # --- models -------------------------------------------------------------------------------
 
 class Examples(BaseModel):
@@ -339,6 +390,7 @@ class Allowlist(BaseModel):
     lane: str = Field(pattern=_LANE_RE)
     network: StrictBool = False
     secrets: list[StrictStr] = Field(default_factory=list)
+    env: list[StrictStr] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
     allow: list[Rule] = Field(default_factory=list)
     deny: list[Rule] = Field(default_factory=list)
@@ -355,6 +407,13 @@ class Allowlist(BaseModel):
         for name in self.secrets:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", name):
                 raise ValueError(f"secrets: bad secret name {name!r}")
+        for pattern in self.env:
+            if not re.match(r"^[A-Za-z0-9_*?]+$", pattern):
+                raise ValueError(f"env: bad variable name or glob {pattern!r}")
+            why = builtin_env_deny(pattern) or next(
+                (f"matches {p}: {w}" for p, w in BUILTIN_ENV_DENIES if fnmatch.fnmatchcase(p.rstrip("*"), pattern)), None)
+            if why:
+                raise ValueError(f"env: {pattern} can never be allowed ({why})")
         return self
 
     @property
@@ -415,6 +474,19 @@ class Allowlist(BaseModel):
             if rule.matches(views[0]):
                 return Decision(allowed=True, rule=f"allow:{rule.id}", reason=f"allow rule of {self._source}")
         return Decision(allowed=False, rule="default-deny", reason=f"no allow rule of {self._source} matches")
+
+    def check_env(self, env: dict[str, str] | None) -> Decision:
+        """Decide the variables a command asks to set: built-in denies first, then `env`."""
+        for name in env or {}:
+            if not isinstance(name, str):
+                return Decision(allowed=False, rule="deny:invalid-env", reason="env names must be strings")
+            why = builtin_env_deny(name)
+            if why:
+                return Decision(allowed=False, rule=f"deny:env-{name}", reason=f"built-in env deny: {name} {why}")
+            if not any(fnmatch.fnmatchcase(name, pattern) for pattern in self.env):
+                return Decision(allowed=False, rule="default-deny-env",
+                                reason=f"{name}: not in the env list of {self._source}")
+        return Decision(allowed=True, rule="allow:env", reason=f"env list of {self._source}")
 
     def _check_examples(self) -> None:
         for kind, rules in (("allow", self.allow), ("deny", self.deny)):

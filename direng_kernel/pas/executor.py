@@ -7,6 +7,11 @@ commands inside the notebook going through the lane's allowlist and sandbox (`pa
 While it runs, the worker renews its lease, streams the lane's log/KPI lines as task events and
 stops the process group when the task is cancelled or times out. Afterwards it stores outputs
 in the content-addressed store, evaluates the lane's quality gates, and writes the passport.
+
+Everything a sandboxed program could have written is untrusted: those programs may write only
+`<run>/work`, the lane's records lie outside it, and the executor reads records and artifacts
+through `direng_kernel.confined` — inside the run folder, never through a link — and scrubs
+every artifact before it is stored. A record naming anything else fails the run.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import confined
 from ..errors import DirEngError, NotFoundError
 from ..models import LANE_IDS, ArtifactRef, Passport, TaskState
 from ..security.scrub import scrub, scrub_obj
+from .lane import WORK_DIR
 
 log = logging.getLogger(__name__)
 IDEMPOTENT_LANES = {"vector-ops", "graph-ops", "code-api-design", "data-schema", "narrative"}
@@ -39,6 +46,10 @@ class LaneNotFound(NotFoundError):
 
 class LaneNotebookError(DirEngError):
     """A lane notebook that cannot run: unreadable, or without a `parameters` cell."""
+
+
+class RunFolderError(DirEngError):
+    """A run folder whose records or artifacts are not what the lane wrote (a link, a path outside)."""
 
 
 def lane_notebook(lane: str) -> Path:
@@ -62,15 +73,22 @@ def check_parameters_cell(nb_path: Path) -> None:
         raise LaneNotebookError(f"lane notebook {nb_path} has no cell tagged 'parameters'")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
+def _read_jsonl(run_dir: Path, name: str) -> list[dict]:
+    """A record file of the run, read without following links (RunFolderError if one is planted)."""
+    try:
+        text = confined.read_text(run_dir, name, follow_links=False)
+    except FileNotFoundError:
         return []
+    except (confined.ConfinementError, OSError) as exc:
+        raise RunFolderError(f"run record {name} refused: {exc}") from None
     out = []
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         try:
-            out.append(json.loads(line))
+            rec = json.loads(line)
         except ValueError:
             continue  # a line cut by a crash
+        if isinstance(rec, dict):
+            out.append(rec)
     return out
 
 
@@ -87,19 +105,35 @@ TEXT_SUFFIXES = {".ipynb", ".json", ".jsonl", ".md", ".txt", ".log", ".html", ".
 
 
 def scrub_run_dir(run_dir: Path) -> None:
-    """Redact every text file a run left (output notebook, logs, reports) in place."""
+    """Redact every text file the lane left in its run folder (output notebook, logs, reports) in
+    place. `work/` is skipped (artifacts from there are scrubbed as they are stored), and so is
+    anything that is not a plain file: a link is never followed, let alone written through."""
     for path in sorted(run_dir.rglob("*")):
-        if not path.is_file() or path.suffix not in TEXT_SUFFIXES or path.stat().st_size > 50_000_000:
+        rel = path.relative_to(run_dir)
+        if rel.parts[0] == WORK_DIR or path.suffix not in TEXT_SUFFIXES or not path.is_file() or path.is_symlink():
             continue
         try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
+            data = confined.read_bytes(run_dir, rel, follow_links=False, limit=50_000_001)
+            text = data.decode("utf-8")
+        except (confined.ConfinementError, UnicodeDecodeError, OSError):
+            continue
+        if len(data) > 50_000_000:
             continue
         clean = scrub(text, path.name)
         if clean != text:
-            tmp = path.with_name(path.name + ".scrub")
-            tmp.write_text(clean, encoding="utf-8")
-            tmp.replace(path)
+            confined.write_bytes(run_dir, rel, clean.encode("utf-8"))
+
+
+def scrub_artifact(data: bytes, name: str) -> bytes:
+    """An artifact's bytes with secrets and PII redacted when it is text (binary is kept as is)."""
+    if b"\x00" in data[:8192]:
+        return data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    clean = scrub(text, name)
+    return data if clean == text else clean.encode("utf-8")
 
 
 class Executor:
@@ -198,7 +232,7 @@ class Executor:
         run_id, task_id, lane = run["id"], run["task_id"], run["lane"]
         task = self.tasks.get_task(task_id)
         run_dir = self.store_dir / "runs" / run_id
-        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / WORK_DIR).mkdir(parents=True, exist_ok=True)
         started = datetime.now(timezone.utc)
         t0 = time.perf_counter()
         nb = self.notebooks.get(lane) or lane_notebook(lane)
@@ -218,12 +252,17 @@ class Executor:
         self._ensure_index(task_id)
         result = self.run_notebook(run_id, task_id, lane, nb, run_dir, task.parameters, limits, self.extra_env)
         passport.timings = {"total_s": round(time.perf_counter() - t0, 3), "notebook_s": result["seconds"]}
-        kpi_values = {k["name"]: float(k["value"]) for k in _read_jsonl(run_dir / "kpis.jsonl")}
-        scrub_run_dir(run_dir)  # before anything from the run is stored: no secret or PII value persists
-        outputs = self._collect_outputs(run_dir, result.get("output_nb"))
-        responses = [self.artifacts.put_file(p, name=f"provider_responses/{p.name}")
-                     for p in sorted((run_dir / "provider_responses").glob("*.json"))]
         state, error = result["state"], scrub(result.get("error") or "") or None
+        try:
+            kpi_values = self._kpis(run_dir)
+            scrub_run_dir(run_dir)  # before anything from the run is stored: no secret or PII value persists
+            outputs = self._collect_outputs(run_dir, result.get("output_nb"))
+            responses = [self._put(run_dir, Path("provider_responses") / p.name, f"provider_responses/{p.name}")
+                         for p in sorted((run_dir / "provider_responses").glob("*.json"))]
+        except RunFolderError as exc:
+            # Something other than the lane wrote its records or artifacts: nothing of the run is trusted.
+            kpi_values, outputs, responses = {}, [], []
+            state, error = TaskState.failed, scrub(str(exc))
         if state == TaskState.succeeded:
             verdict = load_gates(lane).evaluate(kpi_values)
             if not verdict.passed:
@@ -303,7 +342,12 @@ class Executor:
                 rc = proc.wait(timeout=HEARTBEAT_S)
             except subprocess.TimeoutExpired:
                 rc = None
-            self._stream(task_id, run_dir, streamed)
+            try:
+                self._stream(task_id, run_dir, streamed)
+            except RunFolderError as exc:
+                self._kill(proc)
+                state, error = TaskState.failed, str(exc)
+                break
             if rc is not None:
                 break
             if not self.tasks.heartbeat(run_id, LEASE_S, pid=proc.pid):
@@ -315,7 +359,11 @@ class Executor:
                 state, error = TaskState.failed, f"timed out after {timeout:g} s (lane limit)"
                 break
         seconds = round(time.perf_counter() - t0, 3)
-        self._stream(task_id, run_dir, streamed)
+        if state is None:
+            try:
+                self._stream(task_id, run_dir, streamed)
+            except RunFolderError as exc:
+                state, error = TaskState.failed, str(exc)
         if state is None:
             if rc == 0:
                 state = TaskState.succeeded
@@ -340,18 +388,38 @@ class Executor:
     def _stream(self, task_id: str, run_dir: Path, seen: dict[str, int]) -> None:
         """Forward new lines of the lane's log and KPI files as task events."""
         for name, kind in (("events.jsonl", "log"), ("kpis.jsonl", "kpi")):
-            lines = _read_jsonl(run_dir / name)
+            lines = _read_jsonl(run_dir, name)
             for rec in lines[seen[name]:]:
                 msg = rec.get("message") if kind == "log" else f"{rec.get('name')} = {rec.get('value')}"
                 self.tasks.add_event(task_id, kind, scrub(str(msg)), scrub_obj(rec))
             seen[name] = len(lines)
 
+    @staticmethod
+    def _kpis(run_dir: Path) -> dict[str, float]:
+        out = {}
+        for rec in _read_jsonl(run_dir, "kpis.jsonl"):
+            try:
+                out[str(rec["name"])] = float(rec["value"])
+            except (KeyError, TypeError, ValueError):
+                raise RunFolderError(f"kpis.jsonl holds a record the lane did not write: {str(rec)[:200]}") from None
+        return out
+
+    def _put(self, run_dir: Path, rel: str | Path, name: str) -> ArtifactRef:
+        """Store one file of the run: inside the run folder, no link followed, scrubbed."""
+        try:
+            data = confined.read_bytes(run_dir, rel, follow_links=False)
+        except (confined.ConfinementError, OSError) as exc:
+            raise RunFolderError(f"artifact {name} refused: {exc}") from None
+        return self.artifacts.put_bytes(scrub_artifact(data, name), name=name)
+
     def _collect_outputs(self, run_dir: Path, output_nb: Path | None) -> list[ArtifactRef]:
         refs = []
-        for rec in _read_jsonl(run_dir / "outputs.jsonl"):
-            path = Path(rec["path"])
-            if path.is_file():
-                refs.append(self.artifacts.put_file(path, name=rec.get("name") or path.name))
+        for rec in _read_jsonl(run_dir, "outputs.jsonl"):
+            rel = rec.get("path")
+            if not isinstance(rel, str) or not rel:
+                raise RunFolderError(f"outputs.jsonl holds a record the lane did not write: {str(rec)[:200]}")
+            name = rec.get("name") if isinstance(rec.get("name"), str) and rec.get("name") else Path(rel).name
+            refs.append(self._put(run_dir, rel, name))
         if output_nb is not None:
-            refs.append(self.artifacts.put_file(output_nb, name="output.ipynb"))
+            refs.append(self._put(run_dir, "output.ipynb", "output.ipynb"))
         return refs

@@ -11,6 +11,11 @@ plain files in its run folder, which the executor reads while and after the lane
 - `events.jsonl` — its log lines (`log`), streamed as task events,
 - `provider_responses/NNN.json` — model responses (`complete`), served again on replay.
 
+Sandboxed programs may write only below `work_dir` (`<run folder>/work`), never the run
+folder itself: so what a hostile program writes can never pose as one of these records, and
+every file the lane writes here goes through `direng_kernel.confined` (no-follow, atomic), so a
+planted link is replaced, never written through.
+
 Lanes must be deterministic for the same repository state (a replay compares outputs by hash),
 so nothing here stamps times or random ids into what a lane produces; only `commands.jsonl`,
 which is a diagnostic and never an artifact, records durations.
@@ -28,8 +33,10 @@ from typing import Iterable, Optional, Sequence
 
 from pydantic import BaseModel
 
+from .. import confined
 from ..errors import DirEngError
 
+WORK_DIR = "work"
 KPI_NAME = re.compile(r"^[a-z0-9_]+$")
 _lock = threading.Lock()
 _responses_served = 0  # replay: how many recorded responses this process has served
@@ -55,6 +62,11 @@ class LaneContext(BaseModel):
     replay: bool = False
     policy: Optional[Path] = None
     recorded_responses: Optional[Path] = None
+
+    @property
+    def work_dir(self) -> Path:
+        """The one folder of the run that sandboxed programs may write (worktrees, scratch)."""
+        return self.run_dir / WORK_DIR
 
 
 def context() -> LaneContext:
@@ -86,11 +98,9 @@ def context() -> LaneContext:
 
 
 def _append(name: str, record: dict) -> None:
-    path = context().run_dir / name
     line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
-    with _lock, open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
+    with _lock:
+        confined.append_bytes(context().run_dir, name, line.encode("utf-8"))
 
 
 # -- log and KPIs ---------------------------------------------------------------------------
@@ -125,21 +135,23 @@ def kpi(name: str, value: float) -> float:
 def artifact(path: str | os.PathLike, name: Optional[str] = None) -> Path:
     """Declare a file this run produced as an output artifact (`outputs.jsonl`).
 
-    The file must lie inside the run folder (a worktree under it included); anything that
-    resolves elsewhere — through `..` or a symlink — is refused. `name` defaults to the path
-    relative to the run folder, which is how the passport labels it.
-    """
+    The file must lie inside the run folder and be reached without a symlink; anything else —
+    `..`, a link, a special file — is refused. `name` defaults to the path relative to the run
+    folder, which is how the passport labels it. The executor checks the same again when it
+    stores the file, since a sandboxed program may have changed `work_dir` since."""
     ctx = context()
-    p = Path(path)
-    if not p.is_absolute():
-        p = ctx.run_dir / p
-    resolved = p.resolve()
-    if not resolved.is_relative_to(ctx.run_dir):
-        raise LaneError(f"artifact {path} is outside the run folder {ctx.run_dir}: copy it there first")
-    if not resolved.is_file():
-        raise LaneError(f"artifact {path} does not exist or is not a file")
-    label = name or resolved.relative_to(ctx.run_dir).as_posix()
-    _append("outputs.jsonl", {"path": str(resolved), "name": label, "size": resolved.stat().st_size})
+    try:
+        parts = confined.relative_parts(ctx.run_dir, path, follow_links=False)
+        os.close(confined.open_file(ctx.run_dir, Path(*parts), follow_links=False))
+    except confined.ConfinementError as exc:
+        raise LaneError(f"artifact {path} refused: it is outside the run folder {ctx.run_dir}, reached through "
+                        f"a link, or not a plain file ({exc})") from None
+    except OSError as exc:
+        raise LaneError(f"artifact {path} does not exist or is not readable: {exc.strerror or exc}") from None
+    rel = Path(*parts)
+    resolved = ctx.run_dir / rel
+    label = name or rel.as_posix()
+    _append("outputs.jsonl", {"path": rel.as_posix(), "name": label, "size": resolved.lstat().st_size})
     return resolved
 
 
@@ -151,8 +163,9 @@ def run_command(argv: Sequence[str], cwd: str | os.PathLike | None = None,
                 check: bool = False, env: dict | None = None):
     """Run a program through the lane's allowlist and sandbox; the only way a lane runs one.
 
-    `cwd` defaults to the repository root; the run folder is always writable, `writable` adds
-    more. A command the allowlist refuses raises `CommandDenied` naming the rule (and fails
+    `cwd` defaults to the repository root; the run's `work_dir` is always writable, `writable`
+    adds more — but never the run folder itself nor a folder holding it, where the lane keeps its
+    records. A command the allowlist refuses raises `CommandDenied` naming the rule (and fails
     the run unless the lane catches it). Every command — denied ones included — is recorded in
     `commands.jsonl`. With `check`, a non-zero exit raises LaneError with the command's stderr.
     Returns the sandbox's `CommandResult` (argv, returncode, stdout, stderr, duration_s, …).
@@ -164,7 +177,13 @@ def run_command(argv: Sequence[str], cwd: str | os.PathLike | None = None,
     ctx = context()
     argv = [str(a) for a in argv]
     workdir = Path(cwd).resolve() if cwd is not None else ctx.root
-    paths = [ctx.run_dir, *(Path(w).resolve() for w in writable)]
+    paths = [ctx.work_dir, *(Path(w).resolve() for w in writable)]
+    for path in paths[1:]:
+        if path == ctx.run_dir or ctx.run_dir.is_relative_to(path) or (
+                path.is_relative_to(ctx.run_dir) and not path.is_relative_to(ctx.work_dir)):
+            raise LaneError(f"writable path {path} would let the command write the run folder's records; "
+                            f"sandboxed programs write only under {ctx.work_dir}")
+    ctx.work_dir.mkdir(exist_ok=True)
     record: dict = {"argv": argv, "cwd": str(workdir)}
     try:
         result = sandbox_run(argv, cwd=workdir, writable=paths, allowlist=load_lane_allowlist(ctx.lane),
@@ -248,8 +267,8 @@ def complete(prompt: str, lane: Optional[str] = None, *, system: Optional[str] =
                 return None
             _responses_served += 1
         raw = recorded[index].read_bytes()
-        out_dir.mkdir(exist_ok=True)
-        (out_dir / f"{index + 1:03d}.json").write_bytes(raw)  # the replay's passport records it again
+        # the replay's passport records it again
+        confined.write_bytes(ctx.run_dir, f"provider_responses/{index + 1:03d}.json", raw)
         return json.loads(raw).get("response", {}).get("content") or ""
 
     from ..broker import Broker, BrokerError
@@ -275,24 +294,29 @@ def complete(prompt: str, lane: Optional[str] = None, *, system: Optional[str] =
         return None
     finally:
         broker.close()
-    out_dir.mkdir(exist_ok=True)
     with _lock:
-        number = len(list(out_dir.glob("*.json"))) + 1
+        number = len(list(out_dir.glob("*.json"))) + 1 if out_dir.is_dir() else 1
         record = {"lane": name, "request": request.model_dump(mode="json"),
                   "response": response.model_dump(mode="json")}
-        (out_dir / f"{number:03d}.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        confined.write_bytes(ctx.run_dir, f"provider_responses/{number:03d}.json", text.encode("utf-8"))
     return response.content
 
 
 # -- small helpers lanes share ------------------------------------------------------------
 
 
+def save_text(relpath: str, text: str) -> Path:
+    """Write `text` to `run_dir/relpath` (folders created, atomically, never through a link)."""
+    try:
+        return confined.write_bytes(context().run_dir, relpath, text.encode("utf-8"))
+    except confined.ConfinementError as exc:
+        raise LaneError(f"cannot write {relpath}: {exc}") from None
+
+
 def write_text(relpath: str, text: str, *, name: Optional[str] = None) -> Path:
-    """Write `text` to `run_dir/relpath` (folders created) and declare it an artifact."""
-    path = context().run_dir / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return artifact(path, name=name)
+    """`save_text`, then declare the file an artifact."""
+    return artifact(save_text(relpath, text), name=name)
 
 
 def write_json(relpath: str, data, *, name: Optional[str] = None) -> Path:

@@ -7,7 +7,12 @@ group. Under bubblewrap it also gets a read-only view of `/`, a private scratch 
 `/proc`, write access only to the given `writable` folders, no network (a private loopback
 only) unless the lane allows it, its own user/pid/ipc namespaces with every capability
 dropped, and it dies with its parent. `probe()` picks the mode once per process;
-`DIRENG_SANDBOX=off|rlimits|bwrap` overrides it. See docs/lanes-security.md.
+`DIRENG_SANDBOX=off|rlimits|bwrap` overrides it.
+
+Programs are found through a fixed trusted PATH (`trusted_path()`), never the caller's: a bare
+name is resolved there, an absolute argv[0] must lie in one of its folders, and a relative one
+(`bin/git`, `./python3`) is refused — so a program a lane or its tests planted can never pass
+for an allowed one by its basename. The resolved path is what runs. See docs/lanes-security.md.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -136,6 +142,39 @@ def probe() -> SandboxInfo:
     raise SandboxError(f"{SANDBOX_ENV}={raw!r}: expected off, rlimits or bwrap")
 
 
+# --- programs -------------------------------------------------------------------------------
+
+TRUSTED_PATH_ENV = "DIRENG_TRUSTED_PATH"
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def trusted_path() -> tuple[str, ...]:
+    """Folders programs may come from: `DIRENG_TRUSTED_PATH` if set, else the running
+    interpreter's folder (lanes run `sys.executable -m pytest`) and the system folders."""
+    raw = os.environ.get(TRUSTED_PATH_ENV)
+    dirs = raw.split(os.pathsep) if raw else [os.path.dirname(os.path.abspath(sys.executable)), *SYSTEM_PATH]
+    return tuple(dict.fromkeys(os.path.normpath(d) for d in dirs if d and os.path.isabs(d)))
+
+
+def resolve_program(program: str) -> str | None:
+    """The absolute path that runs for argv[0], or None when it is not a trusted program."""
+    dirs = trusted_path()
+    if "/" not in program:
+        found = shutil.which(program, path=os.pathsep.join(dirs))
+        return os.path.normpath(found) if found else None
+    if not os.path.isabs(program) or os.path.normpath(program) != program.rstrip("/") or ".." in program.split("/"):
+        return None
+    if os.path.dirname(program) in dirs and os.path.isfile(program) and os.access(program, os.X_OK):
+        return program
+    return None
+
+
+def _deny(argv: Sequence[str], decision: Decision) -> "CommandDenied":
+    result = CommandResult(argv=[str(a) for a in argv], returncode=DENIED_RETURNCODE, stdout="",
+                           stderr=decision.reason, duration_s=0.0, sandbox="not-run", denied_by=decision.rule)
+    return CommandDenied(result.argv, decision, result)
+
+
 # --- limits ---------------------------------------------------------------------------------
 
 def apply_process_limits(limits: Limits | Mapping[str, Any]) -> None:
@@ -175,18 +214,25 @@ def run_command(
 ) -> CommandResult:
     """Check `argv` against the allowlist, then run it in the sandbox and collect its result.
 
-    The environment is NOT inherited: PATH, HOME and TMPDIR = the scratch dir, a UTF-8 locale, plus
-    `env`. `network` and `timeout_s` can only narrow what the lane allows. Raises CommandDenied
+    The environment is NOT inherited: the trusted PATH, HOME and TMPDIR = the scratch dir, a
+    UTF-8 locale, plus those of `env` that the allowlist's `env` list allows (any other is
+    denied). argv[0] is resolved through the trusted PATH and runs by that absolute path.
+    `network` and `timeout_s` can only narrow what the lane allows. Raises CommandDenied
     (never started) or SandboxError (bad cwd/writable/network request); a program that exits
     non-zero, is killed, or times out is a result, not an error.
     """
-    args = list(argv)
+    args = list(argv) if isinstance(argv, (list, tuple)) else [argv]
     decision = allowlist.check(args)
     if not decision.allowed:
-        result = CommandResult(argv=[str(a) for a in args] if isinstance(argv, (list, tuple)) else [str(argv)],
-                               returncode=DENIED_RETURNCODE, stdout="", stderr=decision.reason, duration_s=0.0,
-                               sandbox="not-run", denied_by=decision.rule)
-        raise CommandDenied(result.argv, decision, result)
+        raise _deny(args, decision)
+    env_decision = allowlist.check_env(env)
+    if not env_decision.allowed:
+        raise _deny(args, env_decision)
+    program = resolve_program(args[0])
+    if program is None:
+        raise _deny(args, Decision(allowed=False, rule="deny:untrusted-program",
+                                   reason=f"{args[0]} is not a program on the trusted PATH "
+                                          f"({os.pathsep.join(trusted_path())})"))
 
     net = allowlist.network if network is None else network
     if net and not allowlist.network:
@@ -203,13 +249,19 @@ def run_command(
             raise SandboxError(f"writable path {path} does not exist")
         if path == Path("/"):
             raise SandboxError("refusing to make / writable")
-    full_env = {"PATH": os.environ.get("PATH", os.defpath), "HOME": SCRATCH, "TMPDIR": SCRATCH,
-                "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", **(env or {})}
+    trusted = trusted_path()
+    for path in rw:
+        if any(Path(d) == path or Path(d).is_relative_to(path) for d in trusted):
+            raise SandboxError(f"writable path {path} holds a trusted program folder")
+    full_env = {**(env or {}), "PATH": os.pathsep.join(trusted), "HOME": SCRATCH, "TMPDIR": SCRATCH}
+    full_env.setdefault("LANG", "C.UTF-8")
+    full_env.setdefault("LC_ALL", "C.UTF-8")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in full_env.items()):
         raise SandboxError("env keys and values must be strings")
 
     info = probe()
-    cmd = _bwrap_argv(info.bwrap or "bwrap", args, workdir, rw, net) if info.mode == "bubblewrap" else args
+    run_argv = [program, *args[1:]]
+    cmd = _bwrap_argv(info.bwrap or "bwrap", run_argv, workdir, rw, net) if info.mode == "bubblewrap" else run_argv
     preexec = None if info.mode == "off" else functools.partial(apply_process_limits, allowlist.limits)
     start = time.monotonic()
     try:
