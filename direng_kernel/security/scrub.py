@@ -11,9 +11,13 @@ line numbers and citations stay right.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 
 from .redact import MIN_SECRET_LEN, global_redactor
+from .secrets import FREEFORM_TYPES
 
 
 def findings(text: str, filename: str = "<text>") -> tuple[list, list]:
@@ -40,9 +44,10 @@ _WORDISH = re.compile(r"^[A-Za-z_]+[0-9]{0,3}$|^[a-z]+([_.-][a-z]+)*$")
 
 
 def _secretish(value: str) -> bool:
-    """Worth redacting everywhere it occurs? The redactor replaces a value wherever it appears,
-    so a keyword detector's `password = "password1"` must not teach it the word `password1`:
-    keep values long and mixed enough to be credentials, never plain words or identifiers."""
+    """Is a free-form value (keyword, entropy) worth redacting everywhere it occurs? The redactor
+    replaces a value wherever it appears, so a keyword detector's `password = "password1"` must
+    not teach it the word `password1`: keep values long and mixed enough to be credentials, never
+    plain words or identifiers. Structural findings (AKIA…, ghp_…, key blocks) skip this test."""
     if len(value) < 8 or _WORDISH.match(value):
         return False
     classes = sum(bool(re.search(p, value)) for p in (r"[a-z]", r"[A-Z]", r"[0-9]", r"[^A-Za-z0-9]"))
@@ -55,8 +60,9 @@ def secret_values(text: str, filename: str = "<text>") -> tuple[list[str], set[s
     values: list[str] = []
     for finding in secrets:
         value = getattr(finding, "_value", "") or ""
+        freeform = finding.type in FREEFORM_TYPES
         for part in (p.strip() for p in (value.splitlines() if "\n" in value else [value])):
-            if len(part) >= MIN_SECRET_LEN and _secretish(part):
+            if len(part) >= MIN_SECRET_LEN and (not freeform or _secretish(part)):
                 values.append(part)
     values += [text[f.start:f.end] for f in pii]
     return values, _flags(secrets, pii)
@@ -126,10 +132,28 @@ def finish_scrub(items: list[tuple[str, str]], futures) -> list[str]:
     return [redactor.redact(text) for _name, text in items]
 
 
+_PARENT_POLL_S = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool worker initializer: leave when the parent does. A parent killed with SIGKILL cannot
+    shut the pool down, and a worker holds its call queue's write end itself, so it would wait on
+    it forever (keeping the resource tracker's pipe open too). Polled rather than
+    PR_SET_PDEATHSIG, which fires when the parent *thread* that started the worker exits. The
+    pid comes from the parent: by the time this runs it may already be gone."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def detection_pool(workers: int):
     """A process pool for `scrub_many` (spawned, not forked: the parent may hold threads — the
     refresh daemon, tokenizers — whose locks a fork would copy held)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_exit_with_parent, initargs=(os.getpid(),))

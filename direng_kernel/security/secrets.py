@@ -28,13 +28,19 @@ from typing import Any, Iterable
 
 from ..errors import DirEngError
 
-__all__ = ["SecretFinding", "ScanError", "scan_text", "scan_file", "scan_notebook", "digest"]
+__all__ = ["SecretFinding", "ScanError", "scan_text", "scan_file", "scan_notebook", "digest", "FREEFORM_TYPES"]
 
 #: Values shorter than this are never reported (too short to be a credential, too common to redact).
 MIN_VALUE_LEN = 6
 #: Our own unquoted-token detector: minimum length and Shannon entropy (bits per char).
 TOKEN_MIN_LEN = 32
 TOKEN_MIN_ENTROPY = 4.5
+
+#: Finding types whose value is free-form (whatever follows a keyword, a URL's password, any
+#: random-looking run), so it may be a plain word; every other type matched a structural signature
+#: (AKIA…, ghp_…, a key block) and is a credential whatever it reads like.
+FREEFORM_TYPES = frozenset({"Secret Keyword", "Basic Auth Credentials", "Base64 High Entropy String",
+                            "Hex High Entropy String", "High Entropy Token"})
 
 _SKIP_PLUGINS = {"IPPublicDetector"}  # public IPs are not secrets, and redacting them is noise
 _ENTROPY_PLUGINS = {"Base64HighEntropyString": 4.5, "HexHighEntropyString": 3.0}
