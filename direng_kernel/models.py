@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Literal, Optional
+from typing import Literal, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -184,7 +184,13 @@ class IndexReport(BaseModel):
     changed_paths: list[str] = Field(default_factory=list)
 
 
-SearchMode = Literal["hybrid", "bm25", "dense", "naive"]
+#: A retriever (`SearchEngine.search`): hybrid fuses BM25, MiniLM and the static embedding model,
+#: then boosts by the call graph; the others run one retriever (dense adds static at half weight).
+SearchMode = Literal["hybrid", "bm25", "dense", "static"]
+#: The search modes, default first: the one list the engine's callers, the CLI, the REST API and
+#: docs/api.yaml must agree with (tests compare them).
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+DEFAULT_SEARCH_MODE: str = SEARCH_MODES[0]
 
 
 # -- DirEng conversation and the model broker (shared by direng/, broker/, server/, magics) --
@@ -238,6 +244,9 @@ class ProviderResponse(BaseModel):
     tool_calls: list[ToolCall] = Field(default_factory=list)
     usage: Usage
     finish_reason: str = "stop"
+    # A retrieval provider (`local`) returns its evidence with the answer, so the caller never
+    # has to read it back from shared state that a concurrent request may have replaced.
+    citations: list[Hit] = Field(default_factory=list)
 
 
 class Answer(BaseModel):

@@ -6,6 +6,9 @@ from the index. A free-form question goes to the broker's `chat` lane: with the 
 a tool-calling loop over the same tools (search, read a file range, graph neighbours, git,
 index status). If the broker fails (provider down, over budget) DirEng still answers from
 retrieval and says why. Conversation memory is per session and bounded.
+
+One `DirEng` serves concurrent requests (the server shares it), so everything about one message
+— its data-rule flags, the hits it cites — lives in locals of that call, never on the instance.
 """
 
 from __future__ import annotations
@@ -54,12 +57,12 @@ class LocalProvider:
     def complete(self, request: ProviderRequest) -> ProviderResponse:
         t0 = time.perf_counter()
         question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        markdown, _hits = self.direng.retrieve_answer(question)
+        markdown, hits = self.direng.retrieve_answer(question)
         chars_in = sum(len(m.content) for m in request.messages)
         usage = Usage(provider="local", model="retrieval", input_tokens=chars_in // 4,
                       output_tokens=len(markdown) // 4, cost=0.0,
                       latency_ms=round((time.perf_counter() - t0) * 1000, 2))
-        return ProviderResponse(content=markdown, usage=usage)
+        return ProviderResponse(content=markdown, usage=usage, citations=hits)
 
 
 class DirEng:
@@ -69,7 +72,6 @@ class DirEng:
         self.composer = Composer(workbench, link_base)
         self.broker = broker
         self._memory: dict[str, deque[ChatMessage]] = {}
-        self._last_hits: list = []
 
     # -- memory -----------------------------------------------------------------
     def history(self, session: str = "default") -> list[ChatMessage]:
@@ -84,18 +86,17 @@ class DirEng:
     # -- answering --------------------------------------------------------------
     def retrieve_answer(self, question: str, k: int = 8):
         hits = self.wb.search(question, k=k)
-        self._last_hits = hits
         return self.composer.answer_hits(question, hits), hits
 
     def chat(self, message: str, session: str = "default") -> Answer:
         message = message.strip()
         if not message:
             return Answer(markdown=HELP, intent="help")
-        self._flags = learn(message)  # what the raw message holds decides the broker's data rules
+        flags = learn(message)  # what the raw message holds decides the broker's data rules
         message = scrub(message)
         intent = route(message)
         try:
-            answer = self._answer(intent, session)
+            answer = self._answer(intent, session, flags)
         except UnknownSymbolError as exc:
             suggestions = ", ".join(f"`{s}`" for s in exc.suggestions) or "none"
             answer = Answer(markdown=f"I don't know a symbol named `{exc.name}`. Close names: {suggestions}.",
@@ -109,7 +110,7 @@ class DirEng:
                        ChatMessage(role="assistant", content=answer.markdown))
         return answer
 
-    def _answer(self, intent: Intent, session: str) -> Answer:
+    def _answer(self, intent: Intent, session: str, flags: set[str]) -> Answer:
         name, arg = intent.name, intent.arg
         if name == "help":
             return Answer(markdown=HELP, intent=name)
@@ -137,23 +138,23 @@ class DirEng:
             return Answer(intent=name, markdown=(
                 "Delegation to PEX (estimate → approve → run in a lane) is not available in this version yet; "
                 "I can answer questions, search, and show the graph."))
-        return self._ask(intent.text, session)
+        return self._ask(intent.text, session, flags)
 
-    def _ask(self, question: str, session: str) -> Answer:
+    def _ask(self, question: str, session: str, flags: set[str]) -> Answer:
         if self.broker is None:
             markdown, hits = self.retrieve_answer(question)
             return Answer(markdown=markdown, intent="ask", citations=hits, provider="local")
         messages = [ChatMessage(role="system", content=SYSTEM_PROMPT), *self.history(session),
                     ChatMessage(role="user", content=question)]
         usages, notices = [], []
-        flags = set(getattr(self, "_flags", set()))
+        flags = set(flags)
         try:
             for _round in range(MAX_TOOL_ROUNDS):
                 resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=self.tools.specs()),
                                             content_flags=frozenset(flags))
                 usages.append(resp.usage)
                 if not resp.tool_calls:
-                    hits = self._last_hits if resp.usage.provider == "local" else self._cited_hits(resp.content)
+                    hits = resp.citations if resp.usage.provider == "local" else self._cited_hits(resp.content)
                     return Answer(markdown=resp.content, intent="ask", citations=hits,
                                   provider=resp.usage.provider, usages=usages)
                 messages.append(ChatMessage(role="assistant", content=resp.content or "", tool_calls=resp.tool_calls))
