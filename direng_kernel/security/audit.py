@@ -15,10 +15,14 @@ The file is `$DIRENG_AUDIT_LOG`, else `jupyter_data_dir()/direng/audit.jsonl` (0
 directory 0700). `record()` holds an exclusive flock(2) on the file while it reads the last
 record and appends the new line (O_APPEND, one write, fsync), so concurrent processes neither
 interleave lines nor fork the chain. Data are redacted (known secrets and detected ones)
-before they are hashed and written.
+before they are hashed and written; token and key ids (`jti`, `kid`, `active_kid`: random or
+thumbprints, high-entropy by design) are spared the detectors so that records can be matched.
 
-Events in use: `token.issue`, `secret.access`, `secret.set`, `secret.delete`,
-`policy.change`, `command.denied`, `replay`.
+Events in use: `token.issue`, `token.retired_key_use`, `secret.access`, `secret.set`,
+`secret.delete`, `policy.change`, `command.denied`, `replay`, and the API's refusals
+`auth.failed` (401, or no valid Jupyter login) and `auth.denied` (403: authenticated, but
+without the scope). Refusals go through a `RateLimit` (`record_limited`): a burst from one
+client for one reason is one record, whose `suppressed` counts the previous burst's rest.
 """
 
 from __future__ import annotations
@@ -28,22 +32,31 @@ import datetime as _dt
 import getpass
 import hashlib
 import json
+import logging
 import os
 import re
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Hashable, Iterator
 
 from ..config import user_data_path
 from ..errors import DirEngError
 
-__all__ = ["record", "verify", "read_records", "audit_log_path", "AuditReport", "AuditError",
-           "GENESIS", "EVENTS", "ENV_AUDIT_LOG"]
+__all__ = ["record", "record_limited", "verify", "read_records", "audit_log_path", "AuditReport", "AuditError",
+           "RateLimit", "GENESIS", "EVENTS", "ENV_AUDIT_LOG"]
+
+log = logging.getLogger(__name__)
 
 ENV_AUDIT_LOG = "DIRENG_AUDIT_LOG"
 GENESIS = "0" * 64
-EVENTS = frozenset({"token.issue", "secret.access", "secret.set", "secret.delete",
-                    "policy.change", "command.denied", "replay"})
+EVENTS = frozenset({"token.issue", "token.retired_key_use", "secret.access", "secret.set", "secret.delete",
+                    "policy.change", "command.denied", "replay", "auth.failed", "auth.denied"})
+#: Top-level data keys holding token/key identifiers: not secrets, but random-looking enough for
+#: the entropy detector; scanning them would replace the very ids a reader needs to match records.
+_IDENTIFIERS = frozenset({"jti", "kid", "active_kid"})
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _FIELDS = ("seq", "at", "event", "actor", "data", "prev", "hash")
 _EVENT_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -143,7 +156,9 @@ def record(event: str, actor: str | None = None, **data: Any) -> dict:
     except (TypeError, ValueError) as err:
         raise AuditError(f"audit data for {event} is not JSON-serialisable: {err}") from None
     redactor = global_redactor()
-    clean = redactor.redact_obj(normalized, scan=True)
+    ids = {k: v for k, v in normalized.items() if k in _IDENTIFIERS and isinstance(v, str) and _ID_RE.fullmatch(v)}
+    clean = redactor.redact_obj({k: v for k, v in normalized.items() if k not in ids}, scan=True)
+    clean.update(redactor.redact_obj(ids, scan=False))  # known secrets are still replaced
     who = redactor.redact(str(actor)) if actor is not None else _default_actor()
     path = audit_log_path()
     try:
@@ -172,6 +187,48 @@ def record(event: str, actor: str | None = None, **data: Any) -> dict:
         except OSError as err:
             raise AuditError(f"cannot write audit log {path}: {err.strerror or err}") from None
     return rec
+
+
+class RateLimit:
+    """At most one record per key every `window_s` seconds (a key: client address and reason,
+    say). The ones held back are counted and the count rides on the key's next record, so a
+    flood of refusals costs a line per window, not a line (and an fsync) per request. At most
+    `max_keys` keys are tracked: past that the least recently recorded are forgotten (their
+    held-back counts are logged, not lost silently)."""
+
+    def __init__(self, window_s: float = 60.0, *, max_keys: int = 4096, clock: Callable[[], float] = time.monotonic):
+        self.window_s, self.max_keys, self.clock = float(window_s), int(max_keys), clock
+        self._keys: dict[Hashable, list] = {}  # key → [time of its last record, held back since]; oldest first
+        self._lock = threading.Lock()
+
+    def admit(self, key: Hashable) -> int | None:
+        """None: hold this one back. Else record it: the number held back since the key's last record."""
+        now = self.clock()
+        with self._lock:
+            entry = self._keys.get(key)
+            if entry is not None and now - entry[0] < self.window_s:
+                entry[1] += 1
+                return None
+            self._keys.pop(key, None)
+            self._keys[key] = [now, 0]
+            while len(self._keys) > self.max_keys:
+                old_key, (_, held) = next(iter(self._keys.items()))
+                del self._keys[old_key]
+                if held:
+                    log.warning("DirEng audit: %d refusals for %r were held back and not recorded "
+                                "(too many distinct clients and reasons)", held, old_key)
+            return entry[1] if entry else 0
+
+
+def record_limited(limit: RateLimit, key: Hashable, event: str, actor: str | None = None, **data: Any) -> dict | None:
+    """`record` unless `limit` holds this one back (then None); a record carries `suppressed`,
+    the number of the key's events held back since its previous record, when there were any."""
+    held = limit.admit(key)
+    if held is None:
+        return None
+    if held:
+        data["suppressed"] = held
+    return record(event, actor, **data)
 
 
 def read_records(path: str | os.PathLike | None = None) -> list[dict]:

@@ -10,7 +10,8 @@ an HS256 token "signed" with the public key is rejected before any key is used),
 public key by `kid`, checks issuer, audience, expiry and not-before with 30 s leeway, the
 lifetime (at most `MAX_TTL_S`), and the subject when `user` is given. Every failure is
 `InvalidToken` (HTTP 401) with one reason; a valid token without the needed scope is
-`InsufficientScope` (HTTP 403). PyJWT is imported on first use.
+`InsufficientScope` (HTTP 403). PyJWT is imported on first use. The first use of a token signed
+by a retired key (after `direng keys rotate`) is audited once per token (`token.retired_key_use`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import base64
 import binascii
 import getpass
 import json
+import logging
 import os
 import re
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -37,6 +40,8 @@ KERNEL_TTL_S = 12 * 3600
 RESERVED_CLAIMS = frozenset({"iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope"})
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope")
 
+log = logging.getLogger(__name__)
+
 _JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
@@ -45,10 +50,14 @@ class TokenError(DirEngError):
 
 
 class InvalidToken(TokenError):
-    """The token is malformed, forged, expired, not yet valid, or not for this audience/user (401)."""
+    """The token is malformed, forged, expired, not yet valid, or not for this audience/user (401).
 
-    def __init__(self, reason: str):
+    `reason` is the one-line explanation; `code` one of a few fixed words (`malformed`,
+    `bad_signature`, `expired`, ...), safe to log and to count by: it never echoes the token."""
+
+    def __init__(self, reason: str, code: str = "malformed"):
         self.reason = reason
+        self.code = code
         super().__init__(f"invalid token: {reason}")
 
 
@@ -165,7 +174,8 @@ def verify(token: str, required_scope: str | None = None, audience: str = AUDIEN
         validate_scope(required_scope)
     claims = _verify(token, audience, issuer, keys_dir)
     if user is not None and claims.subject != user:
-        raise InvalidToken(f"the token is for user {claims.subject!r}, not {user!r}")
+        raise InvalidToken(f"the token is for user {claims.subject!r}, not {user!r}", "wrong_user")
+    _audit_retired_key_use(claims, keys_dir)
     if required_scope is not None and required_scope not in claims.scopes:
         raise InsufficientScope(required_scope)
     return claims
@@ -178,42 +188,43 @@ def _verify(token: Any, audience: str, issuer: str, keys_dir) -> Claims:
         try:
             token = token.decode("ascii")
         except UnicodeDecodeError:
-            raise InvalidToken("not a JWT (non-ASCII bytes)") from None
+            raise InvalidToken("not a JWT (non-ASCII bytes)", "not_a_jwt") from None
     if not isinstance(token, str):
-        raise InvalidToken(f"not a JWT (got {type(token).__name__})")
+        raise InvalidToken(f"not a JWT (got {type(token).__name__})", "not_a_jwt")
     token = token.strip()
     if not _JWT_SHAPE.fullmatch(token) or len(token) > 16384:
-        raise InvalidToken("not a JWT (expected three base64url parts separated by dots)")
+        raise InvalidToken("not a JWT (expected three base64url parts separated by dots)", "not_a_jwt")
     header, _ = decode_unverified(token)
     if header is None:
         raise InvalidToken("malformed header (not a base64url JSON object)")
     alg = header.get("alg")
     if alg != ALGORITHM:  # before any key is touched: no `none`, no HS256 keyed with the public key
-        raise InvalidToken(f"algorithm {alg!r} is not accepted (only {ALGORITHM})")
+        raise InvalidToken(f"algorithm {alg!r} is not accepted (only {ALGORITHM})", "algorithm")
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
-        raise InvalidToken("no key id ('kid') in the header")
+        raise InvalidToken("no key id ('kid') in the header", "no_kid")
     store = get_keystore(keys_dir)
     key = store.public_key(kid)
     if key is None:
-        raise InvalidToken(f"unknown key id {kid[:64]!r} (not issued by this server, or its key was pruned)")
+        raise InvalidToken(f"unknown key id {kid[:64]!r} (not issued by this server, or its key was pruned)",
+                           "unknown_kid")
     try:
         payload = jwt.decode(token, key, algorithms=[ALGORITHM], audience=audience, issuer=issuer, leeway=LEEWAY_S,
                              options={"require": list(REQUIRED_CLAIMS), "verify_signature": True})
     except jwt.ExpiredSignatureError:
-        raise InvalidToken("expired") from None
+        raise InvalidToken("expired", "expired") from None
     except jwt.ImmatureSignatureError:
-        raise InvalidToken("not yet valid (nbf/iat in the future)") from None
+        raise InvalidToken("not yet valid (nbf/iat in the future)", "not_yet_valid") from None
     except jwt.InvalidAudienceError:
-        raise InvalidToken(f"wrong audience (expected {audience!r})") from None
+        raise InvalidToken(f"wrong audience (expected {audience!r})", "wrong_audience") from None
     except jwt.InvalidIssuerError:
-        raise InvalidToken(f"wrong issuer (expected {issuer!r})") from None
+        raise InvalidToken(f"wrong issuer (expected {issuer!r})", "wrong_issuer") from None
     except jwt.InvalidSignatureError:
-        raise InvalidToken("bad signature") from None
+        raise InvalidToken("bad signature", "bad_signature") from None
     except jwt.MissingRequiredClaimError as exc:
-        raise InvalidToken(f"missing claim {exc.claim!r}") from None
+        raise InvalidToken(f"missing claim {exc.claim!r}", "missing_claim") from None
     except jwt.InvalidAlgorithmError:
-        raise InvalidToken(f"algorithm is not accepted (only {ALGORITHM})") from None
+        raise InvalidToken(f"algorithm is not accepted (only {ALGORITHM})", "algorithm") from None
     except jwt.PyJWTError as exc:
         first = (str(exc).strip().splitlines() or [""])[0]
         raise InvalidToken(f"malformed token ({first})" if first else "malformed token") from None
@@ -225,26 +236,60 @@ def _verify(token: Any, audience: str, issuer: str, keys_dir) -> Claims:
 def _claims(payload: dict, kid: str, store) -> Claims:
     sub, scope, jti = payload.get("sub"), payload.get("scope"), payload.get("jti")
     if not isinstance(sub, str) or not sub:
-        raise InvalidToken("'sub' must be a non-empty string")
+        raise InvalidToken("'sub' must be a non-empty string", "bad_claims")
     if not isinstance(scope, str):
-        raise InvalidToken("'scope' must be a space-separated string")
+        raise InvalidToken("'scope' must be a space-separated string", "bad_claims")
     if not isinstance(jti, str) or not jti:
-        raise InvalidToken("'jti' must be a non-empty string")
+        raise InvalidToken("'jti' must be a non-empty string", "bad_claims")
     times = {}
     for name in ("iat", "nbf", "exp"):
         value = payload.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidToken(f"{name!r} must be a number")
+            raise InvalidToken(f"{name!r} must be a number", "bad_claims")
         times[name] = int(value)
     if times["exp"] - times["iat"] > MAX_TTL_S + LEEWAY_S:
-        raise InvalidToken(f"lifetime exceeds the maximum of {MAX_TTL_S} s")
+        raise InvalidToken(f"lifetime exceeds the maximum of {MAX_TTL_S} s", "lifetime")
     info = store.key_info(kid)
     if info is not None and info.retired is not None and times["iat"] > info.retired + LEEWAY_S:
-        raise InvalidToken("signed with a retired key after its retirement")
+        raise InvalidToken("signed with a retired key after its retirement", "retired_key")
     aud = payload.get("aud")
     return Claims(subject=sub, scopes=parse_scopes(scope, strict=False), issuer=payload.get("iss"),
                   audience=tuple(aud) if isinstance(aud, list) else aud, issued_at=times["iat"],
                   not_before=times["nbf"], expires_at=times["exp"], jti=jti, kid=kid, raw=dict(payload))
+
+
+# jti → exp of the tokens of retired keys already audited by this process (verified tokens only:
+# nobody without a signing key can add entries, so expiry pruning keeps it small)
+_retired_seen: dict[str, int] = {}
+_retired_lock = threading.Lock()
+
+
+def _audit_retired_key_use(claims: Claims, keys_dir) -> None:
+    """The first use of a token signed by a retired (rotated-out) key is audited, once per token:
+    after a rotation, the log shows who still holds old tokens. Called with verified claims only,
+    so its jti, kid and subject are facts, not claims. A log that cannot be written does not turn
+    a valid token away (it is logged, and the next use tries again)."""
+    info = get_keystore(keys_dir).key_info(claims.kid)
+    if info is None or info.retired is None:
+        return
+    now = time.time()
+    with _retired_lock:
+        if claims.jti in _retired_seen:
+            return
+        if len(_retired_seen) > 4096:
+            for jti in [j for j, exp in _retired_seen.items() if exp < now]:
+                del _retired_seen[jti]
+        _retired_seen[claims.jti] = claims.expires_at
+    from . import audit
+
+    try:
+        audit.record("token.retired_key_use", actor=claims.subject, jti=claims.jti, kid=claims.kid,
+                     retired_at=int(info.retired), active_kid=get_keystore(keys_dir).active_kid,
+                     exp=claims.expires_at)
+    except audit.AuditError as exc:
+        with _retired_lock:
+            _retired_seen.pop(claims.jti, None)
+        log.warning("DirEng: cannot audit the use of a token signed by retired key %s: %s", claims.kid, exc)
 
 
 def mint_kernel_token(subject: str | None = None, ttl_s: int = KERNEL_TTL_S, *, keys_dir=None) -> str:

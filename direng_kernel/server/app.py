@@ -32,10 +32,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 
 from .. import __version__
-from .handlers import routes
+from .handlers import API_PREFIX, routes
 
 API_PATH = "direng/api"
 WILDCARD_HOSTS = {"", "0.0.0.0", "::", "*"}
@@ -91,6 +91,14 @@ class DirEngExtension(ExtensionApp):
              "every ttl/4 (at most hourly), so a new kernel always gets a fresh token; a kernel that runs longer "
              "than this must be restarted to call the API again.")
 
+    max_body_bytes = Integer(
+        8 * 1024 * 1024, config=True,
+        help="Largest JSON request body (bytes) the API parses; bigger ones are 413s.")
+    audit_refusal_window = Float(
+        60.0, config=True,
+        help="Refusals (401/403) are audited at most once per client address and reason in this many seconds; "
+             "the next record counts the ones held back (`suppressed`). 0 records every refusal.")
+
     @default("keys_dir")
     def _default_keys_dir(self) -> str:
         from ..security.keys import default_keys_dir
@@ -111,6 +119,10 @@ class DirEngExtension(ExtensionApp):
 
         self.settings["direng_keys_dir"] = str(Path(self.keys_dir).expanduser())
         self.settings["direng_token_user"] = current_username()  # kernel tokens' subject; tokens must match
+        from ..security.audit import RateLimit
+
+        self.settings["direng_audit_limit"] = RateLimit(self.audit_refusal_window)
+        self.settings["direng_max_body_bytes"] = self.max_body_bytes
         self._token_refresher = None
         self.engine = None
         self._executor = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="direng-api")
@@ -157,7 +169,10 @@ class DirEngExtension(ExtensionApp):
             self.engine.start()  # idempotent
 
     def initialize_handlers(self):
-        self.handlers.extend(routes())
+        from .handlers.base import NotFoundHandler
+
+        # last: the rest of /direng/api is a JSON 404, not Jupyter's HTML page
+        self.handlers.extend([*routes(), (API_PREFIX + r"/.*", NotFoundHandler)])
 
     # -- running ----------------------------------------------------------------------------------
     async def _start_jupyter_server_extension(self, serverapp):

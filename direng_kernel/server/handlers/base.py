@@ -18,9 +18,15 @@ Blocking engine calls run on the extension's thread pool (`run`), never on the e
 Every error reply has the shape `{"status": code, "message": "one line", ...extra}`:
 
     NotIndexedError      → 409          UnknownSymbolError → 404 (+ "suggestions")
-    other DirEngError    → 400          bad query/body     → 400
-    engine unavailable   → 503          anything else      → 500 (traceback logged, not sent)
+    NotFoundError (any)  → 404          other DirEngError  → 400
+    bad query/body       → 400          body too large     → 413
+    engine unavailable   → 503          anything else      → 500 (traceback logged, never sent)
     invalid JWT          → 401          JWT lacks the scope → 403 (+ "missing_scope")
+
+Request bodies are bounded before anything else reads them (`json_body`): at most
+`max_body_bytes` (a traitlet, 8 MiB), JSON only (no NaN/Infinity), nested at most
+`MAX_JSON_DEPTH` deep. Every 401 and 403 is written to the audit log (`auth.failed` /
+`auth.denied`, rate-limited per client and reason, see `_audit_refusal`).
 """
 
 from __future__ import annotations
@@ -28,39 +34,79 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import re
 from typing import Any, Callable, ClassVar
 
 from jupyter_server.base.handlers import APIHandler
-from tornado.web import HTTPError
+from tornado.web import HTTPError, RequestHandler
 
 from ...errors import DirEngError, NotFoundError, NotIndexedError, UnknownSymbolError
+from ...security import audit
 from ...security.scopes import jupyter_user_scopes
-from ...security.tokens import AUDIENCE, InvalidToken, current_username, looks_like_jwt, verify
+from ...security.tokens import (AUDIENCE, InsufficientScope, InvalidToken, current_username, decode_unverified,
+                                looks_like_jwt, verify)
+
+log = logging.getLogger(__name__)
 
 #: `Authorization: Bearer <v>` / `token <v>` (scheme case-insensitive, as jupyter_server reads it)
 _AUTH_HEADER = re.compile(r"(bearer|token)\s+(.*?)\s*", re.IGNORECASE)
+_KID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # a key id as keys.py writes them; anything else is not recorded
+MAX_BODY_BYTES = 8 * 1024 * 1024  # default of the `max_body_bytes` traitlet
+#: Deeper JSON is refused: no API document nests anywhere near this, and every layer that walks a
+#: body (scrubbing, pydantic, json.dumps) recurses.
+MAX_JSON_DEPTH = 64
+_INT64 = (-(2**63), 2**63 - 1)  # what SQLite (and most of the engine) can hold
+_MAX_MESSAGE = 300
+#: Used when the extension did not put one in the settings (handlers built outside a server).
+_FALLBACK_LIMIT = audit.RateLimit()
 
 
 class ApiError(HTTPError):
-    """An HTTP error whose reply carries `message` and any `extra` fields (and `headers`)."""
+    """An HTTP error whose reply carries `message` and any `extra` fields (and `headers`).
+    `audit`: for refusals (401/403), what the audit record says about them (never token text)."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, **extra: Any):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
+                 audit: dict[str, Any] | None = None, **extra: Any):
         super().__init__(status, "%s", message)
         self.message = message
         self.extra = extra
         self.headers = dict(headers or {})
+        self.audit = dict(audit or {})
 
 
 def to_api_error(exc: DirEngError) -> ApiError:
-    """Map an engine error to its HTTP status."""
+    """Map an engine error to its HTTP status: every kind of not-found is a 404, every other
+    DirEngError the caller's (4xx); only unexpected exceptions are 500s."""
     if isinstance(exc, UnknownSymbolError):
         return ApiError(404, str(exc), suggestions=list(exc.suggestions))
     if isinstance(exc, NotIndexedError):
         return ApiError(409, str(exc))
     if isinstance(exc, NotFoundError):
         return ApiError(404, str(exc))
+    if isinstance(exc, InvalidToken):
+        return ApiError(401, str(exc), audit={"reason": exc.code})
+    if isinstance(exc, InsufficientScope):
+        return ApiError(403, str(exc), missing_scope=exc.scope, audit={"reason": "missing_scope", "scope": exc.scope})
     return ApiError(400, str(exc))
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Is `value` nested more than `limit` containers deep? (iterative: the point is not to recurse)"""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def jsonable(value: Any) -> Any:
@@ -135,12 +181,16 @@ class DirEngHandler(APIHandler):
             pass
         self.current_user = self._jupyter_current_user = None
         if not self.check_host():
-            raise HTTPError(403)
+            raise ApiError(403, "Forbidden", audit={"reason": "host_not_allowed"})
         user = self.settings.get("direng_token_user") or current_username()
         try:
             claims = verify(token, audience=AUDIENCE, user=user, keys_dir=self.settings.get("direng_keys_dir"))
         except InvalidToken as exc:
-            raise ApiError(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+            # what failed verification is not evidence of anything but its key id: no claims recorded
+            header = decode_unverified(token)[0] or {}
+            kid = header.get("kid") if isinstance(header.get("kid"), str) and _KID.fullmatch(header["kid"]) else None
+            raise ApiError(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                           audit={"reason": exc.code, **({"kid": kid} if kid else {})}) from None
         except DirEngError as exc:  # the keys directory is unreadable: not the caller's fault
             raise ApiError(503, f"cannot verify tokens: {exc}") from None
         from jupyter_server.auth import User
@@ -158,10 +208,15 @@ class DirEngHandler(APIHandler):
             return
         scope = self.required_scope()
         if scope is None:
-            raise ApiError(403, f"{method} {self.request.path} is not available to scoped tokens")
+            impl = getattr(type(self), method.lower(), None)
+            if impl is None or impl is getattr(RequestHandler, method.lower(), None):
+                raise ApiError(405, f"{method} is not supported here")  # not a refusal: nothing to grant
+            raise ApiError(403, f"{method} {self.request.path} is not available to scoped tokens",
+                           audit={"reason": "scope_unavailable"})
         if scope not in granted:
             raise ApiError(403, f"missing scope {scope!r}", missing_scope=scope,
-                           headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
+                           headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+                           audit={"reason": "missing_scope", "scope": scope})
 
     def check_xsrf_cookie(self) -> None:
         """A request authenticated by a DirEng JWT in its Authorization header needs no XSRF check
@@ -200,16 +255,25 @@ class DirEngHandler(APIHandler):
 
     # -- input ----------------------------------------------------------------------
     def json_body(self) -> dict:
-        """The request body as a JSON object (400 if it is not one)."""
+        """The request body as a JSON object: 413 past `max_body_bytes`, 400 if it is not JSON, not
+        an object, or nested deeper than `MAX_JSON_DEPTH` (which would overflow the parser or
+        whatever walks the result later)."""
         raw = self.request.body or b""
+        limit = self.settings.get("direng_max_body_bytes") or MAX_BODY_BYTES
+        if len(raw) > limit:
+            raise ApiError(413, f"request body is larger than {limit} bytes")
         if not raw.strip():
             return {}
         try:
-            data = json.loads(raw)
+            data = json.loads(raw, parse_constant=_no_constants)
+        except RecursionError:
+            raise ApiError(400, f"request body is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+            raise ApiError(400, f"request body is not valid JSON: {str(exc)[:200]}") from None
         if not isinstance(data, dict):
             raise ApiError(400, "request body must be a JSON object")
+        if _too_deep(data, MAX_JSON_DEPTH):
+            raise ApiError(400, f"request body is nested too deeply (at most {MAX_JSON_DEPTH} levels)")
         return data
 
     def str_arg(self, name: str, default: str | None = None, required: bool = False) -> str | None:
@@ -225,15 +289,16 @@ class DirEngHandler(APIHandler):
         try:
             value = int(raw)
         except ValueError:
-            raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw!r}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}, got {value}")
+            raise ApiError(400, f"query parameter {name!r} must be an integer, got {raw[:40]!r}") from None
+        low, high = _INT64[0] if low is None else low, _INT64[1] if high is None else high
+        if not low <= value <= high:
+            raise ApiError(400, f"query parameter {name!r} must be between {low} and {high}, got {raw[:40]}")
         return value
 
     def choice_arg(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.get_query_argument(name, default) or default
         if value not in choices:
-            raise ApiError(400, f"query parameter {name!r} must be one of {', '.join(choices)}; got {value!r}")
+            raise ApiError(400, f"query parameter {name!r} must be one of {', '.join(choices)}; got {value[:40]!r}")
         return value
 
     def bool_arg(self, name: str, default: bool = False) -> bool:
@@ -244,7 +309,7 @@ class DirEngHandler(APIHandler):
             return True
         if raw in ("0", "false", "no", "off"):
             return False
-        raise ApiError(400, f"query parameter {name!r} must be 0 or 1, got {raw!r}")
+        raise ApiError(400, f"query parameter {name!r} must be 0 or 1, got {raw[:40]!r}")
 
     # -- output ---------------------------------------------------------------------
     def reply(self, data: Any, status: int = 200) -> None:
@@ -260,13 +325,61 @@ class DirEngHandler(APIHandler):
         elif isinstance(exc, HTTPError):
             message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
             message = message or exc.reason or self._reason
-        elif exc is not None:  # tornado already logged the traceback (log_exception)
-            first = (str(exc).strip().splitlines() or [""])[0]
+        elif exc is not None:  # tornado already logged the traceback (log_exception): one line only here
+            first = (str(exc).strip().splitlines() or [""])[0][:_MAX_MESSAGE]
             message = f"internal error: {type(exc).__name__}" + (f": {first}" if first else "")
         else:
             message = self._reason
         if isinstance(exc, ApiError):
             for name, value in exc.headers.items():
                 self.set_header(name, value)
+        if status_code in (401, 403):
+            self._audit_refusal(status_code, exc)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message, **extra}))
+        self.finish(json.dumps({"status": status_code, "message": message or "error", **extra}))
+
+    def _audit_refusal(self, status: int, exc: BaseException | None) -> None:
+        """Write a 401/403 to the audit log, at most once per (client, reason) per window (the
+        `audit_refusal_window` traitlet; the count held back rides on the next record). Never token
+        material: no token, no signature; for a token that failed verification only the reason
+        and its key id; `jti`/`kid`/subject only from claims whose signature verified. Refusing
+        never depends on the log: a failing write is logged and the reply goes out."""
+        info = dict(getattr(exc, "audit", None) or {})
+        claims = self._direng_claims
+        user = getattr(self, "_current_user", None)  # what prepare established; None = nobody
+        if "reason" not in info:  # refused by Jupyter's own login or checks
+            info["reason"] = self._jupyter_refusal_reason(exc, user)
+        if claims is not None:
+            info.update(jti=claims.jti, kid=claims.kid)
+        event = "auth.denied" if claims is not None or user else "auth.failed"
+        actor = claims.subject if claims is not None else getattr(user, "username", None) or "anonymous"
+        client = self.request.remote_ip or "unknown"
+        limit = self.settings.get("direng_audit_limit") or _FALLBACK_LIMIT
+        try:
+            audit.record_limited(limit, (client, event, info["reason"], info.get("scope")), event, actor=actor,
+                                 status=status, client=client, method=self.request.method,
+                                 path=self.request.path[:200], **info)
+        except Exception as err:  # noqa: BLE001 — the refusal stands either way
+            log.warning("DirEng: cannot audit a %d refusal: %s", status, err)
+
+    def _jupyter_refusal_reason(self, exc, user) -> str:
+        if "xsrf" in str(getattr(exc, "log_message", "") or "").lower():
+            return "xsrf"
+        if user:
+            return "forbidden"
+        presented = (self.request.headers.get("Authorization") or "token" in self.request.query_arguments
+                     or any(name.startswith("username-") for name in self.request.cookies))
+        return "bad_credentials" if presented else "no_credentials"
+
+
+class NotFoundHandler(DirEngHandler):
+    """Any other path under /direng/api (or a route's path with a parameter that does not match):
+    a JSON 404 for every method, instead of Jupyter's HTML page (or its XSRF 403 for POSTs)."""
+
+    public = True
+
+    def check_xsrf_cookie(self) -> None:
+        return None  # it does nothing but answer 404: nothing to forge
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        raise ApiError(404, f"no such endpoint: {self.request.method} {self.request.path[:200]}")

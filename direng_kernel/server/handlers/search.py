@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from tornado import web
 
+from ...models import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from .base import DirEngHandler
-
-MODES = ("hybrid", "bm25", "dense", "naive")
 
 
 class SearchHandler(DirEngHandler):
@@ -16,7 +15,7 @@ class SearchHandler(DirEngHandler):
     async def get(self):
         query = self.str_arg("q", required=True)
         k = self.int_arg("k", 10, low=1, high=200)
-        mode = self.choice_arg("mode", "hybrid", MODES)
+        mode = self.choice_arg("mode", DEFAULT_SEARCH_MODE, SEARCH_MODES)
         hits = await self.run(self.engine.search, query, k=k, mode=mode)
         self.reply({"hits": hits})
 

@@ -59,7 +59,13 @@ class TaskActionHandler(DirEngHandler):
 
     @web.authenticated
     async def post(self, task_id, action):
-        self.reply(await self.run(self.engine.task_action, task_id, action))
+        engine = self.engine
+
+        def act():
+            engine.task(task_id)  # an unknown id is a 404 whichever way the action itself would fail
+            return engine.task_action(task_id, action)
+
+        self.reply(await self.run(act))
 
 
 class TaskEventsHandler(DirEngHandler):
