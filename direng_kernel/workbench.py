@@ -28,6 +28,7 @@ class Workbench:
         self.root = self.settings.root
         self._store: IndexStore | None = None
         self._graph = None
+        self._graph_generation: str | None = None
         self._vectors = None
         self._searcher = None
         self._lock = threading.RLock()
@@ -48,11 +49,15 @@ class Workbench:
             raise NotIndexedError(f"{self.root} is not indexed yet: run `direng index {self.root}`")
 
     def code_graph(self):
+        """The in-memory graph, reloaded when another workbench or process (a lane's refresh, the
+        CLI) changed the store since it was built or last patched here."""
         with self._lock:
-            if self._graph is None:
+            generation = self.store.get_meta("generation")
+            if self._graph is None or generation != self._graph_generation:
                 from .index.graph import CodeGraph
 
                 self._graph = CodeGraph(self.store)
+                self._graph_generation = generation
             return self._graph
 
     def vectors(self):
@@ -87,6 +92,7 @@ class Workbench:
     def _follow(self, owners: set[str], changed: set[str]) -> None:
         if self._graph is not None:
             self._graph.patch(owners, changed)
+            self._graph_generation = self.store.get_meta("generation")
         if self._searcher is not None:
             self._searcher.patch_static(changed, self.store.get_meta("generation"))
 

@@ -116,7 +116,7 @@ def run_index(
         _refresh_ranks(store, len(pending), len(present))
     report.changed_paths = sorted(pending)
     report.skipped = skipped
-    store.record_refresh(commit, skipped)
+    store.record_refresh(commit, skipped, changed=bool(pending or report.deleted))
     if pending and on_changed:
         on_changed(owners, pending)
     report.seconds = round(time.perf_counter() - t0, 3)

@@ -341,13 +341,15 @@ class IndexStore:
                 f"SELECT node, rank FROM ranks WHERE node IN ({','.join('?' * len(part))})", part).fetchall())
         return out
 
-    def record_refresh(self, commit: str | None, skipped: dict[str, int]) -> None:
+    def record_refresh(self, commit: str | None, skipped: dict[str, int], changed: bool = True) -> None:
+        """Stamp a finished pass; the generation moves only when content changed, so processes
+        holding a graph or a vector matrix reload exactly when they would be stale."""
         with self.transaction():
             self.set_meta("indexed_commit", commit)
             self.set_meta("last_refresh", _now())
             self.set_meta("skipped", json.dumps(skipped))
-            gen = int(self.get_meta("generation") or 0) + 1
-            self.set_meta("generation", str(gen))
+            if changed or self.get_meta("generation") is None:
+                self.set_meta("generation", str(int(self.get_meta("generation") or 0) + 1))
 
 
 def _name_terms(chunk: Chunk) -> str:
