@@ -5,7 +5,9 @@ registers the `%direng` magics; the Jupyter server finds the extension through
 `_jupyter_server_extension_points`.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__all__ = ["__version__", "load_ipython_extension"]
 
 
 def load_ipython_extension(ipython):
@@ -15,6 +17,7 @@ def load_ipython_extension(ipython):
 
 
 def _jupyter_server_extension_points():
+    """The one definition: `jpserver_extensions={"direng_kernel": True}` finds the app here."""
     from .server.app import DirEngExtension
 
     return [{"module": "direng_kernel.server.app", "app": DirEngExtension}]

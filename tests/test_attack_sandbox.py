@@ -325,7 +325,7 @@ def test_reindex_after_the_swap_drops_the_file_and_never_stores_its_target(swapp
 
 def test_discovery_race_is_closed_by_the_no_follow_reader(tmp_path):
     """The link appears between discovery and reading: the read itself refuses it."""
-    from direng_kernel.index.files import discover, read_text
+    from direng_kernel.discovery import discover, read_text
 
     repo = make_repo(tmp_path / "repo")
     found = {c.path: c for c in discover(repo, 1 << 20).files}

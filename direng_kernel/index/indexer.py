@@ -25,7 +25,7 @@ from ..models import IndexReport
 from . import git
 from .chunks import chunks_for
 from .embed import embed_static
-from .files import Candidate, discover, read_text
+from ..discovery import Candidate, discover, read_text
 from .graph import compute_ranks, recompute_edges
 from .parse import parse_source
 from ..security.scrub import detection_pool, finish_scrub, scrub_many, submit_detection

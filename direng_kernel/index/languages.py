@@ -12,9 +12,16 @@ import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
-from pathlib import PurePath
 
 from tree_sitter import Language, Query
+
+from ..discovery import SOURCE_EXTENSIONS, language_for_path
+
+__all__ = ["LANGUAGES", "LanguageSpec", "language_for_path", "query"]
+
+
+def _extensions(language: str) -> tuple[str, ...]:
+    return tuple(ext for ext, name in SOURCE_EXTENSIONS.items() if name == language)
 
 
 @dataclass(frozen=True)
@@ -58,28 +65,22 @@ _JS_WRAPPERS = frozenset(
 LANGUAGES: dict[str, LanguageSpec] = {
     spec.name: spec
     for spec in (
-        LanguageSpec("python", (".py", ".pyi"), ("tree_sitter_python", "language"), ("python.scm",),
+        LanguageSpec("python", _extensions("python"), ("tree_sitter_python", "language"), ("python.scm",),
                      frozenset({"decorated_definition"}), _PY_BUILTINS),
-        LanguageSpec("javascript", (".js", ".mjs", ".cjs", ".jsx"), ("tree_sitter_javascript", "language"),
+        LanguageSpec("javascript", _extensions("javascript"), ("tree_sitter_javascript", "language"),
                      ("javascript.scm",), _JS_WRAPPERS),
-        LanguageSpec("typescript", (".ts", ".mts", ".cts"), ("tree_sitter_typescript", "language_typescript"),
+        LanguageSpec("typescript", _extensions("typescript"), ("tree_sitter_typescript", "language_typescript"),
                      ("typescript.scm",), _JS_WRAPPERS, _TS_BUILTINS),
         # TSX is TypeScript plus JSX: same node types for everything we extract, so same query.
-        LanguageSpec("tsx", (".tsx",), ("tree_sitter_typescript", "language_tsx"),
+        LanguageSpec("tsx", _extensions("tsx"), ("tree_sitter_typescript", "language_tsx"),
                      ("typescript.scm",), _JS_WRAPPERS, _TS_BUILTINS),
-        LanguageSpec("rust", (".rs",), ("tree_sitter_rust", "language"), ("rust.scm",),
+        LanguageSpec("rust", _extensions("rust"), ("tree_sitter_rust", "language"), ("rust.scm",),
                      frozenset(), _RUST_BUILTINS),
-        LanguageSpec("go", (".go",), ("tree_sitter_go", "language"), ("go.scm",),
+        LanguageSpec("go", _extensions("go"), ("tree_sitter_go", "language"), ("go.scm",),
                      frozenset({"const_declaration", "var_declaration", "type_declaration"}), _GO_BUILTINS),
     )
 }
 
-_BY_EXTENSION = {ext: spec.name for spec in LANGUAGES.values() for ext in spec.extensions}
-
-
-def language_for_path(path: str) -> str | None:
-    """The language name for a file path, by extension (`None` if we do not parse it)."""
-    return _BY_EXTENSION.get(PurePath(path).suffix.lower())
 
 
 @lru_cache(maxsize=None)

@@ -13,7 +13,7 @@ import re
 
 from ipykernel.ipkernel import IPythonKernel
 
-from .. import __version__
+from .._version import __version__
 
 SYMBOL_AT = re.compile(r"@([A-Za-z_][\w.:]*)?$")
 WORD = re.compile(r"[@A-Za-z_][\w.:]*")

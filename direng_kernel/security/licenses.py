@@ -36,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
+from ..discovery import discover
 from ..errors import DirEngError
 
 __all__ = [
@@ -574,8 +575,6 @@ def iter_license_candidates(root: Path, max_file_bytes: int = MAX_FILE_BYTES,
     """The files `discover` finds under `root`, plus the licence files (`COPYING`,
     `LICENSE-MIT`, …) it leaves out, from every directory it reached. `skipped`, when
     given, receives discover's skip counts."""
-    from ..index.files import discover
-
     found = discover(root, max_file_bytes)
     if skipped is not None:
         for reason, n in found.skipped.items():

@@ -1,6 +1,6 @@
 """One pass over a file or a tree for secrets, PII and licences.
 
-`scan_path(path)` walks a directory the way the indexer does (`direng_kernel.index.files.
+`scan_path(path)` walks a directory the way the indexer does (`direng_kernel.discovery.
 discover`: `.gitignore` and `.direngignore` honoured, dependency and build folders skipped,
 binary and oversized files left out) plus the licence files `discover` does not list, or
 scans a single file. Each file is read once and goes through:
@@ -25,11 +25,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..discovery import SNIFF_BYTES, is_binary
 from ..errors import DirEngError
 
 CATEGORIES = ("secret", "pii", "license")
 MAX_FILE_BYTES = 2_000_000
-SNIFF_BYTES = 8192
 
 
 class ScanError(DirEngError):
@@ -215,7 +215,7 @@ def scan_path(path: str | os.PathLike, *, max_file_bytes: int = MAX_FILE_BYTES, 
         except OSError:
             skip("unreadable")
             continue
-        if b"\0" in data[:SNIFF_BYTES]:
+        if is_binary(data[:SNIFF_BYTES]):
             skip("binary")
             continue
         text = data.decode("utf-8", errors="replace")

@@ -34,7 +34,7 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from traitlets import Bool, Float, Integer, Unicode, default
 
-from .. import __version__
+from .._version import __version__
 from .handlers import API_PREFIX, routes
 
 API_PATH = "direng/api"
@@ -232,7 +232,3 @@ class DirEngExtension(ExtensionApp):
         for name in ("DIRENG_SERVER_URL", "DIRENG_TOKEN"):
             os.environ.pop(name, None)
         self.log.info("DirEng: stopped")
-
-
-def _jupyter_server_extension_points():
-    return [{"module": "direng_kernel.server.app", "app": DirEngExtension}]

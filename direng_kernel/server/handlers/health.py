@@ -11,7 +11,7 @@ import os
 
 from tornado import web
 
-from ... import __version__
+from ..._version import __version__
 from .base import DirEngHandler
 
 KERNEL_ENV = ("DIRENG_SERVER_URL", "DIRENG_ROOT")

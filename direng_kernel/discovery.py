@@ -1,10 +1,12 @@
-"""Find the files worth indexing under a root.
+"""Find the files worth indexing (or scanning) under a root: the one walk the index and the
+security scanners share.
 
 The walk honours `.gitignore` files at every level plus a `.direngignore` at the root (both
 with git's own semantics via pathspec), never descends into symlinked directories, refuses
 symlinked files that resolve outside the root, and sorts what it meets into three heaps:
 source files (a tree-sitter language), text files (indexed as plain chunks) and skipped files
-(with a reason, so that `index` can report what it left out and why).
+(with a reason, so that `index` can report what it left out and why). Which extension is
+which language is data here too (`SOURCE_EXTENSIONS`); how to parse a language is the index's.
 """
 
 from __future__ import annotations
@@ -16,8 +18,7 @@ from pathlib import Path
 
 import pathspec
 
-from .. import confined
-from .languages import language_for_path
+from . import confined
 
 # Always skipped: VCS internals, our own store, dependency and build caches.
 ALWAYS_IGNORED_DIRS = {
@@ -33,6 +34,20 @@ TEXT_NAMES = {"Dockerfile", "Makefile", "README", "LICENSE", "CHANGES", "CONTRIB
 # Lock files and minified bundles are text, but searching them only adds noise.
 NOISE_SUFFIXES = (".min.js", ".min.css", ".lock", "-lock.json", ".map")
 SNIFF_BYTES = 8192
+# Files a tree-sitter grammar parses, by extension → language name (see index/languages.py).
+SOURCE_EXTENSIONS = {
+    ".py": "python", ".pyi": "python",
+    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
+    ".ts": "typescript", ".mts": "typescript", ".cts": "typescript",
+    ".tsx": "tsx",
+    ".rs": "rust",
+    ".go": "go",
+}
+
+
+def language_for_path(path: str) -> str | None:
+    """The language name for a file path, by extension (`None` if no grammar parses it)."""
+    return SOURCE_EXTENSIONS.get(os.path.splitext(path)[1].lower())
 
 
 @dataclass
