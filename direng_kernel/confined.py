@@ -78,20 +78,25 @@ def _open_dir(root: Path, parts: tuple[str, ...], *, create: bool = False) -> in
     return fd
 
 
-def open_file(root: Path, path: str | os.PathLike, *, follow_links: bool = True) -> int:
-    """A read-only descriptor of a regular file under `root`, opened without following links."""
+def _open_leaf(root: Path, path: str | os.PathLike, flags: int, *, follow_links: bool, create: bool) -> int:
+    """Open the last component of a confined path with `flags` (O_NOFOLLOW among them)."""
     parts = relative_parts(root, path, follow_links=follow_links)
     if not parts:
         raise ConfinementError(f"{path} is the root folder, not a file")
-    dirfd = _open_dir(root, parts[:-1])
+    dirfd = _open_dir(root, parts[:-1], create=create)
     try:
-        fd = os.open(parts[-1], _FILE, dir_fd=dirfd)
+        return os.open(parts[-1], flags, 0o644, dir_fd=dirfd)
     except OSError as err:
         if err.errno == errno.ELOOP:
             raise ConfinementError(f"{path} is a symlink") from None
         raise
     finally:
         os.close(dirfd)
+
+
+def open_file(root: Path, path: str | os.PathLike, *, follow_links: bool = True) -> int:
+    """A read-only descriptor of a regular file under `root`, opened without following links."""
+    fd = _open_leaf(root, path, _FILE, follow_links=follow_links, create=False)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise ConfinementError(f"{path} is not a regular file")
@@ -136,19 +141,8 @@ def write_bytes(root: Path, path: str | os.PathLike, data: bytes, *, mode: int =
 
 def append_bytes(root: Path, path: str | os.PathLike, data: bytes) -> None:
     """Append to root/path (created if missing), refusing a link, a hard link or a non-file."""
-    parts = relative_parts(root, path, follow_links=False)
-    if not parts:
-        raise ConfinementError(f"{path} is the root folder, not a file")
-    dirfd = _open_dir(root, parts[:-1], create=True)
-    try:
-        fd = os.open(parts[-1], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC,
-                     0o644, dir_fd=dirfd)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            raise ConfinementError(f"{path} is a symlink") from None
-        raise
-    finally:
-        os.close(dirfd)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | _CLOEXEC
+    fd = _open_leaf(root, path, flags, follow_links=False, create=True)
     with os.fdopen(fd, "ab") as fh:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
