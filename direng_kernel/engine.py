@@ -231,14 +231,9 @@ class Engine:
         orch = self.orchestrator
         if action not in ("estimate", "approve", "start", "cancel"):
             raise DirEngError(f"unknown task action {action!r}")
-        task = getattr(orch, action)(task_id)
-        if action == "start" and self._workers is None:
-            import threading
-
-            # No server workers in this process: run it with a worker of our own, in the background.
-            threading.Thread(target=orch.run_here, args=(task_id,), name=f"direng-run-{task_id}",
-                             daemon=True).start()
-        return task
+        if action == "start":  # PEX decides who runs it: the server's workers, or a thread of this process
+            return orch.start(task_id, "background")
+        return getattr(orch, action)(task_id)
 
     def task(self, task_id: str):
         return self.orchestrator.status(task_id)

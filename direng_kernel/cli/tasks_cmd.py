@@ -1,8 +1,11 @@
 """`direng task …`, `direng runs`, `direng replay`: delegation from the command line.
 
-Every command takes `--root ROOT` and `--json`. Without a running server that owns the store,
-`task start` runs the task with a worker in this process (and `--follow` streams its events);
-with one, the server's workers run it and the CLI only queues and follows.
+Every command takes `--root ROOT` and `--json`. `task start` leaves the choice of worker to
+`Orchestrator.start`: without a running server that owns the store it runs the task in this
+process (attaching to it when it is already queued or running, and taking it over if its worker
+was lost) and returns when it ends; with one, the server's workers run it and the CLI only queues
+(and follows with `--follow`, which also streams the events). What the start decided — a backlog
+ahead, a worker it follows — is printed on stderr as one line either way.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
 
 from ..errors import DirEngError
@@ -107,6 +111,35 @@ def _print_task(task, as_json: bool) -> None:
     print(line)
 
 
+class _EventPrinter(threading.Thread):
+    """Prints a task's events on stderr while a start runs: all of them with --follow, otherwise
+    only the notes the start writes (backlog ahead, the worker it attached to)."""
+
+    def __init__(self, tasks, task_id: str, everything: bool):
+        super().__init__(daemon=True)
+        self.tasks, self.task_id, self.everything = tasks, task_id, everything
+        self.seen = 0 if everything else max((e.seq for e in tasks.events(task_id)), default=0)
+        self._done, self._lock = threading.Event(), threading.Lock()
+
+    def run(self) -> None:
+        while not self._done.wait(0.2):
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            for ev in self.tasks.events(self.task_id, self.seen):
+                self.seen = ev.seq
+                if self.everything:
+                    print(f"[{ev.at:%H:%M:%S}] {ev.kind:<8} {ev.message}", file=sys.stderr)
+                elif ev.data.get("note"):
+                    print(f"{self.task_id}: {ev.message}", file=sys.stderr)
+
+    def close(self) -> None:
+        self._done.set()
+        self.join(5)
+        self.flush()
+
+
 def _follow(orch, task_id: str, as_json: bool) -> None:
     for ev in orch.tasks.follow(task_id):
         if as_json:
@@ -143,18 +176,15 @@ def run(args) -> int:
     elif cmd == "cancel":
         task = orch.cancel(args.id)
     elif cmd == "start":
-        from ..pex.orchestrator import server_owner
-
-        task = orch.start(args.id)
-        if server_owner(orch.store_dir) is None:
-            if args.follow and not args.json:
-                import threading
-
-                threading.Thread(target=_follow, args=(orch, args.id, False), daemon=True).start()
-            task = orch.run_here(args.id)
-        elif args.follow:
-            _follow(orch, args.id, args.json)
-            task = orch.status(args.id)
+        orch.status(args.id)  # an unknown id is one line before anything starts
+        printer = None if args.json else _EventPrinter(orch.tasks, args.id, everything=args.follow)
+        if printer:
+            printer.start()
+        try:
+            task = orch.start(args.id, "here", follow=args.follow)
+        finally:
+            if printer:
+                printer.close()
     else:  # status
         if args.follow:
             _follow(orch, args.id, args.json)

@@ -6,11 +6,20 @@ PostgreSQL URL can replace the file. Workers claim runs atomically (one UPDATE g
 run's state and the lane's parallelism) and hold a lease they renew with heartbeats; a worker
 that dies stops renewing, and `reconcile()` turns its run `interrupted` — re-queued when the
 lane is idempotent. A kill -9 therefore loses no task and leaves no half-written row.
+
+A worker is named `host:pid` (the executor's default), so a run whose worker process is gone
+from this host is reconciled at once instead of when its lease runs out, and its lane process —
+papermill, in a session of its own, orphaned by the kill — is stopped. Runs held on other hosts,
+or by workers named otherwise, wait for their lease.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import socket
 import time
 import uuid
 from datetime import datetime, timezone
@@ -24,6 +33,7 @@ from ..security.scrub import scrub, scrub_obj
 from ..models import Estimate, Task, TaskEvent, TaskState
 from . import states
 
+log = logging.getLogger(__name__)
 DB_NAME = "pex.sqlite3"
 meta = sa.MetaData()
 tasks = sa.Table(
@@ -93,6 +103,45 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def _local_pid(worker: str | None) -> int | None:
+    """The pid of a worker named `host:pid` on this host; None for any other worker."""
+    host, _, pid = (worker or "").rpartition(":")
+    return int(pid) if host == socket.gethostname() and pid.isdigit() and int(pid) > 0 else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed worker nobody has reaped yet still answers signal 0
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def worker_alive(worker: str | None) -> bool | None:
+    """Whether a run's worker process lives; None when this host cannot tell (lease only)."""
+    pid = _local_pid(worker)
+    return None if pid is None else pid_alive(pid)
+
+
+def _stop_lane(run) -> None:
+    """Kill the process group of a lost run's lane, if that pid is still that run's papermill
+    (it runs in its own session, so its worker's death left it running)."""
+    if not run.pid or run.pid <= 0 or _local_pid(run.worker) is None:
+        return
+    try:
+        if run.id.encode() not in Path(f"/proc/{run.pid}/cmdline").read_bytes() or os.getpgid(run.pid) != run.pid:
+            return  # the pid was reused by something else
+        os.killpg(run.pid, signal.SIGKILL)
+        log.info("stopped the orphaned lane process %d of run %s", run.pid, run.id)
+    except OSError:
+        pass
+
+
 class TaskStore:
     def __init__(self, url: str):
         self.engine = sa.create_engine(url, future=True)
@@ -151,12 +200,16 @@ class TaskStore:
             row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).one()
         return self._task(row), True
 
-    def get_task(self, task_id: str) -> Task:
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
+    @staticmethod
+    def _row(conn, task_id: str):
+        row = conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
         if row is None:
             raise TaskNotFound(f"no task {task_id!r}")
-        return self._task(row)
+        return row
+
+    def get_task(self, task_id: str) -> Task:
+        with self.engine.connect() as conn:
+            return self._task(self._row(conn, task_id))
 
     def list_tasks(self, limit: int = 200) -> list[Task]:
         with self.engine.connect() as conn:
@@ -166,9 +219,7 @@ class TaskStore:
     def transition(self, task_id: str, new: TaskState, message: str = "", conn=None, **fields) -> Task:
         """Move a task, refusing illegal transitions; records a `state` event in the same transaction."""
         def apply(c):
-            row = c.execute(sa.select(tasks).where(tasks.c.id == task_id)).first()
-            if row is None:
-                raise TaskNotFound(f"no task {task_id!r}")
+            row = self._row(c, task_id)
             states.check(task_id, TaskState(row.state), new)
             values = {"state": new.value, "updated_at": time.time()}
             if "estimate" in fields:
@@ -222,22 +273,28 @@ class TaskStore:
     def enqueue(self, task_id: str, message: str = "queued") -> str:
         """Create a run for an approved (or interrupted) task and queue both, atomically."""
         with self.engine.begin() as conn:
-            task = self._task(conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).one())
-            attempt = conn.execute(sa.select(sa.func.count()).select_from(runs)
-                                   .where(runs.c.task_id == task_id)).scalar_one() + 1
-            run_id = _new_id("run")
-            rehearsal = bool(conn.execute(sa.select(tasks.c.rehearsal).where(tasks.c.id == task_id)).scalar_one())
-            conn.execute(runs.insert().values(id=run_id, task_id=task_id, lane=task.lane, state="queued",
-                                              attempt=attempt, created_at=time.time(), rehearsal=rehearsal))
-            self.transition(task_id, TaskState.queued, message, conn=conn, run_id=run_id)
+            return self._enqueue(conn, task_id, message)
+
+    def _enqueue(self, conn, task_id: str, message: str) -> str:
+        row = self._row(conn, task_id)
+        attempt = conn.execute(sa.select(sa.func.count()).select_from(runs)
+                               .where(runs.c.task_id == task_id)).scalar_one() + 1
+        run_id = _new_id("run")
+        conn.execute(runs.insert().values(id=run_id, task_id=task_id, lane=row.lane, state="queued", attempt=attempt,
+                                          created_at=time.time(), rehearsal=bool(row.rehearsal)))
+        self.transition(task_id, TaskState.queued, message, conn=conn, run_id=run_id)
         return run_id
 
-    def claim(self, worker: str, max_parallel: dict[str, int], lease_s: float = 30.0) -> dict | None:
-        """Atomically take the oldest queued run whose lane has a free slot; None when there is none."""
+    def claim(self, worker: str, max_parallel: dict[str, int], lease_s: float = 30.0,
+              task_id: str | None = None) -> dict | None:
+        """Atomically take the oldest queued run (of `task_id` only, if given) whose lane has a free
+        slot; None when there is none."""
         with self.engine.begin() as conn:
-            running = dict(conn.execute(sa.select(runs.c.lane, sa.func.count()).where(runs.c.state == "running")
-                                        .group_by(runs.c.lane)).all())
-            queued = conn.execute(sa.select(runs).where(runs.c.state == "queued").order_by(runs.c.created_at)).all()
+            running = self._running_by_lane(conn)
+            query = sa.select(runs).where(runs.c.state == "queued")
+            if task_id is not None:
+                query = query.where(runs.c.task_id == task_id)
+            queued = conn.execute(query.order_by(runs.c.created_at)).all()
             for run in queued:
                 if running.get(run.lane, 0) >= max_parallel.get(run.lane, 1):
                     continue
@@ -248,6 +305,24 @@ class TaskStore:
                     self.transition(run.task_id, TaskState.running, f"running on {worker}", conn=conn)
                     return dict(conn.execute(sa.select(runs).where(runs.c.id == run.id)).one()._mapping)
         return None
+
+    @staticmethod
+    def _running_by_lane(conn) -> dict[str, int]:
+        return dict(conn.execute(sa.select(runs.c.lane, sa.func.count()).where(runs.c.state == "running")
+                                 .group_by(runs.c.lane)).all())
+
+    def running_by_lane(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return self._running_by_lane(conn)
+
+    def queued_ahead(self, run_id: str) -> int:
+        """How many queued runs a worker taking runs in order would take before this one."""
+        with self.engine.connect() as conn:
+            created = conn.execute(sa.select(runs.c.created_at).where(runs.c.id == run_id)).scalar()
+            if created is None:
+                return 0
+            return conn.execute(sa.select(sa.func.count()).select_from(runs).where(
+                runs.c.state == "queued", runs.c.created_at < created)).scalar_one()
 
     def heartbeat(self, run_id: str, lease_s: float = 30.0, pid: int | None = None) -> bool:
         """Renew a lease; False when the run was cancelled (the worker should stop it)."""
@@ -275,7 +350,7 @@ class TaskStore:
 
     def request_cancel(self, task_id: str) -> Task:
         with self.engine.begin() as conn:
-            task = self._task(conn.execute(sa.select(tasks).where(tasks.c.id == task_id)).one())
+            task = self._task(self._row(conn, task_id))
             if task.state == TaskState.running and task.run_id:
                 conn.execute(runs.update().where(runs.c.id == task.run_id).values(cancel_requested=True))
                 self._event(conn, task_id, "log", "cancel requested; stopping the lane")
@@ -286,23 +361,34 @@ class TaskStore:
             return self.transition(task_id, TaskState.cancelled, "cancelled by user", conn=conn)
 
     def reconcile(self, idempotent_lanes: set[str], now: float | None = None) -> list[str]:
-        """Runs whose lease expired become interrupted; idempotent lanes' tasks are re-queued."""
+        """Runs whose lease expired, or whose worker process is gone from this host, become
+        interrupted; idempotent lanes' tasks are re-queued, the others fail. One transaction, so
+        a crash here cannot leave a task interrupted with nobody to move it on."""
         now = now or time.time()
-        touched = []
+        touched, lost = [], []
         with self.engine.begin() as conn:
-            dead = conn.execute(sa.select(runs).where(runs.c.state == "running", runs.c.lease_until < now)).all()
-            for run in dead:
-                conn.execute(runs.update().where(runs.c.id == run.id).values(
-                    state="interrupted", finished_at=now, error="worker lost (lease expired)"))
-                self.transition(run.task_id, TaskState.interrupted, "worker lost (lease expired)", conn=conn)
+            for run in conn.execute(sa.select(runs).where(runs.c.state == "running")).all():
+                if run.lease_until is not None and run.lease_until < now:
+                    why = "worker lost (lease expired)"
+                elif worker_alive(run.worker) is False:
+                    why = f"worker lost (process {_local_pid(run.worker)} is gone)"
+                else:
+                    continue
+                conn.execute(runs.update().where(runs.c.id == run.id).values(state="interrupted", finished_at=now,
+                                                                             error=why))
+                lost.append(run)
+                task = self._task(self._row(conn, run.task_id))
+                if task.state != TaskState.running or task.run_id != run.id:
+                    continue  # the task has moved on without this run
+                self.transition(run.task_id, TaskState.interrupted, why, conn=conn)
+                if task.lane in idempotent_lanes:
+                    self._enqueue(conn, run.task_id, "re-queued after interruption (idempotent lane)")
+                else:
+                    self.transition(run.task_id, TaskState.failed, "interrupted; lane is not idempotent, not re-run",
+                                    conn=conn, error="interrupted; not re-run (lane is not idempotent)")
                 touched.append(run.task_id)
-        for task_id in touched:
-            task = self.get_task(task_id)
-            if task.lane in idempotent_lanes:
-                self.enqueue(task_id, "re-queued after interruption (idempotent lane)")
-            else:
-                self.transition(task_id, TaskState.failed, "interrupted; lane is not idempotent, not re-run",
-                                error="interrupted; not re-run (lane is not idempotent)")
+        for run in lost:
+            _stop_lane(run)
         return touched
 
     def get_run(self, run_id: str) -> dict:
