@@ -179,12 +179,20 @@ class Executor:
         run = self.tasks.claim(self.worker_id, self.max_parallel(), LEASE_S)
         if run is None:
             return False
+        self.execute_safely(run)
+        return True
+
+    def execute_safely(self, run: dict) -> None:
+        """`execute`, with any failure recorded on the run instead of raised: a broken run must not
+        kill the worker. A DirEngError (a broken lane file, …) is one line, anything else a traceback."""
         try:
             self.execute(run)
-        except Exception as exc:  # noqa: BLE001 — a broken run must not kill the worker
+        except DirEngError as exc:
+            log.error("run %s failed: %s", run["id"], exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            self.tasks.finish(run["id"], TaskState.failed, error=str(exc))
+        except Exception as exc:  # noqa: BLE001
             log.exception("run %s crashed the executor", run["id"])
             self.tasks.finish(run["id"], TaskState.failed, error=f"executor error: {type(exc).__name__}: {exc}")
-        return True
 
     def drain(self, until_task: str | None = None, timeout: float | None = None) -> None:
         """Run queued work in this process until the queue is empty (or `until_task` ends)."""
@@ -249,6 +257,8 @@ class Executor:
         self.passports.save(passport)
         self.tasks.add_event(task_id, "log", f"lane {lane} starting (sandbox: {sandbox_mode})",
                              {"run_id": run_id, "sandbox": sandbox_mode})
+        # Renew the lease before the refresh: a long cold index must not look like a lost worker.
+        self.tasks.heartbeat(run_id, LEASE_S)
         self._ensure_index(task_id)
         result = self.run_notebook(run_id, task_id, lane, nb, run_dir, task.parameters, limits, self.extra_env)
         passport.timings = {"total_s": round(time.perf_counter() - t0, 3), "notebook_s": result["seconds"]}

@@ -12,7 +12,6 @@ is a `progress` event with `data.note`, which the CLI prints even when not follo
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -23,7 +22,6 @@ from ..errors import DirEngError
 from ..models import LANE_IDS, TERMINAL_STATES, Estimate, Task, TaskState
 from .store import TaskStore
 
-log = logging.getLogger(__name__)
 Worker = Literal["none", "here", "background"]
 POLL_S = 0.5        # how often a start waiting on another worker looks at the task
 RECONCILE_S = 2.0   # ... and reconciles, so that a lost worker's run comes back to it
@@ -195,7 +193,7 @@ class Orchestrator:
                 run = self.tasks.claim(self.executor.worker_id, self.executor.max_parallel(), LEASE_S,
                                        task_id=task_id)
                 if run is not None:
-                    self._execute(run)
+                    self.executor.execute_safely(run)
                     continue
             self._say_where(task, said)
             if holder is not None and not follow and server_owner(self.store_dir):
@@ -204,14 +202,6 @@ class Orchestrator:
             if time.monotonic() - reconciled > RECONCILE_S:
                 self.tasks.reconcile(IDEMPOTENT_LANES)
                 reconciled = time.monotonic()
-
-    def _execute(self, run: dict) -> None:
-        try:
-            self.executor.execute(run)
-        except Exception as exc:  # noqa: BLE001 — a broken run fails; the caller learns it from the task
-            error = str(exc) if isinstance(exc, DirEngError) else f"executor error: {type(exc).__name__}: {exc}"
-            log.error("run %s failed: %s", run["id"], error, exc_info=log.isEnabledFor(logging.DEBUG))
-            self.tasks.finish(run["id"], TaskState.failed, error=error)
 
     def cancel(self, task_id: str) -> Task:
         return self.tasks.request_cancel(task_id)
