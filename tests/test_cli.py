@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -152,36 +151,39 @@ def test_bad_files_are_skipped_or_indexed_as_far_as_possible(tmp_path):
     assert hits[0]["symbol"] == "plain_menu"
 
 
-def test_unreadable_file_is_skipped_and_counted():
-    import tempfile
+# Root reads any file whatever its mode, through these two capabilities. Without them in the
+# bounding set, a root process (and whatever it runs) is bound by file modes like anyone else,
+# while still owning, and so reaching, everything the test and the checkout hold.
+DAC_CAPS = "-dac_override,-dac_read_search"
 
-    from direng_kernel.index.embed import prepare_static
 
-    # pytest's tmp_path lives under a root-only folder; nobody must be able to reach this one.
-    tmp_path = Path(tempfile.mkdtemp(prefix="direng-perm-"))
+def without_file_read_override(argv: list[str]) -> list[str]:
+    """`argv` run so that file modes bind it: as is for an ordinary user; as root, without the
+    capabilities that let root read anything (independent of where the checkout lives)."""
+    if os.geteuid() != 0:
+        return argv
+    if shutil.which("setpriv") is None:
+        pytest.fail("running as root: setpriv (util-linux) is needed to drop CAP_DAC_OVERRIDE")
+    return ["setpriv", f"--bounding-set={DAC_CAPS}", "--", *argv]
+
+
+def test_unreadable_file_is_skipped_and_counted(tmp_path):
     root = tmp_path / "perm"
     root.mkdir()
     (root / "open.py").write_text("def visible():\n    pass\n")
     (root / "closed.py").write_text("def hidden():\n    pass\n")
     (root / "closed.py").chmod(0)
-    cache = tmp_path / "cache"
-    static = prepare_static()
-    shutil.copytree(static, cache / static.name)
-    env = dict(os.environ, DIRENG_CACHE_DIR=str(cache))
+    # the file really is unreadable to the indexer's process, and only that file
+    probe = subprocess.run(without_file_read_override(["cat", str(root / "closed.py"), str(root / "open.py")]),
+                           capture_output=True, text=True)
+    assert probe.returncode != 0 and "Permission denied" in probe.stderr and "def visible" in probe.stdout
     argv = [sys.executable, "-m", "direng_kernel.cli.main", "index", str(root), "--json"]
-    if os.geteuid() == 0:  # root reads anything: drop to nobody so the permission bites
-        for p in (tmp_path, root, cache):
-            p.chmod(0o777)
-        for p in cache.rglob("*"):
-            p.chmod(0o777)
-        argv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
-    finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
+    proc = subprocess.run(without_file_read_override(argv), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["skipped"] == {"unreadable": 1} and report["added"] == 1
+    hits = json.loads(run_cli("search", "visible hidden", "--root", str(root), "--json", "--mode", "bm25").stdout)
+    assert {h["path"] for h in hits} == {"open.py"}
 
 
 def test_keyboard_interrupt_during_watch_exits_cleanly(cli_repo):
