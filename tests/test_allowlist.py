@@ -18,13 +18,8 @@ from direng_kernel.pas.allowlist import (
     match_argv,
 )
 
-try:
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
-    HAVE_HYPOTHESIS = True
-except ImportError:  # pragma: no cover - hypothesis is a test-only dependency
-    HAVE_HYPOTHESIS = False
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 REPO_LANES = Path(__file__).resolve().parents[1] / "lanes"
 LANES = ["code-impl", "code-api-design", "data-schema", "vector-ops", "graph-ops", "narrative"]
@@ -256,47 +251,46 @@ def test_missing_file_is_an_allowlist_error(tmp_path: Path) -> None:
 
 # --- properties -------------------------------------------------------------------------------
 
-if HAVE_HYPOTHESIS:
-    TOKENS = ["-c", "-S", "sh", "bash", "env", "A=1", "timeout", "5", "nice", "curl", "/", "--", "**", "*", "[",
-              "python3", "-m", "pytest", "git", "status", "rm", "-rf", "rsync", "h:x", "-e", "xargs"]
-    ARG = st.one_of(st.text(max_size=12), st.sampled_from(TOKENS))
-    WRAPPERS = st.sampled_from([
-        ["env"], ["env", "X=1"], ["/usr/bin/env", "-i", "A=b", "B=c"], ["env", "--"], ["nice"], ["nice", "-n", "10"],
-        ["/usr/bin/nice", "-5"], ["timeout", "5"], ["timeout", "-s", "KILL", "-k", "1", "30s"],
-        ["timeout", "--foreground", "1m"], ["nohup"], ["setsid"], ["stdbuf", "-oL"], ["xargs", "-0"], ["busybox"],
-    ])
-    DIRS = st.sampled_from(["", "/usr/bin/", "/bin/", "./", "/opt/tools/bin/", "../x/"])
-    SHIPPED = [load_lane_allowlist(lane, [REPO_LANES]) for lane in LANES]
+TOKENS = ["-c", "-S", "sh", "bash", "env", "A=1", "timeout", "5", "nice", "curl", "/", "--", "**", "*", "[",
+          "python3", "-m", "pytest", "git", "status", "rm", "-rf", "rsync", "h:x", "-e", "xargs"]
+ARG = st.one_of(st.text(max_size=12), st.sampled_from(TOKENS))
+WRAPPERS = st.sampled_from([
+    ["env"], ["env", "X=1"], ["/usr/bin/env", "-i", "A=b", "B=c"], ["env", "--"], ["nice"], ["nice", "-n", "10"],
+    ["/usr/bin/nice", "-5"], ["timeout", "5"], ["timeout", "-s", "KILL", "-k", "1", "30s"],
+    ["timeout", "--foreground", "1m"], ["nohup"], ["setsid"], ["stdbuf", "-oL"], ["xargs", "-0"], ["busybox"],
+])
+DIRS = st.sampled_from(["", "/usr/bin/", "/bin/", "./", "/opt/tools/bin/", "../x/"])
+SHIPPED = [load_lane_allowlist(lane, [REPO_LANES]) for lane in LANES]
 
-    @settings(max_examples=300, deadline=None, database=None)
-    @given(argv=st.lists(ARG, max_size=12), which=st.integers(0, len(SHIPPED)))
-    def test_check_never_crashes(argv: list[str], which: int) -> None:
-        allowlist = ALLOW_ALL if which == len(SHIPPED) else SHIPPED[which]
-        decision = allowlist.check(argv)
-        assert decision.rule.startswith("allow:") if decision.allowed else decision.rule.startswith(("deny:", "default-deny"))
-        if decision.allowed:  # nothing allowed may hit a built-in deny in any view
-            assert not any(b.test(v[0], v[1:]) for v in command_views(argv) for b in BUILTIN_DENIES)
 
-    @settings(max_examples=300, deadline=None, database=None)
-    @given(prefix=st.lists(WRAPPERS, max_size=3), folder=DIRS, prog=st.sampled_from(sorted(HARD_DENY_PROGRAMS)),
-           rest=st.lists(ARG, max_size=5), which=st.integers(0, len(SHIPPED)))
-    def test_hard_denied_programs_are_denied_behind_any_wrappers(
-        prefix: list[list[str]], folder: str, prog: str, rest: list[str], which: int
-    ) -> None:
-        allowlist = ALLOW_ALL if which == len(SHIPPED) else SHIPPED[which]
-        argv = [tok for wrapper in prefix for tok in wrapper] + [folder + prog, *rest]
-        decision = allowlist.check(argv)
-        assert not decision.allowed and decision.rule.startswith("deny:"), (argv, decision)
+@settings(max_examples=300, deadline=None, database=None)
+@given(argv=st.lists(ARG, max_size=12), which=st.integers(0, len(SHIPPED)))
+def test_check_never_crashes(argv: list[str], which: int) -> None:
+    allowlist = ALLOW_ALL if which == len(SHIPPED) else SHIPPED[which]
+    decision = allowlist.check(argv)
+    assert decision.rule.startswith("allow:") if decision.allowed else decision.rule.startswith(("deny:", "default-deny"))
+    if decision.allowed:  # nothing allowed may hit a built-in deny in any view
+        assert not any(b.test(v[0], v[1:]) for v in command_views(argv) for b in BUILTIN_DENIES)
 
-    @settings(max_examples=200, deadline=None, database=None)
-    @given(prefix=st.lists(WRAPPERS, max_size=3), folder=DIRS,
-           prog=st.sampled_from(["sh", "bash", "zsh", "dash", "ksh", "fish", "python", "python3", "python3.11"]),
-           flags=st.lists(st.sampled_from(["-e", "-x", "-u", "-I", "-B"]), max_size=2), code=st.text(max_size=20))
-    def test_code_strings_are_denied_behind_any_wrappers(
-        prefix: list[list[str]], folder: str, prog: str, flags: list[str], code: str
-    ) -> None:
-        argv = [tok for wrapper in prefix for tok in wrapper] + [folder + prog, *flags, "-c", code]
-        assert ALLOW_ALL.check(argv).rule in ("deny:shell-c", "deny:python-c", "deny:invalid-argv"), argv
-else:  # pragma: no cover
-    def test_property_tests_need_hypothesis() -> None:
-        pytest.skip("hypothesis is not installed (pip install hypothesis)")
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(prefix=st.lists(WRAPPERS, max_size=3), folder=DIRS, prog=st.sampled_from(sorted(HARD_DENY_PROGRAMS)),
+       rest=st.lists(ARG, max_size=5), which=st.integers(0, len(SHIPPED)))
+def test_hard_denied_programs_are_denied_behind_any_wrappers(
+    prefix: list[list[str]], folder: str, prog: str, rest: list[str], which: int
+) -> None:
+    allowlist = ALLOW_ALL if which == len(SHIPPED) else SHIPPED[which]
+    argv = [tok for wrapper in prefix for tok in wrapper] + [folder + prog, *rest]
+    decision = allowlist.check(argv)
+    assert not decision.allowed and decision.rule.startswith("deny:"), (argv, decision)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(prefix=st.lists(WRAPPERS, max_size=3), folder=DIRS,
+       prog=st.sampled_from(["sh", "bash", "zsh", "dash", "ksh", "fish", "python", "python3", "python3.11"]),
+       flags=st.lists(st.sampled_from(["-e", "-x", "-u", "-I", "-B"]), max_size=2), code=st.text(max_size=20))
+def test_code_strings_are_denied_behind_any_wrappers(
+    prefix: list[list[str]], folder: str, prog: str, flags: list[str], code: str
+) -> None:
+    argv = [tok for wrapper in prefix for tok in wrapper] + [folder + prog, *flags, "-c", code]
+    assert ALLOW_ALL.check(argv).rule in ("deny:shell-c", "deny:python-c", "deny:invalid-argv"), argv

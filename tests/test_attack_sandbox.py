@@ -18,25 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_repo
+from conftest import git, make_repo, require_bwrap
 from direng_kernel import confined
 from direng_kernel.models import TaskState
 from direng_kernel.pas.allowlist import Allowlist, AllowlistError, load_lane_allowlist
-from direng_kernel.pas.sandbox import CommandDenied, probe, reset_probe, run_command
+from direng_kernel.pas.sandbox import CommandDenied, run_command
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def bubblewrap(monkeypatch):
-    monkeypatch.delenv("DIRENG_SANDBOX", raising=False)
-    reset_probe()
-    info = probe()
-    if info.mode != "bubblewrap" and (os.environ.get("CI") == "true" or os.environ.get("DIRENG_REQUIRE_BWRAP") == "1"):
-        pytest.fail(f"bubblewrap is required here but unusable: {info.reason}")
-    if info.mode != "bubblewrap":
-        pytest.skip(f"bubblewrap unusable here: {info.reason}")
-    monkeypatch.setenv("DIRENG_SANDBOX", "bwrap")
 
 
 # -- 1. a hostile patch against the code-impl lane ---------------------------------------------
@@ -111,12 +99,7 @@ def stored_blobs(store: Path) -> list[bytes]:
 @pytest.mark.parametrize("sandbox", ["bwrap", "rlimits"])
 def test_hostile_patch_cannot_write_through_or_steal_via_the_run_folder(impl_repo, tmp_path, monkeypatch, sandbox):
     if sandbox == "bwrap":
-        monkeypatch.delenv("DIRENG_SANDBOX", raising=False)
-        reset_probe()
-        if probe().mode != "bubblewrap":
-            if os.environ.get("CI") == "true" or os.environ.get("DIRENG_REQUIRE_BWRAP") == "1":
-                pytest.fail(f"bubblewrap is required here but unusable: {probe().reason}")
-            pytest.skip("bubblewrap unusable here")
+        require_bwrap()
     # rlimits-only isolates nothing, so the hostile tests *can* write the run folder there: the
     # lane and the executor alone must then refuse what they planted.
     monkeypatch.setenv("DIRENG_SANDBOX", sandbox)

@@ -7,6 +7,7 @@ Real files, real flock(2) between real processes; the log lives in a per-test fi
 from __future__ import annotations
 
 import argparse
+import getpass
 import hashlib
 import json
 import os
@@ -83,8 +84,11 @@ def test_missing_and_empty_logs_verify(log_path):
 
 
 def test_default_actor_and_non_json_data(log_path):
-    rec = record("replay", run=Path("/tmp/run-1"), when={1, 2} if False else (1, 2))
-    assert rec["actor"] and rec["data"] == {"run": "/tmp/run-1", "when": [1, 2]}
+    rec = record("replay", run=Path("/tmp/run-1"), when=(1, 2), which={3})
+    # a tuple is JSON's list; a path and a set (no JSON form) are str()-ed, as documented
+    assert rec["data"] == {"run": "/tmp/run-1", "when": [1, 2], "which": "{3}"}
+    assert rec["actor"] == getpass.getuser()
+    assert json.loads(lines(log_path)[-1])["data"] == rec["data"] and verify().ok
     with pytest.raises(AuditError, match="invalid audit event name"):
         record("Not An Event")
     assert issubclass(AuditError, DirEngError)

@@ -7,7 +7,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -425,10 +424,11 @@ def test_timeout_falls_back(server, server2):
     broker = Broker(make_policy({"slow": oa(server), "b": oa(server2)},
                                 {"primary": route("slow"), "fallbacks": [route("b")], "timeout_s": 0.3,
                                  "retries": 2}), None, None)
-    t0 = time.monotonic()
     resp = broker.complete(ask())
-    assert resp.usage.provider == "b" and time.monotonic() - t0 < 2.5
-    assert len(server.requests) == 1  # a timeout moves on; it is not retried
+    # the stalled provider would have answered after 3 s: "b" answering means the 0.3 s timeout fired
+    # (how fast the fallback is: benchmarks/safety_bench.py)
+    assert resp.usage.provider == "b" and resp.content == "ok"
+    assert len(server.requests) == 1 and len(server2.requests) == 1  # a timeout moves on; it is not retried
 
 
 def test_chain_exhausted_lists_every_route(server):

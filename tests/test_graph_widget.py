@@ -67,8 +67,9 @@ def test_every_node_and_the_center_are_drawn(sample, page):
         assert by_id[n.id]["label"] == n.name
         assert n.name in page
     center = by_id[CENTER]
-    assert center["color"]["border"] == CENTER_BORDER and center["borderWidth"] == 4
-    assert all(n["borderWidth"] < 4 for n in nodes if n["id"] != CENTER)
+    assert center["color"]["border"] == CENTER_BORDER
+    assert all(n["borderWidth"] < center["borderWidth"] for n in nodes if n["id"] != CENTER)
+    assert all(n["color"]["border"] != CENTER_BORDER for n in nodes if n["id"] != CENTER)
     # the header names the center with its kind and location
     assert "charge_card" in page and "function · shop/payment.py:10-14" in page
 
@@ -99,7 +100,8 @@ def test_edges_styled_by_kind(page):
     calls = kinds[("calls", True)]
     assert calls["dashes"] is False and calls["arrows"]["to"]["enabled"]
     assert kinds[("contains", True)]["width"] < calls["width"]
-    assert kinds[("imports", True)]["dashes"] == [2, 4]  # dotted
+    dash, gap = kinds[("imports", True)]["dashes"]
+    assert 0 < dash < gap  # dotted: marks shorter than the gaps between them, unlike solid calls
     unresolved_inherit = kinds[("inherits", False)]
     assert unresolved_inherit["dashes"] and unresolved_inherit["color"]["color"] == UNRESOLVED_EDGE
     assert kinds[("calls", False)]["color"]["color"] == UNRESOLVED_EDGE
@@ -122,7 +124,10 @@ def test_vis_network_is_inline_and_bounded(page):
     bundle = page.split("<script>", 1)[1].split("</script>")[0]
     assert "vis-network" in bundle and len(bundle) > 100_000
     options = json.loads(re.search(r"var options = (.*);\n", page).group(1))
-    assert options["physics"]["stabilization"]["iterations"] == 200
+    stabilization = options["physics"]["stabilization"]
+    # a bounded layout: stabilization runs a finite number of iterations, then physics is switched off
+    assert stabilization["enabled"] is True
+    assert isinstance(stabilization["iterations"], int) and 0 < stabilization["iterations"] <= 1000
     assert 'network.setOptions({physics: {enabled: false}})' in page
     assert 'network.on("click"' in page
 
@@ -131,14 +136,14 @@ def test_code_panel_is_escaped(page, sample):
     _, _, code = sample
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; see" in page
     assert "<script>alert(" not in page
-    # the URL inside the snippet is shown, just not as a literal http(s):// string
-    assert html.unescape("https&#58;//example.com/a?b=1") == "https://example.com/a?b=1"
-    assert "https&#58;//example.com/a?b=1" in page
+    # the URL inside the snippet is not a literal http(s):// string in the page, yet reads intact
+    assert "https://example.com" not in page
+    panel = re.search(r'<pre id="code">(.*?)</pre>', page, re.S).group(1)
+    assert "https://example.com/a?b=1" in html.unescape(panel)
     # every snippet is there, keyed by its node id, for the click handler
     for nid in code:
         assert f'<pre data-node="{html.escape(nid, quote=True)}">' in page
     # the center's code is shown before any click
-    panel = re.search(r'<pre id="code">(.*?)</pre>', page, re.S).group(1)
     assert html.unescape(panel) == code[CENTER]
 
 
@@ -214,7 +219,11 @@ def test_iframe_repr_escapes_the_page(sample):
     srcdoc = re.match(r'<iframe srcdoc="([^"]*)"', frame).group(1)
     assert html.unescape(srcdoc) == view.html  # every quote in the page is escaped
     assert "&quot;" in srcdoc and "<" not in srcdoc
-    assert 'sandbox="allow-scripts"' in frame and "height:510px" in frame
+    assert 'sandbox="allow-scripts"' in frame
+    # the graph gets the height asked for; the frame is taller, with room for the header around it
+    assert "#mynetwork" in view.html and re.search(r"#mynetwork \{[^}]*height: 400px;", view.html)
+    outer = int(re.search(r"height:(\d+)px", frame).group(1))
+    assert outer > 400
     assert "http://" not in frame and "https://" not in frame
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,15 +39,37 @@ def test_policy_ships_with_the_package():
     assert load_policy(REPO / "policy" / "model_broker_example.json").hash
 
 
+@pytest.fixture
+def checkout_copy(tmp_path) -> Path:
+    """A throw-away git copy of this checkout's HEAD (`git clone --shared`: it reads the checkout's
+    objects and writes nothing into the checkout or its .git), removed afterwards."""
+    dest = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "--quiet", "--shared", str(REPO), str(dest)], check=True, capture_output=True)
+    try:
+        yield dest
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_headless_make_run_executes_the_tour(tmp_path):
-    """`HEADLESS=1 make run`: indexes this repository and runs notebooks/tour.ipynb with papermill."""
-    env = dict(os.environ, HEADLESS="1", OUT=str(tmp_path))
+def test_headless_make_run_executes_the_tour(tmp_path, checkout_copy):
+    """`HEADLESS=1 make run`: indexes the repository and runs notebooks/tour.ipynb with papermill.
+
+    In a copy of the checkout, so the real checkout's `.direng` is never written; with the venv
+    this test runs in (`VENV=`), and its install stamp taken as up to date (`-o`), so `make`
+    neither creates a venv nor reinstalls anything."""
+    venv = BIN.parent
+    stamp = venv / ".installed"
+    out = tmp_path / "out"
+    env = dict(os.environ, HEADLESS="1", OUT=str(out))
     env.pop("DIRENG_SERVER_URL", None)
-    proc = subprocess.run(["make", "run"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(["make", "-o", str(stamp), "run", f"VENV={venv}"], cwd=checkout_copy, env=env,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert f"tour executed headless: {tmp_path / 'tour.ipynb'}" in proc.stdout
-    nb = nbformat.read(tmp_path / "tour.ipynb", as_version=4)
+    assert "pip install" not in proc.stdout and "-m venv" not in proc.stdout  # nothing was (re)installed
+    assert f"tour executed headless: {out / 'tour.ipynb'}" in proc.stdout
+    assert (checkout_copy / ".direng").is_dir()  # the copy was indexed, not the checkout
+    nb = nbformat.read(out / "tour.ipynb", as_version=4)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not any(o.output_type == "error" for o in outputs)
     text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("text", "")) for o in outputs)

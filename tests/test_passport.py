@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 
 from conftest import make_repo
@@ -167,6 +168,5 @@ def test_replay_notebook_is_papermill_ready(stores, tmp_path: Path):
     assert "report = replay(run_id, root=root, dry_run=dry_run)" in call
     assert render_replay_notebook(p, tmp_path / "x.ipynb", root=tmp_path) == tmp_path / "x.ipynb"
     assert f"root = {json.dumps(str(tmp_path))}" in nbformat.read(tmp_path / "x.ipynb", as_version=4).cells[1].source
-    papermill = pytest.importorskip("papermill")
     params = papermill.inspect_notebook(str(path))
     assert set(params) == {"run_id", "root", "dry_run"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -39,18 +38,39 @@ def only(text: str, kind: str) -> PiiFinding:
 
 
 # ---------------------------------------------------------------------------------------------
-# Builders for valid numbers (check digits computed, not copied)
+# Reference check digits, written from the standards (not the implementation's), and builders
+
+def reference_luhn_ok(digits: str) -> bool:
+    """ISO/IEC 7812-1 Annex B: double every second digit from the right, sum the digits."""
+    total = 0
+    for i, ch in enumerate(digits[::-1]):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def reference_iban_remainder(iban: str) -> int:
+    """ISO 13616 / ISO 7064 MOD 97-10, computed piecewise as the ECBS guide describes: move the
+    first four characters to the end, letters become 10..35, then carry the remainder of each
+    piece into the next (the remainder's digits in front of the next seven)."""
+    moved = iban[4:] + iban[:4]
+    digits = "".join(str(ord(c) - ord("A") + 10) if c.isalpha() else c for c in moved.upper())
+    remainder = 0
+    for i in range(0, len(digits), 7):
+        remainder = int(f"{remainder}{digits[i:i + 7]}") % 97
+    return remainder
+
 
 def luhn_complete(body: str) -> str:
     """`body` plus the Luhn check digit."""
     for d in "0123456789":
-        if luhn_ok(body + d):
+        if reference_luhn_ok(body + d):
             return body + d
     raise AssertionError("unreachable")
 
 
 def make_iban(country: str, bban: str) -> str:
-    check = 98 - iban_mod97(country + "00" + bban)
+    check = 98 - reference_iban_remainder(country + "00" + bban)
     return f"{country}{check:02d}{bban}"
 
 
@@ -58,6 +78,14 @@ def spaced(compact: str) -> str:
     return " ".join(compact[i:i + 4] for i in range(0, len(compact), 4))
 
 
+# Published examples (the SWIFT IBAN registry's, quoted in every ISO 13616 guide), not built here.
+# The best known are documentation examples to the detector: found, but they do not count.
+PUBLISHED_IBANS = ["DE89370400440532013000", "GB29NWBK60161331926819", "FR1420041010050500013M02606",
+                   "NL91ABNA0417164300", "BE68539007547034", "CH9300762011623852957", "NO9386011117947",
+                   "ES9121000418450200051332", "IT60X0542811101000000123456", "MT84MALT011000012345MTLCAST001S"]
+DOCUMENTATION_IBANS = ["DE89370400440532013000", "GB29NWBK60161331926819"]
+# Real-looking ones that must count: a published example's account changed, its check digits
+# recomputed with the reference above.
 VALID_IBAN = make_iban("DE", "370400440532013999")
 VALID_IBAN_GB = make_iban("GB", "NWBK60161331926811")
 
@@ -139,6 +167,24 @@ def test_luhn_invalid_cards_rejected():
     assert "credit_card" not in kinds("card 5425-2334 3010-9903")
     assert "credit_card" not in kinds("card 54 2523 3430 1099 03")
     assert "credit_card" not in kinds(f"id {luhn_complete('999999999999999')}")
+
+
+@pytest.mark.parametrize("iban", PUBLISHED_IBANS)
+def test_published_ibans_are_valid_and_found(iban):
+    assert reference_iban_remainder(iban) == 1  # the reference agrees with the registry
+    assert iban_ok(iban) and iban_mod97(iban) == 1
+    assert IBAN_LENGTHS[iban[:2]] == len(iban)  # the registered length
+    for shown in (iban, spaced(iban)):
+        f = only(f"IBAN: {shown}\n", "iban")
+        assert (f.start, f.end, f.note) == (6, 6 + len(shown), iban[:2]) and iban not in f.preview
+        if iban in DOCUMENTATION_IBANS:
+            assert f.example and not f.counts
+
+
+def test_real_looking_ibans_count():
+    for iban in (VALID_IBAN, VALID_IBAN_GB):
+        assert reference_iban_remainder(iban) == 1 and iban_ok(iban)
+        assert only(f"IBAN: {iban}", "iban").counts
 
 
 def test_iban_checksum_and_length_rules():
@@ -249,8 +295,7 @@ NEGATIVE_SOURCES = [
 @pytest.mark.parametrize("rel", NEGATIVE_SOURCES)
 def test_no_pii_in_ordinary_source(rel):
     path = ROOT / rel
-    if not path.exists():
-        pytest.skip(f"{rel} is not in this checkout")
+    assert path.is_file(), f"{rel} is not in this checkout: update NEGATIVE_SOURCES"
     text = path.read_text(encoding="utf-8")
     counting = [f for f in find_pii(text) if f.counts]
     assert counting == [], [str(f) for f in counting]
@@ -295,16 +340,16 @@ def test_empty_and_clean_text():
 # ---------------------------------------------------------------------------------------------
 # Speed
 
-def test_one_megabyte_well_under_a_second():
-    sources = [ROOT / rel for rel in NEGATIVE_SOURCES if (ROOT / rel).exists()]
-    chunk = "\n".join(p.read_text(encoding="utf-8") for p in sources) + "\n" + LETTER
-    text = (chunk * (1_000_000 // len(chunk) + 1))[:1_000_000]
-    find_pii(text[:10_000])  # warm up
-    start = time.perf_counter()
-    found = find_pii(text)
-    elapsed = time.perf_counter() - start
-    assert any(f.kind == "credit_card" for f in found)
-    assert elapsed < 1.0, f"{elapsed:.2f}s for 1 MB"
+def test_one_megabyte_of_source_with_letters_in_it():
+    """Every copy of the letter in 1 MB of ordinary source is found, nothing else counts.
+    (How fast: benchmarks/safety_bench.py.)"""
+    chunk = "\n".join((ROOT / rel).read_text(encoding="utf-8") for rel in NEGATIVE_SOURCES) + "\n" + LETTER
+    copies = 1_000_000 // len(chunk) + 1
+    text = chunk * copies
+    found = [f for f in find_pii(text) if f.counts]
+    letter = [f for f in find_pii(LETTER) if f.counts]
+    assert letter and len(found) == copies * len(letter)
+    assert sum(f.kind == "credit_card" for f in found) == copies
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,8 +438,13 @@ def test_luhn_matches_a_reference_implementation():
     rng = random.Random(7)
     for _ in range(500):
         digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(12, 19)))
-        total = 0
-        for i, ch in enumerate(digits[::-1]):
-            d = int(ch) * (2 if i % 2 else 1)
-            total += d - 9 if d > 9 else d
-        assert luhn_ok(digits) == (total % 10 == 0)
+        assert luhn_ok(digits) == reference_luhn_ok(digits)
+
+
+def test_iban_mod97_matches_a_reference_implementation():
+    rng = random.Random(11)
+    for _ in range(500):
+        country = "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(2))
+        bban = "".join(rng.choice("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(rng.randint(11, 30)))
+        iban = f"{country}{rng.randint(0, 99):02d}{bban}"
+        assert iban_mod97(iban) == reference_iban_remainder(iban)

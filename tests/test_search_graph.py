@@ -97,14 +97,43 @@ def test_unknown_symbol_suggests_close_names(indexed_sample):
 def test_shortest_path_and_importance(indexed_sample):
     path = indexed_sample.shortest_path("checkout_with_shipping", "charge_card")
     assert [n.name for n in path] == ["checkout_with_shipping", "checkout", "charge_card"]
-    top = [n.name for n in indexed_sample.important(10)]
-    assert "charge_card" in top or "Cart" in top
+    top = indexed_sample.important(10)
+    assert len(top) == len({n.id for n in top}) == 10 and not any(n.kind in ("file", "module") for n in top)
+    assert [n.importance for n in top] == sorted((n.importance for n in top), reverse=True)
+    ranked = indexed_sample.important(1000)
+    score = {n.id: n.importance for n in ranked}
+    # callers vote for callees: importance rises along the only call chain into charge_card
+    chain = ["shop/shipping.py::checkout_with_shipping", "shop/payment.py::checkout", "shop/payment.py::charge_card"]
+    assert score[chain[0]] < score[chain[1]] < score[chain[2]]
+    # subclasses vote for bases
+    assert score["shop/models.py::DiscountCart"] < score["shop/models.py::Cart"]
+    # every definition something else calls, imports, references or inherits outranks every one only
+    # its file contains; the top 10 are all used ones
+    g = indexed_sample.code_graph().g
+    used = {n.id for n in ranked if any(d["kind"] != "contains" for _u, _v, d in g.in_edges(n.id, data=True))}
+    unused = set(score) - used
+    assert used and unused and max(score[n] for n in unused) < min(score[n] for n in used)
+    assert {n.id for n in top} <= used
+
+
+def prompt_tokens(text: str) -> int:
+    """What the broker charges a lane's token budget for sending `text` to a provider."""
+    from direng_kernel.broker.budget import estimate_input_tokens
+    from direng_kernel.models import ChatMessage, ProviderRequest
+
+    return estimate_input_tokens(ProviderRequest(messages=[ChatMessage(role="user", content=text)]))
 
 
 def test_repo_map_fits_budget(indexed_sample):
-    small = indexed_sample.repo_map(max_tokens=40)
-    big = indexed_sample.repo_map(max_tokens=2000)
-    assert len(small) <= 40 * 4 and len(big) > len(small)
-    assert "def charge_card" in big
+    maps = {b: indexed_sample.repo_map(max_tokens=b) for b in (20, 40, 80, 160, 2000)}
+    for budget, text in maps.items():
+        assert text and prompt_tokens(text) <= budget, (budget, prompt_tokens(text))
+    # a larger budget only adds lines: what the smaller map chose stays in, in the same file groups
+    budgets = sorted(maps)
+    for small, big in zip(budgets, budgets[1:]):
+        assert set(maps[small].splitlines()) <= set(maps[big].splitlines())
+        assert len(maps[big]) >= len(maps[small])
+    assert len(maps[160]) > len(maps[40]) > len(maps[20])  # the budget is used, not just capped
+    assert "def charge_card" in maps[2000] and "def charge_card" not in maps[20]
     focused = indexed_sample.repo_map(max_tokens=60, focus=["engine/src/lib.rs"])
     assert "engine/src/lib.rs" in focused

@@ -200,15 +200,14 @@ def test_scan_file_binary_missing_and_notebook(tmp_path):
     assert finding.location.endswith("n.ipynb:cell[0].source")
 
 
-def test_scan_is_fast_enough_for_a_few_hundred_kb():
+def test_a_key_at_the_end_of_a_few_hundred_kb_is_found():
+    """(How fast: benchmarks/safety_bench.py.)"""
     source = "".join(p.read_text() for p in sorted((REPO / "direng_kernel").rglob("*.py")))
     text = (source * 2)[:400_000] + f'\nAWS = "{AWS_KEY_ID}"\n'
-    scan_text("warm = 1")
-    t0 = time.perf_counter()
     findings = scan_text(text, "big.py")
-    elapsed = time.perf_counter() - t0
     assert AWS_KEY_ID in values(findings)
-    assert elapsed < 4.0, f"scanning 400 KB took {elapsed:.2f}s"
+    last_line = text.count("\n")  # the key's line, counted from 1
+    assert [f.line for f in findings if f._value == AWS_KEY_ID] == [last_line]
 
 
 # ============================================================================ vault
@@ -506,29 +505,28 @@ def test_global_redactor_knows_vault_env_and_registered_values(isolated, monkeyp
     assert r.redact("from-another-process-9") == "[secret:OTHER_PROC]"
 
 
-def test_redaction_is_fast_with_many_secrets():
+def test_redaction_with_many_secrets_in_a_long_text():
+    """(How fast: benchmarks/safety_bench.py.)"""
     r = Redactor()
     for i in range(200):
         r.add_secret(f"S{i}", f"secret-{i:04d}-{marker_digest(str(i))}")
     text = ("ordinary text with no secrets in it at all, just words and numbers 12345. " * 5000)
-    r.redact("warm")
-    t0 = time.perf_counter()
     assert r.redact(text) == text
-    assert r.redact(text + " secret-0199-" + marker_digest("199")).endswith("[secret:S199]")
-    assert time.perf_counter() - t0 < 2.0
+    assert r.redact(text + " secret-0199-" + marker_digest("199")) == text + " [secret:S199]"
+    middle = len(text) // 2
+    mixed = text[:middle] + "secret-0000-" + marker_digest("0") + text[middle:]
+    assert r.redact(mixed) == text[:middle] + "[secret:S0]" + text[middle:]
 
 
-def test_values_learnt_one_by_one_stay_fast_and_all_redacted():
+def test_values_learnt_one_by_one_are_all_redacted():
+    """(How fast learning stays: benchmarks/safety_bench.py.)"""
     r = Redactor()
     learnt = []
-    t0 = time.perf_counter()
     for i in range(600):  # what scrubbing chunk after chunk does: learn one, redact, repeat
         value = f"tok{i:04d}-{marker_digest(str(i))}{marker_digest(str(-i))}"
         learnt.append(value)
         r.add_value(value)
         assert r.redact(f"chunk {value} end") == f"chunk [redacted:{marker_digest(value)}] end"
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 10, f"learning 600 values one by one took {elapsed:.1f}s"
     out = r.redact(" | ".join(learnt))
     assert not any(v in out for v in learnt) and out.count("[redacted:") == 600
     nested = learnt[7][:20]  # a value inside an already compiled one: both still redacted right

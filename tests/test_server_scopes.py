@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import urllib.error
 import urllib.request
 from email.message import Message
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+import yaml
 
 from conftest import make_repo
 from direng_kernel.security.scopes import ALL_SCOPES, KERNEL_SCOPES, LANE_SCOPES
@@ -57,10 +59,9 @@ def server(tmp_path_factory, keys_dir):
 
 
 @pytest.fixture(scope="module")
-def task_id(server):
-    status, task = server.post("tasks", {"title": "document the shop package", "lane": "narrative"})
-    assert status == 201, task
-    return task["id"]
+def reader_task(server) -> str:
+    """A new task that only reads look at: it never moves."""
+    return fresh_task(server, "new")
 
 
 def token_for(keys_dir, scopes, subject: str = USER, **kw) -> str:
@@ -116,16 +117,54 @@ ENDPOINTS = [
 ]
 
 
-def expected_statuses(method: str, path: str) -> set[int]:
-    """The normal answers of an endpoint in ENDPOINTS (task actions may be illegal transitions when
-    tests run in another order; there is no run `run-nope`)."""
+#: A task action → (the state its task must be in, the state it leaves). `start` leaves the task
+#: queued: this server does not run tasks (`run_tasks=False`).
+ACTIONS = {"estimate": ("new", "estimated"), "approve": ("estimated", "approved"),
+           "start": ("approved", "queued"), "cancel": ("new", "cancelled")}
+ROUTE_TO = {"new": [], "estimated": ["estimate"], "approved": ["estimate", "approve"]}
+
+
+def fresh_task(server, state: str) -> str:
+    """A new narrative task, driven (with the server's Jupyter token) to `state`."""
+    status, task = server.post("tasks", {"title": "document the shop package", "lane": "narrative"})
+    assert status == 201, task
+    for action in ROUTE_TO[state]:
+        status, task = server.post(f"tasks/{task['id']}/{action}")
+        assert status == 200, task
+    assert task["state"] == state
+    return task["id"]
+
+
+def prepare(server, path: str, body, reader_task: str) -> tuple[str, object, str | None, tuple[str, str] | None]:
+    """One call of an ENDPOINTS entry: (path, body, task id, (state before, state after)). Every call
+    that moves a task gets its own, in the state its action needs (reads share `reader_task`), and
+    every create its own idempotency key, so each answer is exact whatever order the tests run in."""
+    task_id = states = None
+    if "{task}" in path:
+        rest = path.split("/", 2)
+        action = rest[2].split("?")[0] if len(rest) > 2 else None
+        states = ACTIONS.get(action, ("new", "new"))
+        task_id = fresh_task(server, states[0]) if action in ACTIONS else reader_task
+        path = path.replace("{task}", task_id)
+    if isinstance(body, dict) and "idempotency_key" in body:
+        body = {**body, "idempotency_key": f"scopes-{uuid.uuid4().hex}"}
+    return path, body, task_id, states
+
+
+def expected_status(method: str, path: str) -> int:
+    """The normal answer of an endpoint in ENDPOINTS (there is no run `run-nope`; a fresh
+    idempotency key creates a task)."""
     if "run-nope" in path:
-        return {404}
+        return 404
     if method == "POST" and path == "tasks":
-        return {200, 201}
-    if method == "POST" and path.startswith("tasks/"):
-        return {200, 400}
-    return {200}
+        return 201
+    return 200
+
+
+def task_state(server, task_id: str) -> str:
+    status, task = server.get(f"tasks/{task_id}")
+    assert status == 200, task
+    return task["state"]
 
 
 def _route_key(pattern: str) -> str:
@@ -150,7 +189,6 @@ def _endpoint_key(method: str, path: str) -> tuple[str, str]:
 # -- declarations (no server) ------------------------------------------------------------------------
 
 def test_every_handler_method_declares_a_known_scope_matching_the_docs():
-    yaml = pytest.importorskip("yaml")
     from direng_kernel.server.handlers import API_PREFIX, routes
     from direng_kernel.server.handlers.tasks import ACTION_SCOPES
 
@@ -184,17 +222,26 @@ def test_the_endpoint_table_covers_every_route():
 # -- every endpoint, every method ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method,path,body,scope", ENDPOINTS, ids=[f"{m} {p.split('?')[0]}" for m, p, _, _ in ENDPOINTS])
-def test_endpoint_needs_its_scope(server, keys_dir, task_id, method, path, body, scope):
-    path = path.replace("{task}", task_id)
+def test_endpoint_needs_its_scope(server, keys_dir, reader_task, method, path, body, scope):
+    template, expected = path, expected_status(method, path)
+    path, body, task_id, states = prepare(server, template, body, reader_task)
 
     others = [s for s in ALL_SCOPES if s != scope]
     status, data, headers = call(server, method, path, body, auth=f"Bearer {token_for(keys_dir, others)}")
     assert status == 403, data
     assert data == {"status": 403, "message": f"missing scope {scope!r}", "missing_scope": scope}
     assert f'scope="{scope}"' in headers.get("WWW-Authenticate", "")
+    if task_id:  # refused: the task did not move
+        assert task_state(server, task_id) == states[0]
 
+    # with the scope: the normal answer, and the action's effect (a create with the same key as the
+    # refused call creates: the refusal did not)
     status, data, _ = call(server, method, path, body, auth=f"Bearer {token_for(keys_dir, [scope])}")
-    assert status in expected_statuses(method, path), (status, data)
+    assert status == expected, (status, data)
+    if task_id:
+        assert task_state(server, task_id) == states[1]
+        if states[0] != states[1]:
+            assert data["id"] == task_id and data["state"] == states[1]
 
     good = token_for(keys_dir, ALL_SCOPES)
     status, data, headers = call(server, method, path, body, auth=f"Bearer {good[:-6]}AAAAAA")
@@ -202,8 +249,12 @@ def test_endpoint_needs_its_scope(server, keys_dir, task_id, method, path, body,
     assert data["status"] == 401 and data["message"] == "invalid token: bad signature"
     assert "invalid_token" in headers.get("WWW-Authenticate", "")
 
+    # Jupyter's own token has every scope: the same answer and effect on a fresh task
+    path, body, task_id, states = prepare(server, template, body, reader_task)
     status, data, _ = call(server, method, path, body, auth=f"token {server.token}")
-    assert status not in (401, 403) and status < 500, (status, data)
+    assert status == expected, (status, data)
+    if task_id:
+        assert task_state(server, task_id) == states[1]
 
 
 # -- what makes a token invalid, over HTTP ---------------------------------------------------------------

@@ -284,9 +284,13 @@ def test_hs256_signed_with_the_public_key_is_rejected():
         signing_input = f"{b64u({'alg': alg, 'typ': 'JWT', 'kid': kid})}.{b64u(valid_payload(scope='policy:admin'))}"
         sig = hmac.new(public_pem, signing_input.encode(), digest).digest()
         token = f"{signing_input}.{b64u(sig)}"
-        # the forgery is well-formed: a verifier that trusts the header's alg would accept it
-        assert hmac.compare_digest(unb64u(token.split(".")[2]), hmac.new(public_pem, signing_input.encode(),
-                                                                         digest).digest())
+        # the forgery is good: a naive verifier that runs the header's alg with the published key as
+        # the secret (PyJWT's own HMAC, bypassing its key checks) accepts it, and rejects a tampered one
+        naive = jwt.algorithms.HMACAlgorithm(getattr(jwt.algorithms.HMACAlgorithm, f"SHA{alg[2:]}"))
+        forged_head, forged_payload, forged_sig = token.split(".")
+        assert naive.verify(f"{forged_head}.{forged_payload}".encode(), public_pem, unb64u(forged_sig))
+        assert not naive.verify(f"{forged_head}.{b64u(valid_payload(scope='index:read'))}".encode(), public_pem,
+                                unb64u(forged_sig))
         assert reason(token) == f"algorithm {alg!r} is not accepted (only RS256)"
     # other asymmetric algorithms are refused as well
     token = mint("alice", ["index:read"])
