@@ -108,6 +108,12 @@ def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")
 
 
+@pytest.fixture
+def test_lanes(monkeypatch):
+    """The test lanes (tests/fixtures/test_lanes) first on DIRENG_LANES_PATH."""
+    monkeypatch.setenv("DIRENG_LANES_PATH", str(FIXTURES / "test_lanes"))
+
+
 @pytest.fixture(scope="session")
 def indexed_sample(tmp_path_factory):
     """The sample repository indexed once per session, MiniLM vectors included (read-only use)."""

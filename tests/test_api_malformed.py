@@ -25,10 +25,9 @@ from urllib.parse import quote, urlsplit
 import pytest
 import yaml
 
-from conftest import make_repo
 from direng_kernel.security.scopes import ALL_SCOPES
 from direng_kernel.security.tokens import current_username, mint
-from test_server import Server
+from test_server import running_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -307,15 +306,9 @@ def test_every_not_found_error_is_a_404_and_other_engine_errors_are_4xx():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    work = tmp_path_factory.mktemp("malformed")
-    root = make_repo(work / "repo")
-    srv = Server(root, work, "--DirEngExtension.watch=False", "--DirEngExtension.run_tasks=False")
-    try:
-        srv.wait_ready()
-        srv.wait_indexed()
+    with running_server(tmp_path_factory.mktemp("malformed"), "--DirEngExtension.watch=False",
+                        "--DirEngExtension.run_tasks=False") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

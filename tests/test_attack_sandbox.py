@@ -277,12 +277,10 @@ def test_swapped_link_never_reaches_answers_in_process(swapped):
 
 @pytest.mark.slow
 def test_swapped_link_never_reaches_answers_over_the_server(swapped, tmp_path):
-    from test_server import Server
+    from test_server import running_server
 
-    srv = Server(swapped, tmp_path, "--DirEngExtension.watch=False", "--DirEngExtension.index_on_start=False",
-                 "--DirEngExtension.run_tasks=False")
-    try:
-        srv.wait_ready()
+    with running_server(tmp_path, "--DirEngExtension.watch=False", "--DirEngExtension.index_on_start=False",
+                        "--DirEngExtension.run_tasks=False", root=swapped, indexed=False) as srv:
         replies = [srv.post("chat", {"message": p, "session": f"s{i}"}) for i, p in enumerate(PROMPTS)]
         assert all(status == 200 for status, _ in replies), replies
         assert any("payment.py" in json.dumps(body) for _, body in replies)
@@ -290,9 +288,6 @@ def test_swapped_link_never_reaches_answers_over_the_server(swapped, tmp_path):
         status, data = srv.get("graph/shop%2Fpayment.py%3A%3Acharge_card", code="1", direction="both")
         assert status == 200, data
         assert "OUTSIDE-MARKER" not in json.dumps(data)
-    finally:
-        srv.stop()
-
 
 def test_reindex_after_the_swap_drops_the_file_and_never_stores_its_target(swapped):
     from direng_kernel.workbench import Workbench

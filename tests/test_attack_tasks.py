@@ -19,23 +19,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FIXTURES, make_repo, run_cli
+from conftest import FIXTURES, run_cli
 from direng_kernel.errors import NotFoundError
 from direng_kernel.models import TaskState
 from direng_kernel.pex.orchestrator import Orchestrator, claim_server, release_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 TEST_LANES = FIXTURES / "test_lanes"
-
-
-@pytest.fixture
-def repo(tmp_path):
-    return make_repo(tmp_path / "repo")
-
-
-@pytest.fixture
-def test_lanes(monkeypatch):
-    monkeypatch.setenv("DIRENG_LANES_PATH", str(TEST_LANES))
 
 
 def _lane_copy(folder: Path, lane: str, allowlist: str | None = None, gates: str | None = None) -> Path:

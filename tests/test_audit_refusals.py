@@ -19,11 +19,11 @@ import time
 import jwt
 import pytest
 
-from conftest import make_repo, run_cli
+from conftest import run_cli
 from direng_kernel.security import audit
 from direng_kernel.security.scopes import ALL_SCOPES, LANE_SCOPES
 from direng_kernel.security.tokens import current_username, mint
-from test_server import Server
+from test_server import running_server
 from test_server_scopes import call
 
 pytestmark = pytest.mark.timeout(180)
@@ -43,14 +43,10 @@ def env(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, env):
-    work = tmp_path_factory.mktemp("refusal-server")
-    srv = Server(make_repo(work / "repo"), work, "--DirEngExtension.watch=False", "--DirEngExtension.run_tasks=False",
-                 "--DirEngExtension.index_on_start=False", "--DirEngExtension.audit_refusal_window=3600")
-    try:
-        srv.wait_ready()
+    with running_server(tmp_path_factory.mktemp("refusal-server"), "--DirEngExtension.watch=False",
+                        "--DirEngExtension.run_tasks=False", "--DirEngExtension.index_on_start=False",
+                        "--DirEngExtension.audit_refusal_window=3600", indexed=False) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def token(scopes=ALL_SCOPES, subject: str = USER, **kw) -> str:

@@ -39,13 +39,9 @@ def cited(reply: dict) -> list[tuple]:
 
 @pytest.mark.slow
 def test_concurrent_chats_over_the_server_cite_their_own_question(tmp_path):
-    from test_server import Server
+    from test_server import running_server
 
-    srv = Server(make_repo(tmp_path / "repo"), tmp_path, "--DirEngExtension.watch=False",
-                 "--DirEngExtension.run_tasks=False")
-    try:
-        srv.wait_ready()
-        srv.wait_indexed()
+    with running_server(tmp_path, "--DirEngExtension.watch=False", "--DirEngExtension.run_tasks=False") as srv:
         messages = [QUESTIONS[i % len(QUESTIONS)] for i in range(24)]
 
         def ask(item):
@@ -61,8 +57,6 @@ def test_concurrent_chats_over_the_server_cite_their_own_question(tmp_path):
         wrong = [(m, cited(r)[:2]) for m, r in zip(messages, together) if cited(r) != cited(alone[m])]
         assert not wrong, f"{len(wrong)} of {len(messages)} answers cite another question's hits: {wrong[:3]}"
         assert all(r["markdown"] == alone[m]["markdown"] for m, r in zip(messages, together))
-    finally:
-        srv.stop()
 
 
 def flagged_policy(server: FakeModelServer) -> Policy:

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import FIXTURES, expected_sandbox_mode, make_repo, run_cli
+from conftest import FIXTURES, expected_sandbox_mode, run_cli
 from direng_kernel.models import TaskState
 from direng_kernel.pex.orchestrator import Orchestrator
 
@@ -31,16 +31,6 @@ def cli_json(*args) -> dict | list:
     proc = run_cli(*args, "--json", timeout=600)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
-
-
-@pytest.fixture
-def repo(tmp_path):
-    return make_repo(tmp_path / "repo")
-
-
-@pytest.fixture
-def test_lanes(monkeypatch):
-    monkeypatch.setenv("DIRENG_LANES_PATH", str(TEST_LANES))
 
 
 def orchestrator(root: Path) -> Orchestrator:

@@ -21,7 +21,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -130,17 +132,24 @@ class Server:
         self._log.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    work = tmp_path_factory.mktemp("server")
-    root = make_repo(work / "repo")
-    srv = Server(root, work, "--DirEngExtension.watch=True")
+@contextmanager
+def running_server(work: Path, *extra: str, root: Path | None = None, indexed: bool = True) -> Iterator[Server]:
+    """A server on `root` (default: a fresh copy of the sample repository in `work`), ready — and
+    indexed, unless `indexed` is False — and stopped afterwards."""
+    srv = Server(root or make_repo(work / "repo"), work, *extra)
     try:
         srv.wait_ready()
-        srv.wait_indexed()
+        if indexed:
+            srv.wait_indexed()
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp("server"), "--DirEngExtension.watch=True") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

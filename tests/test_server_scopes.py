@@ -21,10 +21,9 @@ import jwt
 import pytest
 import yaml
 
-from conftest import make_repo
 from direng_kernel.security.scopes import ALL_SCOPES, KERNEL_SCOPES, LANE_SCOPES
 from direng_kernel.security.tokens import current_username, mint, verify
-from test_server import Server, run_in_kernel
+from test_server import run_in_kernel, running_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -44,18 +43,9 @@ def keys_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, keys_dir):
-    work = tmp_path_factory.mktemp("scoped-server")
-    root = make_repo(work / "repo")
-    srv = Server(root, work, "--DirEngExtension.watch=False", "--DirEngExtension.run_tasks=False")
-    try:
-        srv.wait_ready()
-        srv.wait_indexed()
-        deadline = time.monotonic() + 90  # files appear before the pass ends: wait for `indexed` too
-        while not srv.get("health")[1].get("indexed") and time.monotonic() < deadline:
-            time.sleep(0.2)
+    with running_server(tmp_path_factory.mktemp("scoped-server"), "--DirEngExtension.watch=False",
+                        "--DirEngExtension.run_tasks=False") as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 @pytest.fixture(scope="module")

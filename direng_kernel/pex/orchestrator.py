@@ -12,6 +12,8 @@ is a `progress` event with `data.note`, which the CLI prints even when not follo
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import threading
 import time
@@ -20,7 +22,7 @@ from typing import Literal
 
 from ..errors import DirEngError
 from ..models import LANE_IDS, TERMINAL_STATES, Estimate, Task, TaskState
-from .store import TaskStore
+from .store import TaskStore, pid_alive
 
 Worker = Literal["none", "here", "background"]
 POLL_S = 0.5        # how often a start waiting on another worker looks at the task
@@ -215,22 +217,15 @@ SERVER_FILE = "pex-server.json"
 
 def server_owner(store_dir: Path) -> dict | None:
     """The live server process whose workers run this store's queue, if any."""
-    import json
-    import os
-
-    path = Path(store_dir) / SERVER_FILE
     try:
-        info = json.loads(path.read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError):
+        info = json.loads((Path(store_dir) / SERVER_FILE).read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return info
+    return info if pid > 0 and pid_alive(pid) else None
 
 
 def claim_server(store_dir: Path, url: str | None) -> None:
-    import json
-    import os
-
     (Path(store_dir) / SERVER_FILE).write_text(json.dumps({"pid": os.getpid(), "url": url}))
 
 
