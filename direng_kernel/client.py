@@ -1,11 +1,15 @@
-"""One client interface, two transports: the server's REST API, or an engine in this process.
+"""One application API (`Client`), two transports: the server's REST API, or the engine itself.
+
+`Client` is the API every surface (magics, kernel, CLI, delegation widget) programs against.
+`Engine` satisfies it directly — it is the in-process transport — and `HttpClient` satisfies it
+over the server's REST API, rebuilding the same pydantic models and the same exceptions (from
+the reply's structured `code`, never from its message text).
 
 Kernels started by a Jupyter server with the DirEng extension inherit `DIRENG_SERVER_URL` and
 `DIRENG_TOKEN`, so `connect()` talks to the server's engine (shared index, refresh daemon,
-broker). Anywhere else — plain IPython, papermill, CI — or when the server does not answer,
-it builds the same engine in-process on the git root of the working directory (or `root`),
-with a one-line notice saying so. The caller never sees the difference: both return the
-same pydantic models.
+broker). Anywhere else — plain IPython, papermill, CI, the CLI — or when the server does not
+answer, it builds the engine in-process on the git root of the working directory (or `root`),
+with a one-line notice saying so.
 """
 
 from __future__ import annotations
@@ -17,88 +21,50 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
-from .errors import DirEngError, NotIndexedError, UnknownSymbolError
-from .models import Answer, ChatMessage, GraphResult, Hit, IndexReport, IndexStatus, Task, TaskEvent
+from .errors import DirEngError, from_reply
+from .index import git
+from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, Answer, ChatMessage, GraphNode, GraphResult, Hit,
+                     IndexReport, IndexStatus, Passport, ReplayReport, Task, TaskEvent)
 
 log = logging.getLogger(__name__)
 
 
-class ServerError(DirEngError):
-    """The server answered with an error."""
+@runtime_checkable
+class Client(Protocol):
+    """The application API. Both transports return the same models and raise the same errors."""
 
+    transport: str  # "in-process" | "server"
 
-class InProcessClient:
-    transport = "in-process"
-
-    def __init__(self, root: str | Path, store: str | Path | None = None, link_base: str | None = None,
-                 policy_path: str | Path | None = None):
-        from .engine import Engine
-
-        policy_path = policy_path or os.environ.get("DIRENG_POLICY")
-        self.engine = Engine(root, store=store, policy_path=policy_path, link_base=link_base)
-        self.root = self.engine.root
-
-    def health(self) -> dict:
-        return self.engine.health()
-
-    def status(self) -> IndexStatus:
-        return self.engine.status()
-
-    def index(self, progress: bool = False) -> IndexReport:
-        return self.engine.refresh(progress=progress)
-
-    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
-        return self.engine.search(query, k=k, mode=mode)
-
-    def graph(self, symbol: str, direction: str = "both", depth: int = 1, max_nodes: int = 150,
-              code: bool = False) -> tuple[GraphResult, dict[str, str]]:
-        g = self.engine.graph(symbol, direction=direction, depth=depth, max_nodes=max_nodes)
-        return g, (self.engine.code([n.id for n in g.nodes]) if code else {})
-
-    def chat(self, message: str, session: str = "default") -> Answer:
-        return self.engine.chat(message, session=session)
-
-    def history(self, session: str = "default") -> list[ChatMessage]:
-        return self.engine.history(session)
-
-    def reset(self, session: str = "default") -> None:
-        self.engine.reset(session)
-
-    def complete(self, prefix: str, limit: int = 30) -> list[str]:
-        return self.engine.complete(prefix, limit)
-
-    def inspect(self, symbol: str) -> dict:
-        return self.engine.inspect(symbol)
-
-    # -- delegation --
+    def health(self) -> dict: ...
+    def status(self) -> IndexStatus: ...
+    def index(self, progress: bool = False, dense: bool = False) -> IndexReport: ...
+    def search(self, query: str, k: int = 10, mode: str = DEFAULT_SEARCH_MODE) -> list[Hit]: ...
+    def graph(self, symbol: str, direction: str = DEFAULT_GRAPH_DIRECTION, depth: int = 1, max_nodes: int = 150,
+              code: bool = False) -> GraphResult: ...
+    def path(self, source: str, target: str) -> list[GraphNode]: ...
+    def repo_map(self, tokens: int = 1024, focus: list[str] | None = None) -> str: ...
+    def chat(self, message: str, session: str = "default") -> Answer: ...
+    def history(self, session: str = "default") -> list[ChatMessage]: ...
+    def reset(self, session: str = "default") -> None: ...
+    def complete(self, prefix: str, limit: int = 30) -> list[str]: ...
+    def inspect(self, symbol: str) -> dict: ...
     def new_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
-                 idempotency_key: str | None = None) -> Task:
-        return self.engine.new_task(title, brief, lane, parameters, idempotency_key)[0]
-
-    def task_action(self, task_id: str, action: str) -> Task:
-        return self.engine.task_action(task_id, action)
-
-    def task(self, task_id: str) -> Task:
-        return self.engine.task(task_id)
-
-    def task_events(self, task_id: str, after: int = 0) -> list[TaskEvent]:
-        return self.engine.task_events(task_id, after)
-
-    def runs(self) -> list[dict]:
-        return self.engine.runs()
-
-    def store_dir(self) -> str:
-        return str(self.engine.workbench.settings.store)
-
-    def watch(self):
-        """Start the refresh daemon in this process (returns it; `.stop()` ends it)."""
-        from .index.refresh import RefreshDaemon
-
-        return RefreshDaemon(self.engine.workbench).start()
+                 idempotency_key: str | None = None, rehearsal: bool = False) -> Task: ...
+    def task_action(self, task_id: str, action: str) -> Task: ...
+    def task(self, task_id: str) -> Task: ...
+    def tasks(self) -> list[Task]: ...
+    def task_events(self, task_id: str, after: int = 0) -> list[TaskEvent]: ...
+    def runs(self) -> list[dict]: ...
+    def passport(self, run_id: str) -> Passport: ...
+    def replay(self, run_id: str, dry_run: bool = False) -> ReplayReport: ...
+    def pas_health(self) -> dict: ...
 
 
 class HttpClient:
+    """`Client` over the server's REST API (`docs/api.yaml`)."""
+
     transport = "server"
 
     def __init__(self, base_url: str, token: str | None = None, timeout: float = 60):
@@ -107,11 +73,12 @@ class HttpClient:
         self.timeout = timeout
         self.root = None
 
-    def _request(self, method: str, path: str, params: dict | None = None, body: dict | None = None,
+    def _request(self, method: str, path: str, params: dict | list | None = None, body: dict | None = None,
                  timeout: float | None = None):
         url = urllib.parse.urljoin(self.base, path)
         if params:
-            url += "?" + urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
+            pairs = params.items() if isinstance(params, dict) else params
+            url += "?" + urllib.parse.urlencode([(k, v) for k, v in pairs if v is not None])
         data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
         req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
         if self.token:
@@ -124,13 +91,7 @@ class HttpClient:
                 payload = json.loads(err.read() or b"{}")
             except ValueError:
                 payload = {}
-            message = payload.get("message") or f"HTTP {err.code}"
-            if err.code == 404 and "suggestions" in payload:
-                name = message.split("'")[1] if "'" in message else message
-                raise UnknownSymbolError(name, payload["suggestions"]) from None
-            if err.code == 409:
-                raise NotIndexedError(message) from None
-            raise ServerError(message) from None
+            raise from_reply(err.code, payload if isinstance(payload, dict) else {}) from None
 
     def health(self, timeout: float | None = None) -> dict:
         return self._request("GET", "health", timeout=timeout)
@@ -138,19 +99,25 @@ class HttpClient:
     def status(self) -> IndexStatus:
         return IndexStatus.model_validate(self._request("GET", "index/status"))
 
-    def index(self, progress: bool = False) -> IndexReport:
-        return IndexReport.model_validate(self._request("POST", "index/refresh", timeout=3600))
+    def index(self, progress: bool = False, dense: bool = False) -> IndexReport:
+        return IndexReport.model_validate(self._request("POST", "index/refresh", body={"dense": dense}, timeout=3600))
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 10, mode: str = DEFAULT_SEARCH_MODE) -> list[Hit]:
         data = self._request("GET", "search", {"q": query, "k": k, "mode": mode})
         return [Hit.model_validate(h) for h in data["hits"]]
 
-    def graph(self, symbol: str, direction: str = "both", depth: int = 1, max_nodes: int = 150,
-              code: bool = False) -> tuple[GraphResult, dict[str, str]]:
+    def graph(self, symbol: str, direction: str = DEFAULT_GRAPH_DIRECTION, depth: int = 1, max_nodes: int = 150,
+              code: bool = False) -> GraphResult:
         data = self._request("GET", "graph/" + urllib.parse.quote(symbol, safe=""),
                              {"direction": direction, "depth": depth, "max_nodes": max_nodes, "code": int(code)})
-        snippets = data.pop("code", {}) or {}
-        return GraphResult.model_validate(data), snippets
+        return GraphResult.model_validate(data)
+
+    def path(self, source: str, target: str) -> list[GraphNode]:
+        data = self._request("GET", "path", {"from": source, "to": target})
+        return [GraphNode.model_validate(n) for n in data["nodes"]]
+
+    def repo_map(self, tokens: int = 1024, focus: list[str] | None = None) -> str:
+        return self._request("GET", "map", [("tokens", tokens)] + [("focus", f) for f in focus or []])["map"]
 
     def chat(self, message: str, session: str = "default") -> Answer:
         return Answer.model_validate(self._request("POST", "chat", body={"message": message, "session": session}))
@@ -168,12 +135,11 @@ class HttpClient:
     def inspect(self, symbol: str) -> dict:
         return self._request("GET", "symbols/inspect", {"symbol": symbol})
 
-
     # -- delegation --
     def new_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
-                 idempotency_key: str | None = None) -> Task:
+                 idempotency_key: str | None = None, rehearsal: bool = False) -> Task:
         body = {"title": title, "brief": brief, "lane": lane, "parameters": parameters or {},
-                "idempotency_key": idempotency_key}
+                "idempotency_key": idempotency_key, "rehearsal": rehearsal}
         return Task.model_validate(self._request("POST", "tasks", body=body))
 
     def task_action(self, task_id: str, action: str) -> Task:
@@ -182,6 +148,9 @@ class HttpClient:
     def task(self, task_id: str) -> Task:
         return Task.model_validate(self._request("GET", f"tasks/{task_id}"))
 
+    def tasks(self) -> list[Task]:
+        return [Task.model_validate(t) for t in self._request("GET", "tasks")["tasks"]]
+
     def task_events(self, task_id: str, after: int = 0) -> list[TaskEvent]:
         data = self._request("GET", f"tasks/{task_id}/events", {"after": after})
         return [TaskEvent.model_validate(e) for e in data["events"]]
@@ -189,20 +158,27 @@ class HttpClient:
     def runs(self) -> list[dict]:
         return self._request("GET", "runs")["runs"]
 
-    def store_dir(self) -> str:
-        return str(Path(self.root or ".") / ".direng")
+    def passport(self, run_id: str) -> Passport:
+        return Passport.model_validate(self._request("GET", f"runs/{run_id}"))
+
+    def replay(self, run_id: str, dry_run: bool = False) -> ReplayReport:
+        return ReplayReport.model_validate(
+            self._request("POST", f"runs/{run_id}/replay", body={"dry_run": dry_run}, timeout=3600))
+
+    def pas_health(self) -> dict:
+        return self._request("GET", "pas/health")
 
 
 def default_root(start: str | Path | None = None) -> Path:
     """The git work tree containing `start` (default: the working directory), else `start` itself."""
-    from .index import git
-
     here = Path(start or os.getcwd()).resolve()
     return git.work_tree(here) or here
 
 
-def connect(root: str | Path | None = None, *, prefer_server: bool = True, notices: list[str] | None = None):
-    """A client: the server named by DIRENG_SERVER_URL if it answers, else an in-process engine."""
+def connect(root: str | Path | None = None, *, store: str | Path | None = None, prefer_server: bool = True,
+            notices: list[str] | None = None) -> Client:
+    """A client: the server named by DIRENG_SERVER_URL if it answers (and no `root` was asked
+    for), else an engine in this process."""
     url = os.environ.get("DIRENG_SERVER_URL")
     if prefer_server and url and root is None:
         client = HttpClient(url, os.environ.get("DIRENG_TOKEN"))
@@ -215,4 +191,7 @@ def connect(root: str | Path | None = None, *, prefer_server: bool = True, notic
             log.warning(msg)
             if notices is not None:
                 notices.append(msg)
-    return InProcessClient(root or os.environ.get("DIRENG_ROOT") or default_root(), link_base=os.getcwd())
+    from .engine import Engine  # the in-process transport pulls in the whole engine: only when chosen
+
+    return Engine(root or os.environ.get("DIRENG_ROOT") or default_root(), store=store,
+                  policy_path=os.environ.get("DIRENG_POLICY"), link_base=os.getcwd())

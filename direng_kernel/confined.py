@@ -43,7 +43,10 @@ def relative_parts(root: Path, path: str | os.PathLike, *, follow_links: bool) -
     root = Path(root).resolve()
     candidate = Path(raw) if Path(raw).is_absolute() else root / raw
     if follow_links:
-        target = candidate.resolve()
+        try:
+            target = candidate.resolve()
+        except (RuntimeError, OSError) as err:  # a symlink loop (RuntimeError before Python 3.13)
+            raise ConfinementError(f"path {raw} is a symlink loop") from err
     else:
         if ".." in PurePosixPath(raw).parts:
             raise ConfinementError(f"path {raw} contains '..'")

@@ -1,8 +1,9 @@
 """The engine one process hosts: index + refresh daemon + DirEng + model broker.
 
 The Jupyter server extension owns one `Engine`; without a server, the magics, kernel and CLI
-build one in-process (see `client.py`). Every method returns pydantic models or plain JSON-able
-data, so the REST handlers and the in-process client share the same shapes.
+use one in-process. `Engine` is itself the in-process transport of the application API
+(`client.Client`): the REST handlers call the same methods, and `HttpClient` rebuilds the same
+pydantic models from their replies, so a surface never knows which one it holds.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import threading
 from pathlib import Path
 
 from .errors import DirEngError
-from .models import Answer, ChatMessage, GraphResult, Hit, IndexReport, IndexStatus
+from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, TASK_ACTIONS, Answer, ChatMessage, GraphNode,
+                     GraphResult, Hit, IndexReport, IndexStatus, Task)
 from .workbench import Workbench
 
 log = logging.getLogger(__name__)
 
 
 class Engine:
+    transport = "in-process"
+
     def __init__(self, root: str | Path, store: str | Path | None = None, policy_path: str | Path | None = None,
                  watch: bool = False, link_base: str | None = None):
         self.workbench = Workbench(root, store)
@@ -55,6 +59,17 @@ class Engine:
             claim_server(self.workbench.settings.store, url)
         return self
 
+    def watch(self) -> "Engine":
+        """Keep this engine's index fresh in the background (the refresh daemon); `stop()` ends it."""
+        self._watch = True
+        return self.start()
+
+    def watch_forever(self) -> None:
+        """Refresh this engine's index on every change until interrupted (`direng index --watch`)."""
+        from .index.refresh import RefreshDaemon  # watchdog and the embedding models: only when watching
+
+        RefreshDaemon(self.workbench).run_forever()
+
     def stop(self) -> None:
         if self._daemon is not None:
             self._daemon.stop()
@@ -69,17 +84,17 @@ class Engine:
     # -- policy and broker ------------------------------------------------------
     def load_policy(self) -> None:
         """Load the policy file; an invalid one keeps the previous valid policy and is reported."""
-        from .broker.policy import default_policy, load_policy
+        from .broker.policy import policy_for
 
         if self.policy_path is None:
-            self.policy = self.policy or default_policy()
+            self.policy = self.policy or policy_for(None)
             return
         try:
-            policy = load_policy(self.policy_path)
+            policy = policy_for(self.policy_path, self._extra_lane_routes())
         except DirEngError as exc:
             self.policy_errors = [str(exc)]
             log.error("policy %s rejected, keeping the previous one: %s", self.policy_path, exc)
-            self.policy = self.policy or default_policy()
+            self.policy = self.policy or policy_for(None)
             return
         self.policy, self.policy_errors = policy, []
         self._drop_broker()
@@ -87,7 +102,15 @@ class Engine:
     def validate_policy(self, data: dict) -> list[dict]:
         from .broker.policy import validate_policy
 
-        return [i.model_dump() if hasattr(i, "model_dump") else dict(i) for i in validate_policy(data)]
+        return [i.model_dump() if hasattr(i, "model_dump") else dict(i)
+                for i in validate_policy(data, self._extra_lane_routes())]
+
+    @staticmethod
+    def _extra_lane_routes() -> list[str]:
+        """Policy route names of user lanes (PAS's lane registry): valid policy lanes besides `models.LANES`."""
+        from .pas.lanes import registry
+
+        return registry.extra_routes()
 
     def apply_policy(self, data: dict) -> list[dict]:
         """Validate and, when clean, switch to (and save) the new policy."""
@@ -146,6 +169,7 @@ class Engine:
         return {
             "status": "ok" if not self.policy_errors else "degraded",
             "root": str(self.root),
+            "store": str(self.workbench.settings.store),
             "indexed": self.workbench.is_indexed,
             "policy": {"path": str(self.policy_path) if self.policy_path else None,
                        "valid": not self.policy_errors, "errors": self.policy_errors},
@@ -156,26 +180,38 @@ class Engine:
     def status(self) -> IndexStatus:
         return self.workbench.status()
 
-    def refresh(self, progress: bool = False) -> IndexReport:
-        return self.workbench.index(progress=progress)
+    def index(self, progress: bool = False, dense: bool = False) -> IndexReport:
+        return self.workbench.index(progress=progress, dense=dense)
 
-    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 10, mode: str = DEFAULT_SEARCH_MODE) -> list[Hit]:
         return self.workbench.search(query, k=k, mode=mode)
 
-    def graph(self, symbol: str, direction: str = "both", depth: int = 1, max_nodes: int = 150) -> GraphResult:
-        return self.workbench.graph(symbol, direction=direction, depth=depth, max_nodes=max_nodes)
+    def graph(self, symbol: str, direction: str = DEFAULT_GRAPH_DIRECTION, depth: int = 1, max_nodes: int = 150,
+              code: bool = False) -> GraphResult:
+        """The neighbourhood of `symbol`; with `code`, also its nodes' source excerpts (`result.code`)."""
+        result = self.workbench.graph(symbol, direction=direction, depth=depth, max_nodes=max_nodes)
+        if code:
+            result.code = self._code([n.id for n in result.nodes])
+        return result
 
-    def code(self, node_ids: list[str], max_lines: int = 40) -> dict[str, str]:
+    def path(self, source: str, target: str) -> list[GraphNode]:
+        """The shortest call/import path from `source` to `target` (empty when there is none)."""
+        return self.workbench.shortest_path(source, target)
+
+    def repo_map(self, tokens: int = 1024, focus: list[str] | None = None) -> str:
+        """A ranked outline of the repository within about `tokens` tokens, centred on `focus`."""
+        return self.workbench.repo_map(max_tokens=tokens, focus=focus or [])
+
+    def _code(self, node_ids: list[str], max_lines: int = 40) -> dict[str, str]:
         """Source snippets for graph nodes (for the graph widget's click-to-see-code)."""
         out = {}
         for nid in node_ids:
             if "::" not in nid:
                 continue
             path, qual = nid.split("::", 1)
-            row = self.workbench.store.db.execute(
-                "SELECT start_line, end_line FROM symbols WHERE path=? AND qualname=?", (path, qual)).fetchone()
-            if row:
-                out[nid] = self.direng.composer.excerpt(path, row[0], row[1], max_lines)
+            span = self.workbench.store.symbol_span(path, qual)
+            if span:
+                out[nid] = self.direng.composer.excerpt(path, span[0], span[1], max_lines)
         return out
 
     def chat(self, message: str, session: str = "default") -> Answer:
@@ -191,11 +227,7 @@ class Engine:
         """Qualified symbol names starting with `prefix` (case-sensitive first, then not)."""
         if not self.workbench.is_indexed:
             return []
-        like = prefix.replace("%", "").replace("_", r"\_") + "%"
-        rows = self.workbench.store.db.execute(
-            r"SELECT DISTINCT qualname FROM symbols WHERE qualname LIKE ? ESCAPE '\' ORDER BY length(qualname), "
-            "qualname LIMIT ?", (like, limit * 3)).fetchall()
-        names = [r[0] for r in rows]
+        names = self.workbench.store.qualnames_starting(prefix, limit * 3)
         exact = [n for n in names if n.startswith(prefix)]
         return (exact + [n for n in names if n not in exact])[:limit]
 
@@ -203,11 +235,7 @@ class Engine:
         """Signature, docstring, location and callers of a symbol (for Shift+Tab)."""
         g = self.workbench.graph(symbol, direction="callers", depth=1, max_nodes=20)
         center = next(n for n in g.nodes if n.id == g.center)
-        doc = ""
-        if center.path:
-            row = self.workbench.store.db.execute(
-                "SELECT docstring FROM symbols WHERE path=? AND qualname=?", (center.path, center.name)).fetchone()
-            doc = row[0] if row else ""
+        doc = self.workbench.store.symbol_docstring(center.path, center.name) if center.path else ""
         return {"symbol": center.name, "kind": center.kind, "path": center.path, "start_line": center.start_line,
                 "end_line": center.end_line, "signature": center.signature, "docstring": doc,
                 "callers": [f"{n.name} ({n.path}:{n.start_line})" for n in g.nodes if n.id != g.center]}
@@ -219,21 +247,33 @@ class Engine:
             if self._orchestrator is None:
                 from .pex.orchestrator import Orchestrator
 
+                # The engine's workbench goes to the executor: the engine and its lanes share one index.
                 self._orchestrator = Orchestrator(self.root, self.workbench.settings.store,
-                                                  policy_path=self.policy_path)
+                                                  policy_path=self.policy_path, workbench=self.workbench)
             return self._orchestrator
 
-    def new_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
-                 idempotency_key: str | None = None) -> tuple:
-        return self.orchestrator.new_task(title, brief, lane, parameters, idempotency_key)
+    def create_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
+                    idempotency_key: str | None = None, rehearsal: bool = False) -> tuple[Task, bool]:
+        """(task, created): an idempotency key that was seen before returns its task, not created."""
+        return self.orchestrator.new_task(title, brief, lane, parameters, idempotency_key, rehearsal=rehearsal)
 
-    def task_action(self, task_id: str, action: str):
+    def new_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
+                 idempotency_key: str | None = None, rehearsal: bool = False) -> Task:
+        return self.create_task(title, brief, lane, parameters, idempotency_key, rehearsal)[0]
+
+    def task_action(self, task_id: str, action: str) -> Task:
         orch = self.orchestrator
-        if action not in ("estimate", "approve", "start", "cancel"):
-            raise DirEngError(f"unknown task action {action!r}")
+        if action not in TASK_ACTIONS:
+            raise DirEngError(f"unknown task action {action!r}; actions: {', '.join(TASK_ACTIONS)}")
         if action == "start":  # PEX decides who runs it: the server's workers, or a thread of this process
             return orch.start(task_id, "background")
         return getattr(orch, action)(task_id)
+
+    def run_task(self, task_id: str, follow: bool = False) -> Task:
+        """Start a task and see it through from this process (`direng task start`): it returns when
+        the task ends — or, while a server owns the store, once the server's workers have it,
+        unless `follow`. Only the in-process transport can do this; PEX decides who runs it."""
+        return self.orchestrator.start(task_id, "here", follow=follow)
 
     def task(self, task_id: str):
         return self.orchestrator.status(task_id)
@@ -254,23 +294,22 @@ class Engine:
         return PassportStore(self.workbench.settings.store).load(run_id)
 
     def replay(self, run_id: str, dry_run: bool = False):
-        from .pas.replay import replay
-
-        return replay(run_id, root=self.root, store=self.workbench.settings.store, dry_run=dry_run)
+        """Replay a run through PEX's lifecycle (`Orchestrator.replay`)."""
+        return self.orchestrator.replay(run_id, dry_run=dry_run)
 
     def pas_health(self) -> dict:
-        from .models import LANE_IDS
-        from .pas.allowlist import load_lane_allowlist
-        from .pas.executor import check_parameters_cell, lane_notebook
+        from .pas.allowlist import lane_limits
+        from .pas.executor import check_lane
         from .pas.sandbox import probe
 
         info = probe()
+        registry = self.orchestrator.lanes
         lanes = {}
-        for lane in LANE_IDS:
+        for lane in registry.ids():  # the built-in lanes, then user lanes
             try:
-                check_parameters_cell(lane_notebook(lane))
-                limits = load_lane_allowlist(lane).limits.model_dump()
-                lanes[lane] = {"ok": True, "limits": limits}
+                spec = registry.get(lane)
+                check_lane(spec)
+                lanes[lane] = {"ok": True, "limits": lane_limits(spec)}
             except DirEngError as exc:
                 lanes[lane] = {"ok": False, "error": str(exc)}
         runs = self.orchestrator.tasks.list_runs(1000)

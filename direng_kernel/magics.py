@@ -26,7 +26,11 @@ from pathlib import Path
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import Markdown, display
 
+from .client import connect
 from .errors import DirEngError, NotIndexedError
+from .models import DEFAULT_SEARCH_MODE, SEARCH_MODES
+from .pex.params import parse_params
+from .tables import runs_frame
 
 USAGE = ("usage: %direng ask QUESTION | search QUERY [-k N] | graph SYMBOL [--callers|--callees] [--depth N] "
          "| index [--watch] | status | delegate \"BRIEF\" [--lane L] [--yes] | runs | explain-error | history | reset "
@@ -52,7 +56,7 @@ def _parser(prog: str, *args: tuple[tuple, dict]) -> _Parser:
 
 PARSERS = {
     "search": _parser("search", (("query",), {"nargs": "+"}), (("-k",), {"type": int, "default": 10}),
-                      (("--mode",), {"choices": ["hybrid", "bm25", "dense", "static"], "default": "hybrid"})),
+                      (("--mode",), {"choices": SEARCH_MODES, "default": DEFAULT_SEARCH_MODE})),
     "graph": _parser("graph", (("symbol",), {}), (("--callers",), {"action": "store_true"}),
                      (("--callees",), {"action": "store_true"}), (("--depth",), {"type": int, "default": 1}),
                      (("--max-nodes",), {"type": int, "default": 150})),
@@ -79,8 +83,6 @@ class DirEngMagics(Magics):
     @property
     def client(self):
         if self._client is None:
-            from .client import connect
-
             self._client = connect(notices=self._notices)
             for notice in self._notices:
                 print(f"DirEng: {notice}", file=sys.stderr)
@@ -91,7 +93,7 @@ class DirEngMagics(Magics):
         """In-process and never indexed: index now (with a progress bar) rather than fail."""
         if getattr(self.client, "transport", "") != "in-process":
             return
-        if not self.client.engine.workbench.is_indexed:
+        if not self.client.health()["indexed"]:
             print(f"DirEng: indexing {self.client.root} for the first time…", file=sys.stderr)
             self.client.index(progress=True)
 
@@ -153,11 +155,11 @@ class DirEngMagics(Magics):
         args = self._args("graph", rest)
         self._ensure_index()
         direction = "callers" if args.callers else "callees" if args.callees else "both"
-        result, code = self.client.graph(args.symbol.lstrip("@"), direction=direction, depth=args.depth,
-                                         max_nodes=args.max_nodes, code=True)
+        result = self.client.graph(args.symbol.lstrip("@"), direction=direction, depth=args.depth,
+                                   max_nodes=args.max_nodes, code=True)
         from .widgets.graph import mime_bundle
 
-        display(mime_bundle(result, code=code), raw=True)
+        display(mime_bundle(result, code=result.code), raw=True)
         return None
 
     def _cmd_index(self, rest: str):
@@ -175,12 +177,7 @@ class DirEngMagics(Magics):
 
     def _cmd_status(self, rest: str):
         st = self.client.status()
-        fresh = "fresh" if st.fresh else (f"{st.commits_behind} commit(s) behind HEAD" if st.commits_behind
-                                          else "not indexed yet" if st.last_refresh is None else "stale")
-        display(Markdown(
-            f"**DirEng index** of `{st.root}` ({self.client.transport}): {st.files} files, {st.symbols} symbols, "
-            f"{st.chunks} chunks ({st.dense_chunks} with MiniLM vectors) — commit `{(st.indexed_commit or '-')[:12]}`, "
-            f"{fresh}; last refresh {st.last_refresh or 'never'}"))
+        display(Markdown(f"**DirEng index** ({self.client.transport}) of {st.summary()}"))
         return None
 
     def _cmd_reset(self, rest: str):
@@ -221,21 +218,13 @@ class DirEngMagics(Magics):
         """Estimate, approve (button, or --yes), run and follow a task in a lane."""
         args = self._args("delegate", rest)
         brief = " ".join(args.brief)
-        params = {}
-        for item in args.param:
-            key, _, value = item.partition("=")
-            params[key] = value
-        from .delegate import Delegation
+        from .widgets.delegate import Delegation
 
-        return Delegation(self.client, brief, lane=args.lane, title=args.title, parameters=params,
+        return Delegation(self.client, brief, lane=args.lane, title=args.title, parameters=parse_params(args.param),
                           timeout=args.timeout).show(auto_approve=args.yes)
 
     def _cmd_runs(self, rest: str):
-        import pandas as pd
-
-        rows = self.client.runs()
-        return pd.DataFrame([{k: v for k, v in r.items() if k != "kpis"} | {f"kpi.{k}": v for k, v in r["kpis"].items()}
-                             for r in rows])
+        return runs_frame(self.client.runs())
 
     # -- cell magic -------------------------------------------------------------
     def _cell(self, line: str, cell: str):

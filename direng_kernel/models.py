@@ -146,6 +146,11 @@ class GraphResult(BaseModel):
     nodes: list[GraphNode]
     edges: list[GraphEdge]
     truncated: bool = False
+    code: dict[str, str] = Field(default_factory=dict)  # node id → source excerpt, when asked for
+
+
+#: `GET /health` and `GET /pas/health`: degraded while the policy file or a lane is invalid.
+HEALTH_STATUSES: tuple[str, ...] = ("ok", "degraded")
 
 
 class IndexStatus(BaseModel):
@@ -165,6 +170,22 @@ class IndexStatus(BaseModel):
     commits_behind: Optional[int] = None
     fresh: bool = False
     skipped: dict[str, int] = Field(default_factory=dict)
+
+    def freshness(self) -> str:
+        """The one wording every surface shows: fresh, N commit(s) behind HEAD, or not indexed."""
+        if self.last_refresh is None:
+            return "not indexed yet"
+        if self.fresh:
+            return "fresh (index reflects HEAD)" if self.head_commit else "fresh (no git: by content hash)"
+        behind = "?" if self.commits_behind is None else self.commits_behind
+        lag = f", HEAD unindexed for {self.lag_seconds:.1f}s" if self.lag_seconds is not None else ""
+        return f"{behind} commit(s) behind HEAD{lag}"
+
+    def summary(self) -> str:
+        """One Markdown line: what is indexed, at which commit, how fresh."""
+        return (f"`{self.root}`: {self.files} files, {self.symbols} symbols, {self.chunks} chunks "
+                f"({self.dense_chunks} with MiniLM vectors); commit `{(self.indexed_commit or '-')[:12]}`, "
+                f"{self.freshness()}; last refresh {self.last_refresh or 'never'}")
 
 
 class IndexReport(BaseModel):
@@ -192,10 +213,34 @@ SearchMode = Literal["hybrid", "bm25", "dense", "static"]
 SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
 DEFAULT_SEARCH_MODE: str = SEARCH_MODES[0]
 
+#: Which way a graph query walks from its symbol, default first.
+GraphDirection = Literal["both", "callers", "callees"]
+GRAPH_DIRECTIONS: tuple[str, ...] = get_args(GraphDirection)
+DEFAULT_GRAPH_DIRECTION: str = GRAPH_DIRECTIONS[0]
+
+#: The kinds of graph edge `resolve.py` writes.
+EDGE_KINDS: tuple[str, ...] = ("contains", "imports", "calls", "inherits", "implements", "references")
+
 
 # -- DirEng conversation and the model broker (shared by direng/, broker/, server/, magics) --
 
-LANES = ("Code-Impl", "Code-API-Design", "Data-Schema", "Vector-Ops", "Graph-Ops", "Narrative", "chat")
+#: The built-in lanes as (lane id, broker policy route name): the one list of them. The task
+#: queue, the lane registry (pas/lanes.py), PLMS and the API use the ids (`LANE_IDS`), the broker
+#: policy the route names (`LANES` = every lane's route, then `chat`, DirEng's own conversation,
+#: a route but no lane). User lanes register with pas/lanes.py; the broker takes their routes as
+#: `extra_lanes`.
+BUILTIN_LANES: tuple[tuple[str, str], ...] = (
+    ("code-impl", "Code-Impl"),
+    ("code-api-design", "Code-API-Design"),
+    ("data-schema", "Data-Schema"),
+    ("vector-ops", "Vector-Ops"),
+    ("graph-ops", "Graph-Ops"),
+    ("narrative", "Narrative"),
+)
+LANE_IDS: tuple[str, ...] = tuple(lane for lane, _ in BUILTIN_LANES)
+LANE_ROUTES: dict[str, str] = dict(BUILTIN_LANES)
+CHAT_ROUTE = "chat"
+LANES: tuple[str, ...] = (*LANE_ROUTES.values(), CHAT_ROUTE)
 
 
 class Usage(BaseModel):
@@ -223,8 +268,12 @@ class ToolCall(BaseModel):
     arguments: dict = Field(default_factory=dict)
 
 
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = get_args(Role)
+
+
 class ChatMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "tool"]
+    role: Role
     content: str
     name: Optional[str] = None  # tool name, for role == "tool"
     tool_call_id: Optional[str] = None
@@ -262,8 +311,6 @@ class Answer(BaseModel):
 
 # -- Delegation: PEX tasks, PLMS estimates, PAS runs and passports (issue 4) --
 
-LANE_IDS = ("code-impl", "code-api-design", "data-schema", "vector-ops", "graph-ops", "narrative")
-
 
 class TaskState(str, Enum):
     new = "new"
@@ -277,7 +324,20 @@ class TaskState(str, Enum):
     interrupted = "interrupted"
 
 
+#: Every task state, in lifecycle order; the final ones end a task (an interrupted run resumes).
+TASK_STATES: tuple[str, ...] = tuple(s.value for s in TaskState)
 TERMINAL_STATES = frozenset({TaskState.succeeded, TaskState.failed, TaskState.cancelled})
+FINAL_STATES: tuple[str, ...] = tuple(s.value for s in TaskState if s in TERMINAL_STATES)
+#: The states a finished run can record (the run, not the task: an interrupted run is final).
+RUN_FINAL_STATES: tuple[str, ...] = FINAL_STATES + (TaskState.interrupted.value,)
+
+#: What a user can do to a task (`POST /tasks/{id}/{action}`, `direng task ACTION`).
+TaskAction = Literal["estimate", "approve", "start", "cancel"]
+TASK_ACTIONS: tuple[str, ...] = get_args(TaskAction)
+
+#: What a task event records.
+EventKind = Literal["state", "progress", "log", "kpi", "error", "artifact"]
+EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 
 class Estimate(BaseModel):
@@ -314,7 +374,7 @@ class TaskEvent(BaseModel):
     task_id: str
     seq: int
     at: datetime
-    kind: str  # state | progress | log | kpi | error | artifact
+    kind: str  # one of EVENT_KINDS
     message: str = ""
     data: dict = Field(default_factory=dict)
 
@@ -348,3 +408,57 @@ class Passport(BaseModel):
     error: Optional[str] = None
     started_at: Optional[datetime] = None
     finished_at: Optional[datetime] = None
+
+
+# -- Replay: a run re-executed from its passport and compared (pex.Orchestrator.replay) --
+
+class OutputComparison(BaseModel):
+    name: str
+    original: str | None
+    replay: str | None
+
+    @property
+    def same(self) -> bool:
+        return self.original == self.replay
+
+
+class ReplayReport(BaseModel):
+    run_id: str
+    replay_run_id: str | None = None
+    dry_run: bool = False
+    match: bool = False
+    status: str = ""
+    error: str | None = None
+    kpis_original: dict[str, float] = Field(default_factory=dict)
+    kpis_replay: dict[str, float] = Field(default_factory=dict)
+    outputs: list[OutputComparison] = Field(default_factory=list)
+    report_path: str | None = None
+
+    def summary(self) -> str:
+        if self.dry_run:
+            return f"run {self.run_id}: passport and artifacts verified; replayable"
+        lines = [f"replay of {self.run_id} ({self.replay_run_id}): {'MATCH' if self.match else 'DIFFERENT'}"
+                 + (f" — replay {self.status}: {self.error}" if self.error else "")]
+        for name in sorted(set(self.kpis_original) | set(self.kpis_replay)):
+            a, b = self.kpis_original.get(name), self.kpis_replay.get(name)
+            lines.append(f"  kpi {name}: {a} → {b}" + ("" if a == b else "  (differs)"))
+        for o in self.outputs:
+            lines.append(f"  output {o.name}: {'same' if o.same else f'{o.original} → {o.replay}'}")
+        if self.report_path:
+            lines.append(f"  report: {self.report_path}")
+        return "\n".join(lines)
+
+
+# -- Authorization: the eight scopes of the REST API (security/scopes.py adds presets and checks) --
+
+SCOPES: dict[str, str] = {
+    "index:read": "search, graph, symbols, chat, index status, health and the policy in force",
+    "index:write": "refresh the code index",
+    "tasks:read": "list and read delegated tasks, their events, runs and passports, PAS health",
+    "tasks:write": "create, estimate and cancel delegated tasks",
+    "runs:execute": "approve and start delegated tasks (runs that execute code)",
+    "runs:replay": "replay a finished run from its passport",
+    "policy:admin": "validate and apply a model-broker policy",
+    "secrets:use": "use secrets from the vault (resolved server-side, never returned)",
+}
+SCOPE_NAMES: tuple[str, ...] = tuple(SCOPES)

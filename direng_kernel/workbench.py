@@ -106,7 +106,7 @@ class Workbench:
         if self.store.counts()["dense_chunks"] == 0 and self._vectors is None:
             return 0
         vectors = self.vectors()
-        live = {r[0] for r in self.store.db.execute("SELECT id FROM chunks WHERE dense=1")}
+        live = self.store.all_dense_ids()
         stale = sorted(vectors.ids() - live)
         vectors.delete(stale)
         return len(stale)

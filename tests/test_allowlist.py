@@ -13,7 +13,6 @@ from direng_kernel.pas.allowlist import (
     Allowlist,
     AllowlistError,
     command_views,
-    lanes_dirs,
     load_lane_allowlist,
     match_argv,
 )
@@ -69,14 +68,16 @@ def test_shipped_rules_decide(lane: str, argv: list[str], rule: str) -> None:
 
 
 def test_lanes_dirs_and_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from direng_kernel.pas.lanes import registry
+
     monkeypatch.delenv("DIRENG_LANES_PATH", raising=False)
-    default = lanes_dirs()
+    default = registry.folders()
     assert default[-1].name == "lanes" and (default[-1] / "allowlists" / "narrative.yaml").is_file()
     (tmp_path / "allowlists").mkdir()
     override = write(tmp_path / "allowlists", "lane: narrative\nallow: [{id: log1, argv: [git, log, '-1']}]\n",
                      "narrative.yaml")
     monkeypatch.setenv("DIRENG_LANES_PATH", f"/nonexistent-lanes{__import__('os').pathsep}{tmp_path}")
-    assert lanes_dirs()[:2] == [Path("/nonexistent-lanes"), tmp_path]
+    assert registry.folders()[:2] == [Path("/nonexistent-lanes"), tmp_path]
     loaded = load_lane_allowlist("narrative")
     assert loaded.source == str(override) and loaded.check(["git", "log", "-1"]).rule == "allow:log1"
     assert load_lane_allowlist("code-impl").lane == "code-impl"  # falls through to the default folder

@@ -285,7 +285,7 @@ def test_documented_search_modes_are_the_models_modes():
 
 def test_every_not_found_error_is_a_404_and_other_engine_errors_are_4xx():
     from direng_kernel.errors import DirEngError, NotFoundError, StoreError
-    from direng_kernel.pas.executor import LaneNotFound
+    from direng_kernel.pas.lanes import LaneNotFound
     from direng_kernel.pas.passport import PassportMissing
     from direng_kernel.pex.store import TaskNotFound
     from direng_kernel.security.tokens import InsufficientScope, InvalidToken

@@ -267,7 +267,8 @@ def test_swapped_link_never_reaches_answers_in_process(swapped):
         answers = [engine.chat(p, session=f"s{i}").markdown for i, p in enumerate(PROMPTS)]
         assert any("payment.py" in a for a in answers), "the prompts no longer reach the swapped file"
         assert not any("OUTSIDE-MARKER" in a for a in answers)
-        code = engine.code(["shop/payment.py::charge_card", "shop/payment.py::checkout"])
+        code = engine.graph("shop/payment.py::charge_card", depth=1, code=True).code
+        assert code, "no excerpts came back, so nothing was checked"
         assert not any("OUTSIDE-MARKER" in c for c in code.values())
         with pytest.raises(ToolError):
             ToolBox(engine.workbench).read_file_range("shop/payment.py", 1, 10)

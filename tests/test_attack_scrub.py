@@ -11,8 +11,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import commit_all, make_repo
-from direng_kernel.security import redact as redact_mod
-from direng_kernel.security.scrub import scrub
+from direng_kernel.security.scrub import reset_global_redactor, scrub
 from direng_kernel.security.secrets import _plugins, scan_text
 
 AWS_LETTERS = "AKIAQWERTYUIOPASDFGH"
@@ -40,9 +39,9 @@ STRUCTURAL = [  # (expected finding type, line of code, values that must not sur
 
 @pytest.fixture(autouse=True)
 def fresh_redactor():
-    redact_mod.reset_global_redactor()
+    reset_global_redactor()
     yield
-    redact_mod.reset_global_redactor()
+    reset_global_redactor()
 
 
 def test_letter_only_aws_key_id_is_redacted():

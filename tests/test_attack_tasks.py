@@ -106,8 +106,6 @@ def test_start_after_kill_9_of_start_follow_finishes_the_task(repo, test_lanes):
 
 def test_dead_worker_is_reconciled_at_once_and_its_lane_stopped(repo, test_lanes):
     """The lease has 30 s to run, but the worker's process is gone: no need to wait for it."""
-    from direng_kernel.pas.executor import IDEMPOTENT_LANES
-
     orch = Orchestrator(repo, repo / ".direng")
     tid = approved(orch, mode="sleep", seconds=8)
     first = _popen_start(tid, repo, "--follow")
@@ -115,7 +113,7 @@ def test_dead_worker_is_reconciled_at_once_and_its_lane_stopped(repo, test_lanes
     _kill_9(first)
     assert not _gone(lane_pid)  # orphaned, still sleeping
 
-    assert orch.tasks.reconcile(IDEMPOTENT_LANES) == [tid]
+    assert orch.reconcile() == [tid]
     assert orch.status(tid).state == TaskState.queued  # narrative is idempotent: re-queued
     old = next(r for r in orch.tasks.list_runs() if r["state"] == "interrupted")
     assert "worker" in old["error"]

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from direng_kernel.errors import DirEngError
 from direng_kernel.security import audit
-from direng_kernel.security import redact as redact_mod
 from direng_kernel.security.audit import GENESIS, AuditError, read_records, record, verify
+from direng_kernel.security.scrub import reset_global_redactor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,9 +34,9 @@ def log_path(tmp_path, monkeypatch):
     path = tmp_path / "audit" / "audit.jsonl"
     monkeypatch.setenv("DIRENG_AUDIT_LOG", str(path))
     monkeypatch.setenv("DIRENG_VAULT_DIR", str(tmp_path / "vault"))
-    redact_mod.reset_global_redactor()
+    reset_global_redactor()
     yield path
-    redact_mod.reset_global_redactor()
+    reset_global_redactor()
 
 
 def write_log(n: int) -> list[dict]:

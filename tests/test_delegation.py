@@ -44,6 +44,8 @@ def approved(orch: Orchestrator, **params) -> str:
     return task.id
 
 
+@pytest.mark.e2e("direng task new", "direng task estimate", "direng task approve", "direng task start",
+                 "direng task status", "direng runs", "direng replay")
 def test_cli_delegation_runs_a_real_lane_and_replays_identically(repo):
     root = str(repo)
     task = cli_json("task", "new", "--title", "document the public API of the shop package", "--root", root)
@@ -209,7 +211,7 @@ def test_kill_9_of_the_worker_is_recovered(repo, test_lanes):
     assert orch.status(tid).state == TaskState.running  # nobody knows yet
     import direng_kernel.pas.executor as ex
 
-    orch.tasks.reconcile(ex.IDEMPOTENT_LANES, now=time.time() + ex.LEASE_S + 1)
+    orch.reconcile(now=time.time() + ex.LEASE_S + 1)
     assert orch.status(tid).state == TaskState.queued  # narrative is idempotent: re-queued
     task = orch.run_here(tid, timeout=300)
     assert task.state == TaskState.succeeded, task.error
@@ -218,7 +220,7 @@ def test_kill_9_of_the_worker_is_recovered(repo, test_lanes):
 
 
 def test_tampered_artifact_makes_replay_refuse_with_the_hash(repo, test_lanes):
-    from direng_kernel.pas.replay import ReplayRefused, replay
+    from direng_kernel.pas.replay import ReplayRefused
 
     orch = orchestrator(repo)
     tid = approved(orch, mode="quick")
@@ -231,7 +233,7 @@ def test_tampered_artifact_makes_replay_refuse_with_the_hash(repo, test_lanes):
     obj.chmod(0o644)
     obj.write_bytes(b"tampered")
     with pytest.raises(ReplayRefused) as err:
-        replay(task.run_id, root=repo)
+        orch.replay(task.run_id)
     assert sha in str(err.value)
     (repo / ".direng" / "passports" / f"{task.run_id}.json").write_text("{not json")
     bad = run_cli("replay", task.run_id, "--root", str(repo))

@@ -100,6 +100,7 @@ def run_lane(lane: str, root: Path, parameters: dict | None = None, *,
     only on a quality gate, if at all); raises LaneFailed when the lane itself failed."""
     from direng_kernel.pas.executor import Executor
     from direng_kernel.pex.store import TaskStore
+    from direng_kernel.workbench import Workbench
 
     store_dir = root / ".direng"
     tasks = TaskStore.for_store(store_dir)
@@ -109,7 +110,7 @@ def run_lane(lane: str, root: Path, parameters: dict | None = None, *,
     run_id = tasks.enqueue(task.id)
     env = dict(env or {})
     executor = Executor(root, store_dir, tasks, policy_path=env.get("DIRENG_POLICY"), extra_env=env,
-                        notebooks={lane: notebook} if notebook else None)
+                        notebooks={lane: notebook} if notebook else None, workbench=Workbench(root, store_dir))
     executor.drain(until_task=task.id, timeout=900)
     done = tasks.get_task(task.id)
     assert done.run_id == run_id and done.state in (TaskState.succeeded, TaskState.failed), done

@@ -164,7 +164,7 @@ def test_replay_notebook_is_papermill_ready(stores, tmp_path: Path):
     assert (namespace["run_id"], namespace["root"], namespace["dry_run"]) == ("run-0001", '/srv/repo "quoted"', False)
     assert 'run_id = "run-0001"' in tagged[0].source
     call = nb.cells[nb.cells.index(tagged[0]) + 1].source
-    assert "from direng_kernel.pas.replay import replay" in call
+    assert "from direng_kernel.pex.orchestrator import replay" in call
     assert "report = replay(run_id, root=root, dry_run=dry_run)" in call
     assert render_replay_notebook(p, tmp_path / "x.ipynb", root=tmp_path) == tmp_path / "x.ipynb"
     assert f"root = {json.dumps(str(tmp_path))}" in nbformat.read(tmp_path / "x.ipynb", as_version=4).cells[1].source

@@ -286,7 +286,8 @@ def test_phone_formats():
 NEGATIVE_SOURCES = [
     "direng_kernel/discovery.py", "direng_kernel/cli/main.py", "direng_kernel/config.py",
     "direng_kernel/engine.py", "direng_kernel/server/app.py", "direng_kernel/index/parse.py",
-    "direng_kernel/security/pii.py", "direng_kernel/security/licenses.py",
+    "direng_kernel/security/pii.py", "direng_kernel/security/licenses/texts.py",
+    "direng_kernel/security/licenses/manifests.py", "direng_kernel/security/licenses/patches.py",
     "tests/fixtures/sample_repo/web/api.ts", "tests/fixtures/langs/shapes.ts",
     "tests/fixtures/langs/Button.tsx", "tests/fixtures/langs/server.go", "tests/fixtures/langs/geometry.rs",
 ]

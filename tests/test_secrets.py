@@ -27,9 +27,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from direng_kernel.errors import DirEngError, NotFoundError
-from direng_kernel.security import redact as redact_mod
+from direng_kernel.security import secrets as secret_detection
 from direng_kernel.security.audit import read_records, verify
-from direng_kernel.security.redact import RedactingFilter, Redactor, global_redactor, marker_digest
+from direng_kernel.security.redact import Redactor, marker_digest
+from direng_kernel.security.scrub import RedactingFilter, global_redactor, reset_global_redactor
 from direng_kernel.security.secrets import SecretFinding, digest, scan_file, scan_notebook, scan_text
 from direng_kernel.security.vault import SecretNotFoundError, Vault, VaultError
 
@@ -50,9 +51,9 @@ def isolated(tmp_path, monkeypatch):
     """A private vault directory and audit log per test, and a fresh global redactor."""
     monkeypatch.setenv("DIRENG_VAULT_DIR", str(tmp_path / "vaultdir"))
     monkeypatch.setenv("DIRENG_AUDIT_LOG", str(tmp_path / "vaultdir" / "audit.jsonl"))
-    redact_mod.reset_global_redactor()
+    reset_global_redactor()
     yield tmp_path / "vaultdir"
-    redact_mod.reset_global_redactor()
+    reset_global_redactor()
 
 
 def values(findings):
@@ -142,7 +143,8 @@ def test_no_findings_on_ordinary_code():
 
 
 @pytest.mark.parametrize("rel", ["direng_kernel/errors.py", "direng_kernel/cli/main.py",
-                                 "direng_kernel/security/audit.py", "direng_kernel/security/vault.py"])
+                                 "direng_kernel/security/audit.py", "direng_kernel/security/vault.py",
+                                 "direng_kernel/security/vault_file.py"])
 def test_no_findings_on_this_projects_source(rel):
     assert scan_file(REPO / rel) == []
 
@@ -422,7 +424,7 @@ def test_redact_obj_walks_structures():
 
 
 def test_redact_scan_learns_detected_values():
-    r = Redactor()
+    r = Redactor(detector=secret_detection)
     out = r.redact(f'cfg = "{GITHUB}"', scan=True)
     assert GITHUB not in out and f"[redacted:{marker_digest(GITHUB)}]" in out
     assert r.redact(f"later {GITHUB}") == f"later [redacted:{marker_digest(GITHUB)}]"
@@ -431,7 +433,7 @@ def test_redact_scan_learns_detected_values():
 def test_redact_notebook_sources_outputs_metadata(isolated):
     secret = "nb-secret-VALUE-123"
     Vault().set("NB_SECRET", secret)
-    r = Redactor(vault=Vault())
+    r = Redactor(vault=Vault(), detector=secret_detection)
     png = base64.b64encode(bytes(range(256)) * 4).decode()
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -490,7 +492,7 @@ def test_global_redactor_knows_vault_env_and_registered_values(isolated, monkeyp
     monkeypatch.setenv("MY_SERVICE_API_TOKEN", "env-token-value-xyz")
     monkeypatch.setenv("HOME_DIR_KEY_PATH", "/not/a/secret")
     Vault().set("FROM_VAULT", "vault-value-abc-123")
-    redact_mod.reset_global_redactor()
+    reset_global_redactor()
     r = global_redactor()
     assert global_redactor() is r
     out = r.redact("vault-value-abc-123 env-token-value-xyz /not/a/secret")
@@ -631,3 +633,15 @@ def test_cli_set_reads_a_real_stdin_pipe(isolated):
     assert done.returncode == 0, done.stderr
     assert "piped-value-321" not in done.stdout + done.stderr
     assert Vault().get("PIPED") == "piped-value-321"
+
+
+def test_a_redactor_without_a_detector_refuses_to_scan_and_redacts_notebooks_by_known_values():
+    r = Redactor()
+    r.add_secret("K", "known-value-1234")
+    with pytest.raises(ValueError, match="detector"):
+        r.redact(f'cfg = "{GITHUB}"', scan=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"a = 'known-value-1234'; b = '{GITHUB}'")]
+    out = r.redact_notebook(nb)
+    assert "[secret:K]" in out.cells[0].source and GITHUB in out.cells[0].source  # known values only
+    assert GITHUB not in global_redactor().redact_notebook(nb).cells[0].source  # the global one detects

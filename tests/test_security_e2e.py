@@ -46,7 +46,7 @@ def test_planted_secret_and_card_never_reach_the_store_or_outputs(tmp_path):
         f'    return "{CARD}"\n')
     commit_all(repo, "settings")
     engine = Engine(repo)
-    engine.refresh()
+    engine.index()
     engine.workbench.fill_dense()
     answers = [engine.chat("where are the AWS deployment settings?"), engine.chat("explain test_card"),
                engine.chat("search card used in payment tests")]
@@ -71,7 +71,6 @@ def test_security_events_are_audited_and_the_chain_verifies(tmp_path, monkeypatc
 
     from conftest import FIXTURES, run_cli
     from direng_kernel.engine import Engine
-    from direng_kernel.pas.replay import replay
     from direng_kernel.security import audit
     from direng_kernel.security.vault import Vault
 
@@ -93,7 +92,7 @@ def test_security_events_are_audited_and_the_chain_verifies(tmp_path, monkeypatc
         orch.approve(task.id)
         orch.start(task.id)
         done = orch.run_here(task.id, timeout=300)
-    replay(done.run_id, root=repo, dry_run=True)
+    engine.replay(done.run_id, dry_run=True)
     events = [r["event"] for r in audit.read_records(log)]
     for expected in ("token.issue", "secret.access", "policy.change", "command.denied", "replay"):
         assert expected in events, events

@@ -170,6 +170,7 @@ def bad_policy_server(tmp_path_factory):
 
 # -- health, index ---------------------------------------------------------------------------------
 
+@pytest.mark.e2e("GET /health")
 def test_health(server):
     status, data = server.get("health")
     assert status == 200
@@ -190,6 +191,7 @@ def test_kernel_env_points_at_this_server(server):
     assert status == 200 and again["root"] == data["root"]
 
 
+@pytest.mark.e2e("GET /index/status")
 def test_index_status(server):
     status, data = server.get("index/status")
     assert status == 200
@@ -224,6 +226,7 @@ def test_search_bad_input_is_400(server, params):
 
 # -- graph ------------------------------------------------------------------------------------------
 
+@pytest.mark.e2e("GET /graph/{symbol}")
 def test_graph_callers(server):
     status, data = server.get("graph/charge_card", direction="callers")
     assert status == 200
@@ -262,6 +265,7 @@ def test_graph_bad_input_is_400(server, params):
 
 # -- chat --------------------------------------------------------------------------------------------
 
+@pytest.mark.e2e("POST /chat", "GET /chat/history", "POST /chat/reset")
 def test_chat_history_reset(server):
     status, answer = server.post("chat", {"message": "what calls charge_card?", "session": "t-chat"})
     assert status == 200
@@ -286,6 +290,7 @@ def test_chat_bad_body_is_400(server):
 
 # -- symbols -----------------------------------------------------------------------------------------
 
+@pytest.mark.e2e("GET /symbols/complete")
 def test_complete(server):
     status, data = server.get("symbols/complete", prefix="Cart.")
     assert status == 200
@@ -293,6 +298,7 @@ def test_complete(server):
     assert all(m.lower().startswith("cart.") for m in data["matches"])
 
 
+@pytest.mark.e2e("GET /symbols/inspect")
 def test_inspect(server):
     status, data = server.get("symbols/inspect", symbol="charge_card")
     assert status == 200
@@ -355,6 +361,7 @@ def test_policy_bad_body_is_400(server):
 
 # -- refresh: a new file becomes searchable ----------------------------------------------------------
 
+@pytest.mark.e2e("POST /index/refresh")
 def test_refresh_makes_new_file_searchable(server):
     (server.root / "shop" / "refunds.py").write_text(
         '"""Refunds."""\n\n\ndef issue_refund(order_id: str, amount_cents: int) -> str:\n'
@@ -512,19 +519,45 @@ def _error_reply(exc: BaseException, status: int) -> tuple[int, dict]:
 def test_unexpected_exception_is_one_line_json_500():
     code, data = _error_reply(RuntimeError("boom\n  File 'secret.py', line 3"), 500)
     assert code == 500
-    assert data == {"status": 500, "message": "internal error: RuntimeError: boom"}
+    assert data == {"status": 500, "code": "internal", "message": "internal error: RuntimeError: boom"}
 
 
 def test_engine_errors_map_to_statuses():
     from direng_kernel.errors import NotIndexedError, StoreError, UnknownSymbolError
     from direng_kernel.server.handlers.base import to_api_error
 
-    cases = [(NotIndexedError("not indexed yet"), 409, {}),
-             (UnknownSymbolError("chrage", ["charge_card"]), 404, {"suggestions": ["charge_card"]}),
-             (StoreError("store is unreadable"), 400, {})]
+    cases = [(NotIndexedError("not indexed yet"), 409, {"code": "not_indexed"}),
+             (UnknownSymbolError("chrage", ["charge_card"]), 404,
+              {"code": "unknown_symbol", "name": "chrage", "suggestions": ["charge_card"]}),
+             (StoreError("store is unreadable"), 400, {"code": "store_unreadable"})]
     for exc, status, extra in cases:
         api = to_api_error(exc)
         assert _error_reply(api, api.status_code) == (status, {"status": status, "message": str(exc), **extra})
+
+
+def test_error_replies_rebuild_the_same_exception_on_the_client():
+    """What crosses the HTTP boundary is structured: the client rebuilds the engine's exception
+    from `code` (and `name`, `suggestions`), never by splitting the message."""
+    from direng_kernel.errors import (NotFoundError, NotIndexedError, RemoteError, UnknownSymbolError,
+                                      from_reply)
+    from direng_kernel.pex.store import TaskNotFound
+    from direng_kernel.server.handlers.base import to_api_error
+
+    for exc in (UnknownSymbolError("it's 'odd'", ["charge_card", "Cart.total"]), NotIndexedError("no index"),
+                TaskNotFound("no task 't-1'")):
+        api = to_api_error(exc)
+        status, payload = _error_reply(api, api.status_code)
+        back = from_reply(status, payload)
+        assert str(back) == str(exc)
+        if isinstance(exc, UnknownSymbolError):
+            assert type(back) is UnknownSymbolError
+            assert (back.name, back.suggestions) == (exc.name, exc.suggestions)  # a quote in the name survives
+        elif isinstance(exc, NotIndexedError):
+            assert type(back) is NotIndexedError
+        else:
+            assert isinstance(back, NotFoundError) and back.code == "task_not_found"
+    other = from_reply(400, {"status": 400, "code": "illegal_transition", "message": "cannot approve a new task"})
+    assert isinstance(other, RemoteError) and other.code == "illegal_transition" and other.status == 400
 
 
 def test_openapi_documents_every_route():
@@ -546,6 +579,8 @@ def test_openapi_documents_every_route():
 
 # -- delegation over REST: the server's PAS workers run the task ---------------------------------
 
+@pytest.mark.e2e("POST /tasks", "POST /tasks/{id}/estimate", "POST /tasks/{id}/approve", "POST /tasks/{id}/start",
+                 "GET /tasks/{id}", "GET /tasks/{id}/events", "GET /runs", "GET /runs/{id}", "POST /runs/{id}/replay")
 def test_tasks_rest_lifecycle_with_idempotency_key(server):
     body = {"title": "document the public API of the shop package"}
     status, task = server.request("POST", "tasks", body=body)
@@ -593,6 +628,7 @@ def test_tasks_rest_bad_input(server):
     assert server.post("tasks", {"title": "x", "parameters": [1]})[0] == 400
 
 
+@pytest.mark.e2e("GET /pas/health")
 def test_pas_health(server):
     status, health = server.get("pas/health")
     assert status == 200 and health["workers"]["running"] is True

@@ -18,7 +18,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Iterable, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -287,9 +287,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _semantic_issues(data: dict) -> list[PolicyIssue]:
-    """Checks across sections; defensive about shape (schema issues are reported separately)."""
+def _semantic_issues(data: dict, extra_lanes: Iterable[str] = ()) -> list[PolicyIssue]:
+    """Checks across sections; defensive about shape (schema issues are reported separately).
+    Lane names are the built-in routes (`models.LANES`) plus the caller's `extra_lanes`."""
     issues: list[PolicyIssue] = []
+    known_lanes = [*LANES, *(lane for lane in extra_lanes if lane not in LANES)]
 
     def add(ptr: str, message: str) -> None:
         issues.append(PolicyIssue(pointer=ptr, message=message, kind="semantic"))
@@ -308,10 +310,10 @@ def _semantic_issues(data: dict) -> list[PolicyIssue]:
 
     for lane, spec in _dict(data.get("lanes")).items():
         base = ("lanes", lane)
-        if lane not in LANES:
-            close = difflib.get_close_matches(lane, LANES, n=1)
+        if lane not in known_lanes:
+            close = difflib.get_close_matches(lane, known_lanes, n=1)
             add(pointer(*base), f"unknown lane {lane!r}" + (f"; did you mean {close[0]!r}?" if close
-                                                               else f"; known lanes: {', '.join(LANES)}"))
+                                                               else f"; known lanes: {', '.join(known_lanes)}"))
         spec = _dict(spec)
         rules = {**default_data, **_dict(spec.get("data"))}
         sensitive = [n for n in ("may_see_secrets", "may_see_pii") if rules.get(n) is True]
@@ -362,11 +364,14 @@ def _check_budgets(budgets: dict, base: tuple, own: set, add) -> None:
                 f"{task} ({t:g}) exceeds {day} ({d:g}); a task could never spend its budget")
 
 
-def validate_policy(data: Any) -> list[PolicyIssue]:
-    """All schema issues, then all semantic issues; an empty list means the policy is valid."""
+def validate_policy(data: Any, extra_lanes: Iterable[str] = ()) -> list[PolicyIssue]:
+    """All schema issues, then all semantic issues; an empty list means the policy is valid.
+
+    `extra_lanes`: route names the caller adds to the built-in ones (user lanes registered with
+    PAS's lane registry); the broker itself knows only `models.LANES`."""
     if not isinstance(data, dict):
         return [PolicyIssue(pointer="", message="a policy must be a JSON object", kind="schema")]
-    return _schema_issues(data) + _semantic_issues(data)
+    return _schema_issues(data) + _semantic_issues(data, extra_lanes)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -388,13 +393,21 @@ def read_policy_json(path: str | Path) -> Any:
         raise PolicyError(f"{p}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
 
 
-def load_policy(path: str | Path) -> Policy:
-    """Read, validate (schema + semantics) and build a Policy; PolicyError names the first issue."""
+def load_policy(path: str | Path, extra_lanes: Iterable[str] = ()) -> Policy:
+    """Read, validate (schema + semantics) and build a Policy; PolicyError names the first issue.
+    `extra_lanes` as for `validate_policy`."""
     data = read_policy_json(path)
-    issues = validate_policy(data)
+    issues = validate_policy(data, extra_lanes)
     if issues:
         more = f" (and {len(issues) - 1} more issue{'s' if len(issues) > 2 else ''})" if len(issues) > 1 else ""
         raise PolicyError(f"invalid policy {path}: {issues[0]}{more}", issues)
     policy = Policy.model_validate(data)
     log.info("loaded policy %s (hash %s)", path, policy.hash[:12])
     return policy
+
+
+def policy_for(path: str | Path | None, extra_lanes: Iterable[str] = ()) -> Policy:
+    """The policy a process runs under: the file at `path` (validated: PolicyError names the
+    first issue), or the embedded default when no file is configured. The one way the engine,
+    the executor and a lane read it."""
+    return load_policy(path, extra_lanes) if path else default_policy()

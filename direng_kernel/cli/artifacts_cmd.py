@@ -18,6 +18,7 @@ from pathlib import Path
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `artifacts` (with `verify` and `export`) to a subparsers object."""
     p = sub.add_parser("artifacts", help="verify or export the run artifact store")
+    p.set_defaults(run=run)
     asub = p.add_subparsers(dest="artifacts_command", metavar="SUBCOMMAND")
     asub.required = True
 

@@ -16,6 +16,7 @@ import sys
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `audit` (with its `verify` subcommand) to a subparsers object."""
     p = sub.add_parser("audit", help="verify the tamper-evident audit log")
+    p.set_defaults(run=run)
     asub = p.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
     asub.required = True
     v = asub.add_parser("verify", help="check the hash chain; exit 1 naming the first bad record")

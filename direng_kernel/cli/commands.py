@@ -1,4 +1,8 @@
-"""The `direng` subcommands: parse nothing, print results (JSON or a rich table)."""
+"""The `direng` index commands: parse nothing, call the application API, print results.
+
+Each command talks to the same `Client` API as the magics and the kernel (the engine in this
+process, for the `--root` it names), and prints JSON or a rich table.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..client import Client, connect
 from ..errors import RootError
-from ..workbench import Workbench
 
 
 def _print_json(data) -> None:
@@ -21,19 +25,20 @@ def _console():
     return Console()
 
 
-def _workbench(args, must_exist: bool = True) -> Workbench:
+def client_for(args) -> Client:
+    """The API for the command's `--root` (and `--store`)."""
     root = Path(args.root)
-    if must_exist and not root.exists():
+    if not root.exists():
         raise RootError(f"root {root} does not exist")
-    if must_exist and not root.is_dir():
+    if not root.is_dir():
         raise RootError(f"root {root} is a file, not a directory")
-    return Workbench(root, store=args.store)
+    return connect(root, store=args.store)
 
 
 def cmd_index(args) -> int:
-    wb = _workbench(args)
+    client = client_for(args)
     progress = sys.stderr.isatty()
-    report = wb.index(progress=progress, dense=args.dense)
+    report = client.index(progress=progress, dense=args.dense)
     if args.json:
         _print_json(report.model_dump(mode="json"))
     else:
@@ -46,11 +51,9 @@ def cmd_index(args) -> int:
             file=sys.stderr,
         )
     if args.watch:
-        from ..index.refresh import RefreshDaemon
-
         print("watching for changes (Ctrl-C to stop)", file=sys.stderr)
         try:
-            RefreshDaemon(wb).run_forever()
+            client.watch_forever()
         except KeyboardInterrupt:
             print("direng: stopped watching; the index is consistent", file=sys.stderr)
         # Every write is committed by now; skip interpreter teardown, where native threads of the
@@ -62,8 +65,7 @@ def cmd_index(args) -> int:
 
 
 def cmd_search(args) -> int:
-    wb = _workbench(args)
-    hits = wb.search(args.query, k=args.k, mode=args.mode)
+    hits = client_for(args).search(args.query, k=args.k, mode=args.mode)
     if args.json:
         _print_json([h.model_dump(mode="json", exclude={"snippet"}) | {"snippet": h.snippet} for h in hits])
         return 0
@@ -79,18 +81,18 @@ def cmd_search(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    wb = _workbench(args)
+    client = client_for(args)
     if args.to:
-        path = wb.shortest_path(args.symbol, args.to)
+        path = client.path(args.symbol, args.to)
         if args.json:
             _print_json([n.model_dump(mode="json") for n in path])
         else:
             print(" -> ".join(n.name for n in path) if path else "no path")
         return 0 if path else 1
     direction = "callers" if args.callers else "callees" if args.callees else "both"
-    result = wb.graph(args.symbol, direction=direction, depth=args.depth, max_nodes=args.max_nodes)
+    result = client.graph(args.symbol, direction=direction, depth=args.depth, max_nodes=args.max_nodes)
     if args.json:
-        _print_json(result.model_dump(mode="json"))
+        _print_json(result.model_dump(mode="json", exclude={"code"}))
         return 0
     nodes = {n.id: n for n in result.nodes}
     center = nodes[result.center]
@@ -111,13 +113,12 @@ def cmd_graph(args) -> int:
 
 
 def cmd_map(args) -> int:
-    print(_workbench(args).repo_map(max_tokens=args.tokens, focus=args.focus))
+    print(client_for(args).repo_map(tokens=args.tokens, focus=args.focus))
     return 0
 
 
 def cmd_status(args) -> int:
-    wb = _workbench(args)
-    st = wb.status()
+    st = client_for(args).status()
     if args.json:
         _print_json(st.model_dump(mode="json"))
         return 0
@@ -126,12 +127,5 @@ def cmd_status(args) -> int:
           f"({st.dense_chunks} with MiniLM vectors)")
     print(f"indexed commit {st.indexed_commit or '-'}\nhead commit    {st.head_commit or '-'}")
     print(f"last refresh   {st.last_refresh or 'never'}")
-    if st.fresh:
-        lag = "fresh (index reflects HEAD)" if st.head_commit else "no git: freshness by content hash"
-    elif st.last_refresh is None:
-        lag = "not indexed yet"
-    else:
-        lag = f"{st.commits_behind if st.commits_behind is not None else '?'} commit(s) behind HEAD" + (
-            f", HEAD unindexed for {st.lag_seconds:.1f}s" if st.lag_seconds is not None else "")
-    print(f"lag            {lag}")
+    print(f"lag            {st.freshness()}")
     return 0

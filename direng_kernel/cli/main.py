@@ -14,6 +14,9 @@ import sys
 from typing import Sequence
 
 from ..errors import DirEngError
+from ..models import DEFAULT_SEARCH_MODE, SEARCH_MODES
+from . import (artifacts_cmd, audit_cmd, commands, plms_cmd, policy_cmd, scan_cmd, secrets_cmd, tasks_cmd,
+               token_cmd)
 
 log = logging.getLogger("direng")
 
@@ -36,13 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dense", action="store_true",
                    help="also compute every MiniLM vector now (otherwise the watcher fills them in the background)")
     p.add_argument("--json", action="store_true", help="print the index report as JSON")
+    p.set_defaults(run=commands.cmd_index)
 
     p = sub.add_parser("search", help="hybrid search over the index")
     p.add_argument("query", metavar="QUERY")
     _add_root(p)
     p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
-    p.add_argument("--mode", choices=["hybrid", "bm25", "dense", "static"], default="hybrid")
+    p.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_SEARCH_MODE)
     p.add_argument("--json", action="store_true", help="JSON array of hits")
+    p.set_defaults(run=commands.cmd_search)
 
     p = sub.add_parser("graph", help="neighbourhood, callers or callees of a symbol")
     p.add_argument("symbol", metavar="SYMBOL")
@@ -54,17 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="OTHER", help="shortest path from SYMBOL to OTHER instead")
     p.add_argument("--max-nodes", type=int, default=150)
     p.add_argument("--json", action="store_true")
+    p.set_defaults(run=commands.cmd_graph)
 
     p = sub.add_parser("map", help="a ranked outline of the repository within a token budget")
     _add_root(p)
     p.add_argument("--tokens", type=int, default=1024)
     p.add_argument("--focus", action="append", default=[], help="file or symbol to centre on (repeatable)")
+    p.set_defaults(run=commands.cmd_map)
 
     p = sub.add_parser("status", help="index freshness: files, symbols, chunks, indexed commit, lag")
     _add_root(p)
     p.add_argument("--json", action="store_true")
-
-    from . import artifacts_cmd, audit_cmd, plms_cmd, policy_cmd, scan_cmd, secrets_cmd, tasks_cmd, token_cmd
+    p.set_defaults(run=commands.cmd_status)
 
     policy_cmd.add_parser(sub)
     tasks_cmd.add_parsers(sub)
@@ -87,23 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command not in ("status",):  # status stays instant: it logs nothing worth redacting
-        from ..security.redact import RedactingFilter
+        from ..security.scrub import RedactingFilter
 
         for handler in logging.getLogger().handlers:
             handler.addFilter(RedactingFilter())
-    from . import commands
-
     try:
-        if args.command in ("policy", "plms", "artifacts", "token", "keys", "secrets", "audit", "scan"):
-            from importlib import import_module
-
-            module = "token" if args.command == "keys" else args.command
-            return import_module(f".{module}_cmd", __package__).run(args)
-        if args.command in ("task", "runs", "replay", "pas"):
-            from . import tasks_cmd
-
-            return tasks_cmd.run(args)
-        return getattr(commands, f"cmd_{args.command}")(args) or 0
+        return args.run(args) or 0
     except DirEngError as err:
         print(f"direng: error: {err}", file=sys.stderr)
         return err.exit_code

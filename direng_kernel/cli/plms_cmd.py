@@ -18,6 +18,7 @@ from pathlib import Path
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `plms` (with its `calibration` subcommand) to a subparsers object."""
     p = sub.add_parser("plms", help="the planner: estimates and their calibration")
+    p.set_defaults(run=run)
     psub = p.add_subparsers(dest="plms_command", metavar="SUBCOMMAND")
     psub.required = True
     c = psub.add_parser("calibration", help="prequential calibration report, one row per lane")

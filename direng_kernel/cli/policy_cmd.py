@@ -15,6 +15,7 @@ import sys
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `policy` (with its `validate` subcommand) to a subparsers object."""
     p = sub.add_parser("policy", help="work with model-broker policy files")
+    p.set_defaults(run=run)
     psub = p.add_subparsers(dest="policy_command", metavar="SUBCOMMAND")
     psub.required = True
     v = psub.add_parser("validate", help="validate a policy file against the schema and semantic rules")
@@ -35,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     except PolicyError as err:
         print(f"direng: error: {err}", file=sys.stderr)
         return 1
-    issues = validate_policy(data)
+    from ..pas.lanes import registry
+
+    issues = validate_policy(data, registry.extra_routes())  # user lanes may have routes too
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps([i.model_dump() for i in issues], indent=2) + "\n")
     elif issues:

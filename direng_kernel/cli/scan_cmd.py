@@ -20,6 +20,7 @@ CATEGORIES = ("secret", "pii", "license")
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `scan` to a subparsers object."""
     p = sub.add_parser("scan", help="scan a file or directory for secrets, PII and licences")
+    p.set_defaults(run=run)
     p.add_argument("path", metavar="PATH", help="file or directory to scan")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--fail-on", default="", metavar="CATEGORIES",

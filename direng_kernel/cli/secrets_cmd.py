@@ -22,6 +22,7 @@ _SKIP_DIRS = {".git", ".hg", ".svn", ".direng", ".venv", "venv", "node_modules",
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `secrets` (set, get, list, delete, scan) to a subparsers object."""
     p = sub.add_parser("secrets", help="manage the encrypted secrets vault; scan files for secrets")
+    p.set_defaults(run=run)
     ssub = p.add_subparsers(dest="secrets_command", metavar="SUBCOMMAND")
     ssub.required = True
     s = ssub.add_parser("set", help="store a secret (value from --value, stdin, or a hidden prompt)")

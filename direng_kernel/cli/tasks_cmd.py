@@ -1,6 +1,7 @@
 """`direng task …`, `direng runs`, `direng replay`: delegation from the command line.
 
-Every command takes `--root ROOT` and `--json`. `task start` leaves the choice of worker to
+Every command takes `--root ROOT` and `--json`, and goes through the application API (`Client`,
+here the engine of `--root` in this process) like the other surfaces. `task start` leaves the choice of worker to
 `Orchestrator.start`: without a running server that owns the store it runs the task in this
 process (attaching to it when it is already queued or running, and taking it over if its worker
 was lost) and returns when it ends; with one, the server's workers run it and the CLI only queues
@@ -17,6 +18,10 @@ import threading
 from pathlib import Path
 
 from ..errors import DirEngError
+from ..models import FINAL_STATES, TASK_ACTIONS
+from ..pex.params import parse_params
+from ..tables import runs_frame
+from .commands import client_for
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -33,20 +38,21 @@ def add_parsers(sub) -> None:
     p.add_argument("--title", required=True)
     p.add_argument("--brief", default="")
     p.add_argument("--lane", default=None, help="code-impl, code-api-design, data-schema, vector-ops, graph-ops, narrative")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="lane parameter (JSON value or text)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="lane parameter: VALUE is JSON when it parses as JSON, else text (repeatable)")
     p.add_argument("--params-json", default=None, help="lane parameters as a JSON object")
     p.add_argument("--idempotency-key", default=None)
     p.add_argument("--rehearsal", action="store_true", help="a dry-run: excluded from PLMS calibration")
     _common(p)
-    for name, helptext in (("estimate", "estimate with PLMS"), ("approve", "approve an estimated task"),
-                           ("cancel", "cancel a task (stops a running lane)")):
-        p = tsub.add_parser(name, help=helptext)
+    task.set_defaults(run=run)
+    helps = {"estimate": "estimate with PLMS", "approve": "approve an estimated task",
+             "cancel": "cancel a task (stops a running lane)", "start": "start a task",
+             "status": "show a task"}
+    for name in (*TASK_ACTIONS, "status"):
+        p = tsub.add_parser(name, help=helps[name])
         p.add_argument("id")
-        _common(p)
-    for name in ("start", "status"):
-        p = tsub.add_parser(name, help=f"{name} a task")
-        p.add_argument("id")
-        p.add_argument("--follow", action="store_true", help="stream events until the task ends")
+        if name in ("start", "status"):
+            p.add_argument("--follow", action="store_true", help="stream events until the task ends")
         _common(p)
     p = tsub.add_parser("list", help="list tasks")
     _common(p)
@@ -55,47 +61,19 @@ def add_parsers(sub) -> None:
     p.add_argument("action", nargs="?", choices=["export"], help="export the table")
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--out", default=None, help="export file (default: runs.csv / runs.parquet)")
+    p.set_defaults(run=_runs)
     _common(p)
 
     p = sub.add_parser("pas", help="the executor: sandbox mode, lanes and their limits, queue")
     p.add_argument("pas_command", choices=["health"], metavar="health")
+    p.set_defaults(run=_pas_health)
     _common(p)
 
     p = sub.add_parser("replay", help="re-run a recorded run from its passport and compare")
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--dry-run", action="store_true", help="check the passport and artifacts, run nothing")
+    p.set_defaults(run=_replay)
     _common(p)
-
-
-def _orchestrator(args):
-    from ..config import IndexSettings
-    from ..pex.orchestrator import Orchestrator
-
-    root = Path(args.root)
-    if not root.is_dir():
-        raise DirEngError(f"root {root} is not a directory")
-    settings = IndexSettings.for_root(root, args.store)
-    return Orchestrator(settings.root, settings.store)
-
-
-def _params(args) -> dict:
-    params = {}
-    if args.params_json:
-        try:
-            params = json.loads(args.params_json)
-        except ValueError as exc:
-            raise DirEngError(f"--params-json is not valid JSON: {exc}") from None
-        if not isinstance(params, dict):
-            raise DirEngError("--params-json must be a JSON object")
-    for item in args.param:
-        if "=" not in item:
-            raise DirEngError(f"--param {item!r}: expected KEY=VALUE")
-        key, value = item.split("=", 1)
-        try:
-            params[key] = json.loads(value)
-        except ValueError:
-            params[key] = value
-    return params
 
 
 def _print_task(task, as_json: bool) -> None:
@@ -115,10 +93,10 @@ class _EventPrinter(threading.Thread):
     """Prints a task's events on stderr while a start runs: all of them with --follow, otherwise
     only the notes the start writes (backlog ahead, the worker it attached to)."""
 
-    def __init__(self, tasks, task_id: str, everything: bool):
+    def __init__(self, client, task_id: str, everything: bool):
         super().__init__(daemon=True)
-        self.tasks, self.task_id, self.everything = tasks, task_id, everything
-        self.seen = 0 if everything else max((e.seq for e in tasks.events(task_id)), default=0)
+        self.client, self.task_id, self.everything = client, task_id, everything
+        self.seen = 0 if everything else max((e.seq for e in client.task_events(task_id)), default=0)
         self._done, self._lock = threading.Event(), threading.Lock()
 
     def run(self) -> None:
@@ -127,7 +105,7 @@ class _EventPrinter(threading.Thread):
 
     def flush(self) -> None:
         with self._lock:
-            for ev in self.tasks.events(self.task_id, self.seen):
+            for ev in self.client.task_events(self.task_id, self.seen):
                 self.seen = ev.seq
                 if self.everything:
                     print(f"[{ev.at:%H:%M:%S}] {ev.kind:<8} {ev.message}", file=sys.stderr)
@@ -140,66 +118,56 @@ class _EventPrinter(threading.Thread):
         self.flush()
 
 
-def _follow(orch, task_id: str, as_json: bool) -> None:
-    for ev in orch.tasks.follow(task_id):
-        if as_json:
-            continue
-        print(f"[{ev.at:%H:%M:%S}] {ev.kind:<8} {ev.message}", file=sys.stderr)
+def _follow(client, task_id: str, as_json: bool, poll: float = 0.25) -> None:
+    """Print the task's events until it reaches a final state."""
+    printer = None if as_json else _EventPrinter(client, task_id, everything=True)
+    while client.task(task_id).state.value not in FINAL_STATES:
+        if printer:
+            printer.flush()
+        threading.Event().wait(poll)
+    if printer:
+        printer.flush()
 
 
 def run(args) -> int:
-    if args.command == "runs":
-        return _runs(args)
-    if args.command == "pas":
-        return _pas_health(args)
-    if args.command == "replay":
-        return _replay(args)
-    orch = _orchestrator(args)
+    client = client_for(args)
     cmd = args.task_command
     if cmd == "new":
-        task, created = orch.new_task(args.title, args.brief, args.lane, _params(args), args.idempotency_key,
-                                      args.rehearsal)
+        task = client.new_task(args.title, args.brief, args.lane, parse_params(args.param, args.params_json),
+                               args.idempotency_key, args.rehearsal)
         _print_task(task, args.json)
         return 0
     if cmd == "list":
-        items = orch.tasks.list_tasks()
+        items = client.tasks()
         if args.json:
             print(json.dumps([t.model_dump(mode="json") for t in items], indent=2))
         else:
             for t in items:
                 _print_task(t, False)
         return 0
-    if cmd == "estimate":
-        task = orch.estimate(args.id)
-    elif cmd == "approve":
-        task = orch.approve(args.id)
-    elif cmd == "cancel":
-        task = orch.cancel(args.id)
-    elif cmd == "start":
-        orch.status(args.id)  # an unknown id is one line before anything starts
-        printer = None if args.json else _EventPrinter(orch.tasks, args.id, everything=args.follow)
+    if cmd == "start":
+        client.task(args.id)  # an unknown id is one line before anything starts
+        printer = None if args.json else _EventPrinter(client, args.id, everything=args.follow)
         if printer:
             printer.start()
         try:
-            task = orch.start(args.id, "here", follow=args.follow)
+            task = client.run_task(args.id, follow=args.follow)
         finally:
             if printer:
                 printer.close()
+    elif cmd in TASK_ACTIONS:
+        task = client.task_action(args.id, cmd)
     else:  # status
         if args.follow:
-            _follow(orch, args.id, args.json)
-        task = orch.status(args.id)
+            _follow(client, args.id, args.json)
+        task = client.task(args.id)
     _print_task(task, args.json)
     return 0 if task.state != "failed" or cmd not in ("start",) else 1
 
 
 def _runs(args) -> int:
-    orch = _orchestrator(args)
-    rows = orch.tasks.list_runs()
-    import pandas as pd
-
-    frame = pd.DataFrame([{k: v for k, v in r.items() if k != "kpis"} | {f"kpi.{k}": v for k, v in r["kpis"].items()}
-                          for r in rows])
+    rows = client_for(args).runs()
+    frame = runs_frame(rows)
     if args.action == "export":
         out = Path(args.out or f"runs.{args.format}")
         if args.format == "csv":
@@ -220,11 +188,7 @@ def _runs(args) -> int:
 
 
 def _replay(args) -> int:
-    from ..config import IndexSettings
-    from ..pas.replay import replay
-
-    settings = IndexSettings.for_root(args.root, args.store)
-    report = replay(args.run_id, root=settings.root, store=settings.store, dry_run=args.dry_run)
+    report = client_for(args).replay(args.run_id, dry_run=args.dry_run)  # PEX runs the replay as a task
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
@@ -233,12 +197,7 @@ def _replay(args) -> int:
 
 
 def _pas_health(args) -> int:
-    from ..engine import Engine
-
-    root = Path(args.root)
-    if not root.is_dir():
-        raise DirEngError(f"root {root} is not a directory")
-    health = Engine(root, store=args.store).pas_health()
+    health = client_for(args).pas_health()
     if args.json:
         print(json.dumps(health, indent=2))
     else:

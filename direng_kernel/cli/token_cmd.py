@@ -32,6 +32,7 @@ def _add_keys_dir(p: argparse.ArgumentParser) -> None:
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `token` (mint, inspect) and `keys` (rotate, jwks) to a subparsers object; returns `token`."""
     p = sub.add_parser("token", help="mint and inspect DirEng API tokens (RS256 JWTs with scopes)")
+    p.set_defaults(run=run)
     tsub = p.add_subparsers(dest="token_command", metavar="SUBCOMMAND")
     tsub.required = True
     m = tsub.add_parser("mint", help="mint a token; prints it as the last line")
@@ -47,6 +48,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     _add_keys_dir(i)
 
     k = sub.add_parser("keys", help="manage the keys that sign DirEng tokens")
+
+    k.set_defaults(run=run)
     ksub = k.add_subparsers(dest="keys_command", metavar="SUBCOMMAND")
     ksub.required = True
     r = ksub.add_parser("rotate", help="make a new signing key (old tokens stay valid until they expire)")

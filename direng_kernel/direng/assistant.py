@@ -18,7 +18,7 @@ import time
 from collections import deque
 
 from ..errors import DirEngError, UnknownSymbolError
-from ..models import Answer, ChatMessage, ProviderRequest, ProviderResponse, Usage
+from ..models import Answer, ChatMessage, Hit, ProviderRequest, ProviderResponse, Usage
 from ..security.scrub import learn, scrub
 from .compose import Composer
 from .router import Intent, route
@@ -116,11 +116,7 @@ class DirEng:
             return Answer(markdown=HELP, intent=name)
         if name == "status":
             st = self.wb.status()
-            fresh = "fresh" if st.fresh else f"{st.commits_behind} commit(s) behind HEAD"
-            return Answer(intent=name, markdown=(
-                f"Index of `{st.root}`: {st.files} files, {st.symbols} symbols, {st.chunks} chunks "
-                f"({st.dense_chunks} with MiniLM vectors); commit `{(st.indexed_commit or '-')[:12]}`, {fresh}; "
-                f"last refresh {st.last_refresh or 'never'}."))
+            return Answer(intent=name, markdown=f"Index of {st.summary()}.")
         if name in ("callers", "callees", "graph"):
             direction = name if name != "graph" else "both"
             g = self.wb.graph(arg, direction=direction, depth=1)
@@ -179,17 +175,11 @@ class DirEng:
         return [h for h in hits if h is not None]
 
     def _hit_for(self, path: str, start: int, end: int):
-        from ..models import Hit
-
-        row = self.wb.store.db.execute(
-            "SELECT qualname, kind FROM symbols WHERE path=? AND start_line<=? AND end_line>=? "
-            "ORDER BY end_line-start_line LIMIT 1", (path, start, end)).fetchone()
+        row = self.wb.store.innermost_symbol(path, start, end)
         return Hit(path=path, symbol=row[0] if row else None, kind=row[1] if row else "text",
                    start_line=start, end_line=end, score=0.0)
 
     @staticmethod
     def _hit(node):
-        from ..models import Hit
-
         return Hit(path=node.path, symbol=node.name if node.kind not in ("file",) else None, kind=node.kind,
                    start_line=node.start_line or 1, end_line=node.end_line or 1, score=node.importance)

@@ -42,16 +42,13 @@ class Composer:
         return "\n".join(body) + more
 
     def fence(self, path: str, code: str) -> str:
-        lang = FENCE.get(self.wb.store.db.execute("SELECT language FROM files WHERE path=?", (path,)).fetchone()[0]
-                         if self.wb.is_indexed else "", "") if code else ""
+        lang = FENCE.get((self.wb.store.file_language(path) or "") if self.wb.is_indexed else "", "") if code else ""
         return f"```{lang}\n{code}\n```" if code else ""
 
     def docstring(self, path: str, symbol: str | None) -> str:
         if not symbol:
             return ""
-        row = self.wb.store.db.execute("SELECT docstring FROM symbols WHERE path=? AND qualname=?",
-                                       (path, symbol)).fetchone()
-        return (row[0] or "").strip().split("\n\n")[0] if row else ""
+        return self.wb.store.symbol_docstring(path, symbol).strip().split("\n\n")[0]
 
     def neighbours(self, hit: Hit) -> str:
         if not hit.symbol:

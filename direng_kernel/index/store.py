@@ -290,6 +290,40 @@ class IndexStore:
         ).fetchall()
         return [(r[0], -r[1]) for r in rows]
 
+    def all_dense_ids(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT id FROM chunks WHERE dense=1")}
+
+    # -- lookups the answer layers need (they never write SQL themselves) --------
+    def file_language(self, path: str) -> str | None:
+        row = self.db.execute("SELECT language FROM files WHERE path=?", (path,)).fetchone()
+        return row[0] if row else None
+
+    def symbol_span(self, path: str, qualname: str) -> tuple[int, int] | None:
+        """(start_line, end_line) of a definition, or None."""
+        row = self.db.execute("SELECT start_line, end_line FROM symbols WHERE path=? AND qualname=?",
+                              (path, qualname)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def symbol_docstring(self, path: str, qualname: str) -> str:
+        row = self.db.execute("SELECT docstring FROM symbols WHERE path=? AND qualname=?", (path, qualname)).fetchone()
+        return (row[0] or "") if row else ""
+
+    def innermost_symbol(self, path: str, start: int, end: int) -> tuple[str, str] | None:
+        """(qualname, kind) of the smallest definition enclosing lines start..end, or None."""
+        row = self.db.execute(
+            "SELECT qualname, kind FROM symbols WHERE path=? AND start_line<=? AND end_line>=? "
+            "ORDER BY end_line-start_line LIMIT 1", (path, start, end)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def qualnames_starting(self, prefix: str, limit: int) -> list[str]:
+        """Distinct qualified names that start with `prefix` (SQLite LIKE: ASCII case-insensitive),
+        shortest first."""
+        like = prefix.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%"
+        rows = self.db.execute(
+            r"SELECT DISTINCT qualname FROM symbols WHERE qualname LIKE ? ESCAPE '\' "
+            "ORDER BY length(qualname), qualname LIMIT ?", (like, limit)).fetchall()
+        return [r[0] for r in rows]
+
     def symbols_rows(self, where: str = "", args: tuple = ()) -> list[tuple]:
         return self.db.execute(
             "SELECT id, path, qualname, name, kind, start_line, end_line, signature, docstring, parent "

@@ -36,10 +36,12 @@ from pydantic import (
 )
 
 from ..errors import DirEngError
+from .lanes import LANE_ID_RE as _LANE_RE
+from .lanes import Lane
+from .lanes import registry as lane_registry
 
 MAX_ARGS = 4096
 _ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-_LANE_RE = r"^[a-z0-9][a-z0-9_-]*$"
 
 
 class AllowlistError(DirEngError):
@@ -549,25 +551,45 @@ def _explain(err: ValidationError, data: dict[str, Any], source: str) -> str:
 
 # --- finding a lane's file ----------------------------------------------------------------
 
-def lanes_dirs() -> list[Path]:
-    """Lane folders to search: `DIRENG_LANES_PATH` entries first, then the packaged
-    `direng_kernel/lanes` if it exists, else `<repo>/lanes`."""
-    extra = [Path(p).expanduser() for p in os.environ.get("DIRENG_LANES_PATH", "").split(os.pathsep) if p]
-    here = Path(__file__).resolve()
-    packaged = here.parents[1] / "lanes"
-    return [*extra, packaged if packaged.is_dir() else here.parents[2] / "lanes"]
+def read_lane_allowlist(path: str | os.PathLike[str], lane: str) -> Allowlist:
+    """Load one lane's allowlist file, which must say it is for `lane`."""
+    allowlist = Allowlist.load(path)
+    if allowlist.lane != lane:
+        raise AllowlistError(f"{path}: lane is {allowlist.lane!r}, expected {lane!r}")
+    return allowlist
+
+
+def lane_allowlist(lane: Lane) -> Allowlist:
+    """A lane record's allowlist (AllowlistError naming the file when it is missing or wrong)."""
+    if lane.allowlist is None:
+        where = ", ".join(str(f) for f in lane.folders) or "(registered without one)"
+        raise AllowlistError(f"no allowlist for lane {lane.id!r} in: {where}")
+    return read_lane_allowlist(lane.allowlist, lane.id)
+
+
+def lane_limits(lane: Lane) -> dict:
+    """timeout_s, memory_mb, cpu_s, max_parallel of a lane: its allowlist's `limits`, with the
+    record's own `limits` over them."""
+    limits = lane_allowlist(lane).limits
+    if lane.limits:
+        try:
+            limits = Limits.model_validate({**limits.model_dump(), **dict(lane.limits)})
+        except ValidationError as err:
+            raise AllowlistError(f"lane {lane.id!r}: limits: {err.errors()[0]['msg']}") from None
+    return limits.model_dump()
 
 
 def load_lane_allowlist(lane: str, folders: Sequence[Path] | None = None) -> Allowlist:
-    """Load `<folder>/allowlists/<lane>.yaml` from the first folder that has it."""
+    """Load `<folder>/allowlists/<lane>.yaml` from the first folder that has it: of `folders`,
+    by default of the lane registry's search path (`pas.lanes`; a registered lane record's own
+    file). Also for names that are no lane, such as DirEng's `chat` tools."""
     if not re.match(_LANE_RE, lane):
         raise AllowlistError(f"bad lane name {lane!r}")
-    search = list(folders) if folders is not None else lanes_dirs()
-    for folder in search:
-        path = Path(folder) / "allowlists" / f"{lane}.yaml"
-        if path.is_file():
-            allowlist = Allowlist.load(path)
-            if allowlist.lane != lane:
-                raise AllowlistError(f"{path}: lane is {allowlist.lane!r}, expected {lane!r}")
-            return allowlist
-    raise AllowlistError(f"no allowlist for lane {lane!r} in: {', '.join(str(f) for f in search) or '(no folders)'}")
+    if folders is None:
+        path, search = lane_registry.allowlist_path(lane)
+    else:
+        search = list(folders)
+        path = next((p for f in search if (p := Path(f) / "allowlists" / f"{lane}.yaml").is_file()), None)
+    if path is None:
+        raise AllowlistError(f"no allowlist for lane {lane!r} in: {', '.join(str(f) for f in search) or '(no folders)'}")
+    return read_lane_allowlist(path, lane)

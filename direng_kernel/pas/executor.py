@@ -12,6 +12,10 @@ Everything a sandboxed program could have written is untrusted: those programs m
 `<run>/work`, the lane's records lie outside it, and the executor reads records and artifacts
 through `direng_kernel.confined` — inside the run folder, never through a link — and scrubs
 every artifact before it is stored. A record naming anything else fails the run.
+
+The executor knows lanes only through the lane registry (`pas.lanes`) and the task lifecycle
+only through the run queue it is handed; it never imports PEX. The orchestrator hands it the
+queue, the workbench, who serves the store and how to mint a lane's token (see `Executor`).
 """
 
 from __future__ import annotations
@@ -27,50 +31,53 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
 
 from .. import confined
-from ..errors import DirEngError, NotFoundError
-from ..models import LANE_IDS, ArtifactRef, Passport, TaskState
+from ..errors import DirEngError
+from ..models import ArtifactRef, Passport, Task, TaskState
 from ..security.scrub import scrub, scrub_obj
+from .allowlist import lane_limits
+from .gates import read_gates
 from .lane import WORK_DIR
+from .lanes import Lane, LaneRegistry, check_parameters_cell
+from .lanes import registry as default_lanes
 
 log = logging.getLogger(__name__)
-IDEMPOTENT_LANES = {"vector-ops", "graph-ops", "code-api-design", "data-schema", "narrative"}
 LEASE_S = 30.0
 HEARTBEAT_S = 1.0
 
 
-class LaneNotFound(NotFoundError):
-    pass
+class RunQueue(Protocol):
+    """What the executor needs of the task store it is handed (PEX's `TaskStore` is one)."""
+
+    def get_task(self, task_id: str) -> Task: ...
+    def claim(self, worker: str, max_parallel: dict[str, int], lease_s: float = ...,
+              task_id: Optional[str] = ...) -> Optional[dict]: ...
+    def heartbeat(self, run_id: str, lease_s: float = ..., pid: Optional[int] = ...) -> bool: ...
+    def finish(self, run_id: str, state: TaskState, *, error: Optional[str] = ...,
+               kpi_values: Optional[dict] = ..., **fields: Any) -> None: ...
+    def add_event(self, task_id: str, kind: str, message: str = ..., data: Optional[dict] = ...) -> int: ...
+    def reconcile(self, idempotent_lanes: set[str], now: Optional[float] = ...) -> list[str]: ...
 
 
-class LaneNotebookError(DirEngError):
-    """A lane notebook that cannot run: unreadable, or without a `parameters` cell."""
+class Index(Protocol):
+    """The code index the executor refreshes before a run (a `Workbench`)."""
+
+    def index(self) -> Any: ...
 
 
 class RunFolderError(DirEngError):
     """A run folder whose records or artifacts are not what the lane wrote (a link, a path outside)."""
 
 
-def lane_notebook(lane: str) -> Path:
-    from .allowlist import lanes_dirs
-
-    for folder in lanes_dirs():
-        nb = Path(folder) / f"{lane}.ipynb"
-        if nb.is_file():
-            return nb
-    raise LaneNotFound(f"unknown lane {lane!r}: no {lane}.ipynb in {', '.join(map(str, lanes_dirs()))}")
-
-
-def check_parameters_cell(nb_path: Path) -> None:
-    import nbformat
-
-    try:
-        nb = nbformat.read(nb_path, as_version=4)
-    except Exception as exc:  # noqa: BLE001 — any unreadable notebook is a clear lane error
-        raise LaneNotebookError(f"lane notebook {nb_path} is not a valid notebook: {exc}") from exc
-    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
-        raise LaneNotebookError(f"lane notebook {nb_path} has no cell tagged 'parameters'")
+def check_lane(lane: Lane, notebook: Optional[Path] = None) -> None:
+    """The lane can run: its notebook (or the `notebook` standing in for it, e.g. a replay's
+    recorded one) has a parameters cell, and its allowlist, limits and gates load — or the
+    DirEngError naming the file that is wrong."""
+    check_parameters_cell(notebook or lane.notebook)
+    lane_limits(lane)
+    read_gates(lane.gates, lane.id)
 
 
 def _read_jsonl(run_dir: Path, name: str) -> list[dict]:
@@ -137,15 +144,32 @@ def scrub_artifact(data: bytes, name: str) -> bytes:
 
 
 class Executor:
-    def __init__(self, root: str | Path, store_dir: str | Path, tasks, *, worker_id: str | None = None,
+    """Runs the lanes of one store's queue. It is handed everything outside PAS it needs:
+
+    - `tasks`: the run queue (PEX's task store; see `RunQueue`);
+    - `workbench`: the code index refreshed before each run (the engine's, shared with its
+      lanes; None: no refresh);
+    - `server_url`: a callable giving the URL of the server that owns the store, if one does,
+      and `lane_token`: a callable minting a lane's token for `ttl_s` seconds — with both, a
+      lane gets `DIRENG_SERVER_URL` and a narrow `DIRENG_TOKEN` to read the API;
+    - `lanes`: the lane registry (default: `pas.lanes.registry`).
+    The orchestrator (PEX) builds it with all of these."""
+
+    def __init__(self, root: str | Path, store_dir: str | Path, tasks: RunQueue, *, worker_id: str | None = None,
                  policy_path: str | Path | None = None, concurrency: int = 2,
-                 notebooks: dict[str, Path] | None = None, extra_env: dict[str, str] | None = None):
+                 notebooks: dict[str, Path] | None = None, extra_env: dict[str, str] | None = None,
+                 workbench: Index | None = None, server_url: Callable[[], Optional[str]] | None = None,
+                 lane_token: Callable[[int], str] | None = None, lanes: LaneRegistry | None = None):
         from .artifacts import ArtifactStore
         from .passport import PassportStore
 
         self.root = Path(root).resolve()
         self.store_dir = Path(store_dir).resolve()
         self.tasks = tasks
+        self.workbench = workbench
+        self.server_url = server_url
+        self.lane_token = lane_token
+        self.lanes = lanes if lanes is not None else default_lanes
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.policy_path = str(policy_path) if policy_path else os.environ.get("DIRENG_POLICY")
         self.concurrency = concurrency
@@ -156,17 +180,17 @@ class Executor:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._index_lock = threading.Lock()
-        self._workbench = None
 
     # -- configuration ----------------------------------------------------------
     def limits(self, lane: str) -> dict:
-        from .allowlist import load_lane_allowlist
+        return lane_limits(self.lanes.get(lane))
 
-        return load_lane_allowlist(lane).limits.model_dump()
+    def idempotent_lanes(self) -> set[str]:
+        return self.lanes.idempotent()
 
     def max_parallel(self) -> dict[str, int]:
         out = {}
-        for lane in LANE_IDS:
+        for lane in self.lanes.ids():
             try:
                 out[lane] = int(self.limits(lane).get("max_parallel", 1))
             except DirEngError:
@@ -197,7 +221,7 @@ class Executor:
     def drain(self, until_task: str | None = None, timeout: float | None = None) -> None:
         """Run queued work in this process until the queue is empty (or `until_task` ends)."""
         deadline = time.time() + timeout if timeout else None
-        self.tasks.reconcile(IDEMPOTENT_LANES)
+        self.tasks.reconcile(self.idempotent_lanes())
         while not (deadline and time.time() > deadline):
             if until_task and self.tasks.get_task(until_task).state in (
                     TaskState.succeeded, TaskState.failed, TaskState.cancelled):
@@ -209,7 +233,7 @@ class Executor:
 
     def start(self) -> "Executor":
         """Background workers (the server's): `concurrency` threads, each running one lane at a time."""
-        self.tasks.reconcile(IDEMPOTENT_LANES)
+        self.tasks.reconcile(self.idempotent_lanes())
         for i in range(self.concurrency):
             t = threading.Thread(target=self._serve, name=f"direng-pas-{i}", daemon=True)
             t.start()
@@ -220,7 +244,7 @@ class Executor:
         last_reconcile = 0.0
         while not self._stop.is_set():
             if time.time() - last_reconcile > LEASE_S:
-                self.tasks.reconcile(IDEMPOTENT_LANES)
+                self.tasks.reconcile(self.idempotent_lanes())
                 last_reconcile = time.time()
             if not self.run_once():
                 self._stop.wait(0.5)
@@ -233,7 +257,6 @@ class Executor:
     # -- one run ----------------------------------------------------------------
     def execute(self, run: dict) -> None:
         from . import gitstate
-        from .gates import load_gates
         from .passport import environment, notebook_sha256, render_replay_notebook
         from .sandbox import probe
 
@@ -243,9 +266,10 @@ class Executor:
         (run_dir / WORK_DIR).mkdir(parents=True, exist_ok=True)
         started = datetime.now(timezone.utc)
         t0 = time.perf_counter()
-        nb = self.notebooks.get(lane) or lane_notebook(lane)
+        spec = self.lanes.get(lane)
+        nb = self.notebooks.get(lane) or spec.notebook
         check_parameters_cell(nb)
-        limits = self.limits(lane)
+        limits = lane_limits(spec)
         sandbox_mode = probe().mode
         notebook_ref = self.artifacts.put_file(nb, name=f"lane/{nb.name}")
         passport = Passport(
@@ -274,7 +298,7 @@ class Executor:
             kpi_values, outputs, responses = {}, [], []
             state, error = TaskState.failed, scrub(str(exc))
         if state == TaskState.succeeded:
-            verdict = load_gates(lane).evaluate(kpi_values)
+            verdict = read_gates(spec.gates, lane).evaluate(kpi_values)
             if not verdict.passed:
                 state, error = TaskState.failed, "quality gate failed: " + "; ".join(verdict.failures)
         passport = passport.model_copy(update={
@@ -289,23 +313,22 @@ class Executor:
                           output_notebook=out_nb)
 
     def _policy_hash(self) -> str | None:
-        from ..broker.policy import default_policy, load_policy
+        from ..broker.policy import policy_for
 
         try:
-            return (load_policy(self.policy_path) if self.policy_path else default_policy()).hash
+            return policy_for(self.policy_path, self.lanes.extra_routes()).hash
         except DirEngError:
             return None
 
     def _ensure_index(self, task_id: str) -> None:
         """Lanes read the code index; refresh it first so a run sees the code it is about.
 
-        One refresh at a time: worker threads share this executor's workbench and lock."""
-        from ..workbench import Workbench
-
+        One refresh at a time: worker threads share the workbench they were handed, and a lock."""
+        if self.workbench is None:
+            self.tasks.add_event(task_id, "progress", "index not refreshed: this executor has no workbench")
+            return
         with self._index_lock:
-            if self._workbench is None:
-                self._workbench = Workbench(self.root, self.store_dir)
-            report = self._workbench.index()
+            report = self.workbench.index()
         self.tasks.add_event(task_id, "progress", f"index refreshed: {len(report.changed_paths)} changed file(s)")
 
     def lane_env(self, run_id: str, task_id: str, lane: str, run_dir: Path, extra: dict | None = None) -> dict:
@@ -315,17 +338,25 @@ class Executor:
                     "PYTHONUNBUFFERED": "1"})
         if self.policy_path:
             env["DIRENG_POLICY"] = self.policy_path
+        # The lane process needs its own record's allowlist and policy route, whatever registered it.
+        env.pop("DIRENG_LANE_ALLOWLIST", None)
+        env.pop("DIRENG_LANE_ROUTE", None)
+        try:
+            spec = self.lanes.get(lane)
+        except DirEngError:
+            spec = None
+        if spec is not None:
+            env["DIRENG_LANE_ROUTE"] = spec.route
+            if spec.allowlist is not None:
+                env["DIRENG_LANE_ALLOWLIST"] = str(spec.allowlist)
         # A lane may read the API (index, tasks) with a token of its own: short-lived and too
-        # narrow to approve tasks or change the policy.
-        from ..pex.orchestrator import server_owner
-
-        owner = server_owner(self.store_dir)
-        if owner and owner.get("url"):
-            from ..security.tokens import mint_lane_token
-
+        # narrow to approve tasks or change the policy. Who serves the store and the token are
+        # the orchestrator's to say.
+        url = self.server_url() if self.server_url is not None else None
+        if url and self.lane_token is not None:
             limit = float(self.limits(lane).get("timeout_s", 600))
-            env["DIRENG_SERVER_URL"] = owner["url"]
-            env["DIRENG_TOKEN"] = mint_lane_token(ttl_s=int(limit) + 300)
+            env["DIRENG_SERVER_URL"] = url
+            env["DIRENG_TOKEN"] = self.lane_token(int(limit) + 300)
         env.update(extra or {})
         return env
 

@@ -1,6 +1,7 @@
 """Quality gates: the KPI conditions a lane run must meet to succeed.
 
-Each lane has `<lanes_dir>/gates/<lane>.yaml`:
+Each lane has a gates file, `<lane folder>/gates/<lane>.yaml` (the lane registry, `pas.lanes`,
+says which folder):
 
     lane: code-impl
     gates:
@@ -22,6 +23,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import DirEngError
+from .lanes import registry as lane_registry
 
 OPS = {"==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
@@ -71,24 +73,6 @@ class Gates(BaseModel):
         return GateResult(passed=not failures, failures=failures)
 
 
-def _lanes_dirs() -> list[Path]:
-    try:
-        from .allowlist import lanes_dirs
-    except ImportError:  # pragma: no cover - allowlist.py is part of PAS
-        return [Path(__file__).resolve().parents[2] / "lanes"]
-    return [Path(p) for p in lanes_dirs()]
-
-
-def gates_path(lane: str) -> Optional[Path]:
-    """The first `<lanes_dir>/gates/<lane>.yaml` on the lane search path, or None."""
-    for folder in _lanes_dirs():
-        for ext in ("yaml", "yml"):
-            path = folder / "gates" / f"{lane}.{ext}"
-            if path.is_file():
-                return path
-    return None
-
-
 def parse_gates(text: str, lane: str, source: str = "<string>") -> Gates:
     import yaml
 
@@ -109,13 +93,18 @@ def parse_gates(text: str, lane: str, source: str = "<string>") -> Gates:
         raise GatesError(f"{source}: {where}: {first['msg']}") from None
 
 
-def load_gates(lane: str) -> Gates:
-    """The lane's gates (none when it has no gates file)."""
-    path = gates_path(lane)
+def read_gates(path: Optional[Path], lane: str) -> Gates:
+    """The gates in `path` for `lane` (none when path is None)."""
     if path is None:
         return Gates(lane=lane)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise GatesError(f"cannot read {path}: {exc}") from None
     return parse_gates(text, lane, str(path))
+
+
+def load_gates(lane: str) -> Gates:
+    """The lane's gates: the gates file the lane registry (`pas.lanes`) finds for it, none
+    when it has no gates file."""
+    return read_gates(lane_registry.gates_path(lane), lane)

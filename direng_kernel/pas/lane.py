@@ -62,6 +62,8 @@ class LaneContext(BaseModel):
     replay: bool = False
     policy: Optional[Path] = None
     recorded_responses: Optional[Path] = None
+    allowlist: Optional[Path] = None  # the lane's allowlist file, as the executor's lane registry found it
+    route: str = ""  # the lane's broker policy route name, likewise
 
     @property
     def work_dir(self) -> Path:
@@ -94,7 +96,18 @@ def context() -> LaneContext:
         replay=env.get("DIRENG_REPLAY", "") == "1",
         policy=Path(env["DIRENG_POLICY"]).expanduser() if env.get("DIRENG_POLICY") else None,
         recorded_responses=Path(recorded).expanduser() if recorded else None,
+        allowlist=Path(env["DIRENG_LANE_ALLOWLIST"]) if env.get("DIRENG_LANE_ALLOWLIST") else None,
+        route=env.get("DIRENG_LANE_ROUTE", ""),
     )
+
+
+def lane_allowlist():
+    """This run's allowlist: the file the executor named (`DIRENG_LANE_ALLOWLIST`), else the one
+    the lane registry finds for the lane (a lane run by hand)."""
+    from .allowlist import load_lane_allowlist, read_lane_allowlist
+
+    ctx = context()
+    return read_lane_allowlist(ctx.allowlist, ctx.lane) if ctx.allowlist else load_lane_allowlist(ctx.lane)
 
 
 def _append(name: str, record: dict) -> None:
@@ -170,7 +183,6 @@ def run_command(argv: Sequence[str], cwd: str | os.PathLike | None = None,
     `commands.jsonl`. With `check`, a non-zero exit raises LaneError with the command's stderr.
     Returns the sandbox's `CommandResult` (argv, returncode, stdout, stderr, duration_s, …).
     """
-    from .allowlist import load_lane_allowlist
     from .sandbox import CommandDenied
     from .sandbox import run_command as sandbox_run
 
@@ -186,7 +198,7 @@ def run_command(argv: Sequence[str], cwd: str | os.PathLike | None = None,
     ctx.work_dir.mkdir(exist_ok=True)
     record: dict = {"argv": argv, "cwd": str(workdir)}
     try:
-        result = sandbox_run(argv, cwd=workdir, writable=paths, allowlist=load_lane_allowlist(ctx.lane),
+        result = sandbox_run(argv, cwd=workdir, writable=paths, allowlist=lane_allowlist(),
                              env=env, timeout_s=timeout_s)
     except CommandDenied as exc:
         record.update(denied=str(exc))
@@ -208,12 +220,11 @@ def secret(name: str) -> str:
 
     The value is registered with the redactor first, so it can never reach an output, an
     event, a log or the passport — only the marker `[secret:NAME]` can."""
-    from ..security.redact import register_secret
+    from ..security.scrub import register_secret
     from ..security.vault import Vault
-    from .allowlist import load_lane_allowlist
 
     ctx = context()
-    if name not in load_lane_allowlist(ctx.lane).secrets:
+    if name not in lane_allowlist().secrets:
         raise LaneError(f"lane {ctx.lane} may not read secret {name!r}: its allowlist does not name it")
     value = Vault().get(name)
     register_secret(name, value)
@@ -239,10 +250,18 @@ def workbench():
 
 
 def policy_lane(lane: str) -> str:
-    """The broker policy's name for a lane id (`code-impl` → `Code-Impl`)."""
+    """The broker policy's name for a lane (`code-impl` → `Code-Impl`; a user lane's route from the
+    lane registry); a name that is none of these is taken as it is."""
     from ..models import LANES
+    from .lanes import registry
 
-    return {name.lower(): name for name in LANES}.get(lane.lower(), lane)
+    builtin = {name.lower(): name for name in LANES}.get(lane.lower())
+    if builtin is not None:
+        return builtin
+    try:
+        return registry.get(lane).route
+    except DirEngError:
+        return lane
 
 
 def complete(prompt: str, lane: Optional[str] = None, *, system: Optional[str] = None,
@@ -272,11 +291,14 @@ def complete(prompt: str, lane: Optional[str] = None, *, system: Optional[str] =
         return json.loads(raw).get("response", {}).get("content") or ""
 
     from ..broker import Broker, BrokerError
-    from ..broker.policy import default_policy, load_policy
+    from ..broker.policy import policy_for
     from ..models import ChatMessage, ProviderRequest
 
-    policy = load_policy(ctx.policy) if ctx.policy else default_policy()
-    name = policy_lane(lane or ctx.lane)
+    from .lanes import registry
+
+    routes = [*registry.extra_routes(), *([ctx.route] if ctx.route else [])]
+    policy = policy_for(ctx.policy, routes)
+    name = policy_lane(lane) if lane else (ctx.route or policy_lane(ctx.lane))
     resolved = policy.resolve(name)
     if resolved is None or not resolved.chain:
         return None

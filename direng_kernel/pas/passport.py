@@ -245,7 +245,8 @@ def render_replay_notebook(passport: Passport, dest: Path | str, root: Path | st
     """Write a papermill-ready `replay.ipynb` (into directory `dest`, or to `dest` if it ends .ipynb).
 
     Its `parameters`-tagged cell sets run_id, root (default: the passport's git root, else the
-    cwd) and dry_run; the next cell calls `direng_kernel.pas.replay.replay`.
+    cwd) and dry_run; the next cell calls `replay` of PEX's orchestrator (a replay is a task: PEX
+    owns its lifecycle), named here as text, not imported.
     """
     import nbformat
     from nbformat import v4
@@ -264,7 +265,7 @@ def render_replay_notebook(passport: Passport, dest: Path | str, root: Path | st
                              f"status `{passport.status}`.\n\nRun with papermill; override the parameters with `-p`."),
         v4.new_code_cell(f"run_id = {json.dumps(passport.run_id)}\nroot = {json.dumps(root_s)}\ndry_run = False",
                          metadata={"tags": ["parameters"]}),
-        v4.new_code_cell("from direng_kernel.pas.replay import replay\n\n"
+        v4.new_code_cell("from direng_kernel.pex.orchestrator import replay\n\n"
                          "report = replay(run_id, root=root, dry_run=dry_run)\nreport"),
     ]
     nbformat.validate(nb)

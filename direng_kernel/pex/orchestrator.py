@@ -8,6 +8,13 @@ claims. `Orchestrator.start` is the one place that decides which worker that is 
 a live worker already holding the run, or this process's); see its docstring. Every step is an
 event in the task's log, which the magics, CLI and REST API follow live; what a start decided
 is a `progress` event with `data.note`, which the CLI prints even when not following.
+
+PEX owns the task lifecycle, PAS runs lanes: the orchestrator builds the executor and hands it
+everything outside PAS it needs — the task store, the workbench whose index it refreshes (the
+engine's, when the engine built the orchestrator), the URL of the server that owns the store (from
+the ownership file, `pex-server.json`, kept here) and a way to mint a lane's token. Lanes are
+looked up in PAS's lane registry (`pas.lanes`). A replay is a task too: `Orchestrator.replay`
+runs it through the same lifecycle and executor.
 """
 
 from __future__ import annotations
@@ -18,11 +25,19 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 from ..errors import DirEngError
-from ..models import LANE_IDS, TERMINAL_STATES, Estimate, Task, TaskState
+from ..models import TERMINAL_STATES, Estimate, ReplayReport, Task, TaskState
+from ..pas.lanes import LaneRegistry, UnknownLane
+from ..pas.lanes import registry as default_lanes
 from .store import TaskStore, pid_alive
+
+if TYPE_CHECKING:
+    from ..pas.executor import Executor
+
+__all__ = ["Orchestrator", "UnknownLane", "check_lane", "claim_server", "release_server", "replay", "route_lane",
+           "server_owner"]
 
 Worker = Literal["none", "here", "background"]
 POLL_S = 0.5        # how often a start waiting on another worker looks at the task
@@ -38,21 +53,20 @@ ROUTES: list[tuple[str, re.Pattern]] = [
 ]
 
 
-class UnknownLane(DirEngError):
-    pass
+def check_lane(lane: str, lanes: LaneRegistry = default_lanes, notebook: Optional[Path] = None) -> None:
+    """The lane is registered and its notebook (or the `notebook` standing in for it), allowlist
+    and gates all load, or the DirEngError saying which file is wrong: checked when a task is
+    created and again when it starts, so a broken file is one clear line then, not a run that
+    crashes the executor."""
+    from ..pas.executor import check_lane as check_lane_files
+
+    check_lane_files(lanes.get(lane), notebook)
 
 
-def check_lane(lane: str) -> None:
-    """The lane's notebook, allowlist and gates all load, or the DirEngError saying which file is
-    wrong: checked when a task is created and again when it starts, so a broken file is one clear
-    line then, not a run that crashes the executor."""
-    from ..pas.allowlist import load_lane_allowlist
-    from ..pas.executor import check_parameters_cell, lane_notebook
-    from ..pas.gates import load_gates
+def _mint_lane_token(ttl_s: int) -> str:
+    from ..security.tokens import mint_lane_token
 
-    check_parameters_cell(lane_notebook(lane))
-    load_lane_allowlist(lane)
-    load_gates(lane)
+    return mint_lane_token(ttl_s=ttl_s)
 
 
 def route_lane(brief: str) -> str:
@@ -64,38 +78,96 @@ def route_lane(brief: str) -> str:
 
 
 class Orchestrator:
+    """Tasks of one store, from brief to result.
+
+    `workbench`: the code index the executor refreshes before each run — the engine passes its
+    own, so the engine and its lanes share one (default: one for `root` and `store_dir`, made
+    when first needed). `lanes`: the lane registry (default `pas.lanes.registry`).
+    `server_url`: who serves the store's queue, as a callable giving a URL or None (default: the
+    ownership file, see `server_owner`); `lane_token`: mints a lane's API token for `ttl_s`
+    seconds (default: `security.tokens.mint_lane_token`). `notebooks` and `extra_env` go to the
+    executor (a replay's recorded notebook and environment)."""
+
     def __init__(self, root: str | Path, store_dir: str | Path, tasks: TaskStore | None = None,
-                 policy_path: str | Path | None = None):
+                 policy_path: str | Path | None = None, *, workbench=None, lanes: LaneRegistry | None = None,
+                 server_url: Callable[[], Optional[str]] | None = None,
+                 lane_token: Callable[[int], str] | None = None,
+                 notebooks: dict[str, Path] | None = None, extra_env: dict[str, str] | None = None):
         self.root = Path(root).resolve()
         self.store_dir = Path(store_dir).resolve()
         self.tasks = tasks or TaskStore.for_store(self.store_dir)
         self.policy_path = policy_path
+        self.lanes = lanes if lanes is not None else default_lanes
+        self.server_url = server_url if server_url is not None else self._owner_url
+        self.lane_token = lane_token if lane_token is not None else _mint_lane_token
+        self._workbench = workbench
+        self._notebooks = dict(notebooks or {})
+        self._extra_env = dict(extra_env or {})
         self._executor = None
+        self._lock = threading.Lock()
 
     @property
-    def executor(self):
+    def workbench(self):
+        """The code index runs refresh first: the one handed in, else this store's."""
+        with self._lock:
+            if self._workbench is None:
+                from ..workbench import Workbench
+
+                self._workbench = Workbench(self.root, self.store_dir)
+            return self._workbench
+
+    @property
+    def executor(self) -> "Executor":
+        """PAS's executor for this store, handed the task store, workbench, server URL and lane tokens."""
         if self._executor is None:
             from ..pas.executor import Executor
 
-            self._executor = Executor(self.root, self.store_dir, self.tasks, policy_path=self.policy_path)
+            workbench = self.workbench
+            with self._lock:
+                if self._executor is None:
+                    self._executor = Executor(
+                        self.root, self.store_dir, self.tasks, policy_path=self.policy_path,
+                        notebooks=self._notebooks, extra_env=self._extra_env, workbench=workbench,
+                        server_url=self.server_url, lane_token=self.lane_token, lanes=self.lanes)
         return self._executor
+
+    def _owner_url(self) -> Optional[str]:
+        """The URL of the live server that owns this store, if one does (and said where it listens)."""
+        owner = server_owner(self.store_dir)
+        return owner.get("url") if owner else None
+
+    def reconcile(self, now: float | None = None) -> list[str]:
+        """Lost runs become interrupted: re-queued when the registry says their lane is idempotent,
+        failed otherwise. The ids of the tasks moved."""
+        return self.tasks.reconcile(self.lanes.idempotent(), now=now)
+
+    def _check_lane(self, lane: str) -> None:
+        check_lane(lane, self.lanes, self._notebooks.get(lane))
 
     def new_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
                  idempotency_key: str | None = None, rehearsal: bool = False) -> tuple[Task, bool]:
         lane = lane or route_lane(f"{title} {brief}")
-        if lane not in LANE_IDS:
-            raise UnknownLane(f"unknown lane {lane!r}; lanes: {', '.join(LANE_IDS)}")
+        self.lanes.get(lane)  # UnknownLane naming the lanes there are (and the closest one)
         if parameters is not None and not isinstance(parameters, dict):
             raise DirEngError("parameters must be a JSON object")
-        check_lane(lane)
+        self._check_lane(lane)
         return self.tasks.create_task(title=title, brief=brief, lane=lane, parameters=parameters or {},
                                       idempotency_key=idempotency_key, rehearsal=rehearsal)
 
-    def estimate(self, task_id: str) -> Task:
+    def _planner(self, lane: str):
+        """PLMS's planner over this store's history; lanes without a prior of their own (user
+        lanes) get the generic one."""
         from ..plms.estimate import Planner
+        from ..plms.priors import DEFAULT_PRIOR, PRIORS
 
+        records = self.tasks.run_records()
+        others = {lane, *self.lanes.ids(), *(r.lane for r in records)} - set(PRIORS)
+        priors = {**PRIORS, **dict.fromkeys(sorted(others), DEFAULT_PRIOR)} if others else None
+        return Planner.from_history(records, priors=priors)
+
+    def estimate(self, task_id: str) -> Task:
         task = self.tasks.get_task(task_id)
-        estimate: Estimate = Planner.from_history(self.tasks.run_records()).estimate(task.lane)
+        estimate: Estimate = self._planner(task.lane).estimate(task.lane)
         return self.tasks.transition(task_id, TaskState.estimated,
                                      f"estimated p50 {estimate.duration_p50_s:.1f}s, p90 {estimate.duration_p90_s:.1f}s"
                                      + (" (prior: too few runs)" if estimate.prior_only else ""), estimate=estimate)
@@ -118,14 +190,12 @@ class Orchestrator:
         "here" returns when the task ends — following whoever holds it, and taking it over if
         that worker is lost — except that while a server owns the store it returns once the task
         is queued or attached, unless `follow`. A finished task is returned as it is."""
-        from ..pas.executor import IDEMPOTENT_LANES
-
         self.tasks.get_task(task_id)  # an unknown id is NotFoundError before anything is touched
-        self.tasks.reconcile(IDEMPOTENT_LANES)
+        self.reconcile()
         task = self.tasks.get_task(task_id)
         if task.state in TERMINAL_STATES:
             return task
-        check_lane(task.lane)
+        self._check_lane(task.lane)
         if task.state == TaskState.running:
             self._note(task_id, f"already running on {self._holder(task)}" + (
                 "; following it (this process takes over if that worker is lost)" if worker == "here" else ""))
@@ -181,7 +251,7 @@ class Orchestrator:
         whoever does (unless `follow`, a server owning the store is left to it), reconciling so
         that a lost worker's run comes back here. Only this task's run is claimed: it never waits for, nor
         runs, unrelated backlog."""
-        from ..pas.executor import IDEMPOTENT_LANES, LEASE_S
+        from ..pas.executor import LEASE_S
 
         deadline = time.monotonic() + timeout if timeout else None
         said: set[str] = set()
@@ -202,7 +272,7 @@ class Orchestrator:
                 return task  # the server sees it through, taking over from a lost worker too
             time.sleep(POLL_S)
             if time.monotonic() - reconciled > RECONCILE_S:
-                self.tasks.reconcile(IDEMPOTENT_LANES)
+                self.reconcile()
                 reconciled = time.monotonic()
 
     def cancel(self, task_id: str) -> Task:
@@ -210,6 +280,41 @@ class Orchestrator:
 
     def status(self, task_id: str) -> Task:
         return self.tasks.get_task(task_id)
+
+    def replay(self, run_id: str, dry_run: bool = False) -> ReplayReport:
+        """Replay a finished run from its passport and compare (`pas.replay` has the PAS side).
+
+        The passport and every artifact it references are verified first (a dry run stops
+        there). Then the run's inputs are restored under `<store>/replays/` — a git worktree at
+        the recorded commit and diff, the recorded notebook and provider responses — and the
+        replay is a task in a store of its own there: created (a rehearsal), estimated,
+        approved, started and run to its end by an executor of this lifecycle, with the
+        worktree's own index and no server; its outputs are kept beside the original's and
+        compared with them."""
+        from ..pas import replay as pas_replay
+        from ..workbench import Workbench
+
+        passport, artifacts = pas_replay.open_passport(run_id, self.store_dir, dry_run=dry_run)
+        if dry_run:
+            return pas_replay.dry_run_report(passport)
+        with pas_replay.restored(passport, self.root, self.store_dir, artifacts) as stage:
+            workbench = Workbench(stage.tree, stage.store)
+            try:
+                again = Orchestrator(stage.tree, stage.store, workbench=workbench, lanes=self.lanes,
+                                     server_url=lambda: None, lane_token=self.lane_token,
+                                     notebooks={passport.lane: stage.notebook}, extra_env=stage.env)
+                task, _ = again.new_task(f"replay of {run_id}", "", passport.lane, passport.parameters,
+                                         rehearsal=True)
+                again.estimate(task.id)
+                again.approve(task.id)
+                done = again.start(task.id, "here")
+            finally:
+                workbench.close()
+            if done.state not in TERMINAL_STATES or not done.run_id or \
+                    not (stage.store / "passports" / f"{done.run_id}.json").is_file():
+                raise DirEngError(f"replay of {run_id} did not run: {done.error or done.state.value}")
+            replayed = pas_replay.collect(stage, done.run_id, artifacts)
+        return pas_replay.compare(passport, replayed, self.store_dir)
 
 
 SERVER_FILE = "pex-server.json"
@@ -231,3 +336,11 @@ def claim_server(store_dir: Path, url: str | None) -> None:
 
 def release_server(store_dir: Path) -> None:
     (Path(store_dir) / SERVER_FILE).unlink(missing_ok=True)
+
+
+def replay(run_id: str, *, root: str | Path, store: str | Path | None = None, dry_run: bool = False) -> ReplayReport:
+    """`Orchestrator(root, store).replay(run_id, dry_run)`: what a passport's `replay.ipynb` calls."""
+    from ..config import IndexSettings
+
+    settings = IndexSettings.for_root(root, store)
+    return Orchestrator(settings.root, settings.store).replay(run_id, dry_run=dry_run)

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from ..errors import NotFoundError
 from ..security.scrub import scrub, scrub_obj
-from ..models import Estimate, Task, TaskEvent, TaskState
+from ..models import RUN_FINAL_STATES, Estimate, Task, TaskEvent, TaskState
 from . import states
 
 log = logging.getLogger(__name__)
@@ -415,4 +415,4 @@ class TaskStore:
                           cost=r["cost"] or 0.0, status=r["state"], rehearsal=bool(r["rehearsal"]),
                           finished_at=_utc(r["finished_at"]))
                 for r in reversed(self.list_runs(100_000))
-                if r["finished_at"] is not None and r["state"] in ("succeeded", "failed", "cancelled", "interrupted")]
+                if r["finished_at"] is not None and r["state"] in RUN_FINAL_STATES]

@@ -62,3 +62,7 @@ PRIORS: dict[str, LanePrior] = {
     # Guess: one or two model calls writing prose with citations.
     "narrative": LanePrior(OVERHEAD_S + 30, 240, "overhead + guessed 30 s of generation"),
 }
+
+#: The prior of a lane that has none above (a user lane registered with PAS's lane registry):
+#: overhead plus a guessed minute of work, with a wide p90.
+DEFAULT_PRIOR = LanePrior(OVERHEAD_S + 60, 600, "overhead + guessed 60 s: a lane without a prior of its own")

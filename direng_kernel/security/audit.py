@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import fcntl
 import getpass
 import hashlib
 import json
@@ -43,6 +44,7 @@ from typing import Any, Callable, Hashable, Iterator
 
 from ..config import user_data_path
 from ..errors import DirEngError
+from .scrub import global_redactor
 
 __all__ = ["record", "record_limited", "verify", "read_records", "audit_log_path", "AuditReport", "AuditError",
            "RateLimit", "GENESIS", "EVENTS", "ENV_AUDIT_LOG"]
@@ -127,8 +129,6 @@ def _last_record(fd: int) -> tuple[int, str, bool]:
 
 @contextlib.contextmanager
 def _open_locked(path: Path, exclusive: bool) -> Iterator[int]:
-    import fcntl
-
     flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT) if exclusive else os.O_RDONLY
     try:
         fd = os.open(path, flags, 0o600)
@@ -149,8 +149,6 @@ def record(event: str, actor: str | None = None, **data: Any) -> dict:
     that gate an action on the audit (a secret read, say) then refuse the action."""
     if not isinstance(event, str) or not _EVENT_RE.fullmatch(event):
         raise AuditError(f"invalid audit event name {event!r} (use dotted lower-case words)")
-    from .redact import global_redactor
-
     try:
         normalized = json.loads(json.dumps(data, default=str, ensure_ascii=False))
     except (TypeError, ValueError) as err:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -151,11 +152,6 @@ class KeyStore:
     @contextlib.contextmanager
     def _file_lock(self) -> Iterator[None]:
         self._ensure_dir()
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: the thread lock only
-            yield
-            return
         try:
             fh = open(self.directory / ".lock", "a")
         except OSError as exc:

@@ -1,10 +1,16 @@
 """Redaction: replace every known secret value with a stable marker before text is persisted.
 
-    r = global_redactor()
+    r = Redactor(vault=vault, environ=True, detector=secrets)
     r.redact("token=s3cr3t-value")      -> "token=[secret:API_TOKEN]"
     r.redact_obj({"out": [...]})        -> the same structure, strings redacted
     r.redact_notebook(nb)               -> a redacted copy (sources, outputs, metadata)
-    logging.getLogger().handlers[0].addFilter(RedactingFilter())
+
+This module is the bottom of the security layer: it imports nothing else from it. What a
+redactor reads is handed to it — a vault (anything with `state()` and `values()`) and a
+detector (anything with `scan_text(text)` and `scan_notebook(nb)` returning findings that hold
+`_value`; `security.secrets` is one). The process-wide redactor that wires in the default
+vault, secret detection and values registered by vaults, and the logging filter that uses it,
+are `security.scrub`'s (`global_redactor`, `register_secret`, `RedactingFilter`).
 
 Markers: `[secret:NAME]` for a vault secret, `[secret:$NAME]` for a credential-looking
 environment variable (`*KEY*`, `*TOKEN*`, `*SECRET*`, `*PASSWORD*`, …), and
@@ -32,7 +38,6 @@ import copy
 import hashlib
 import html
 import json
-import logging
 import os
 import re
 import threading
@@ -40,8 +45,7 @@ import time
 from typing import Any, Iterable
 from urllib.parse import quote, quote_plus
 
-__all__ = ["Redactor", "RedactingFilter", "global_redactor", "register_secret", "reset_global_redactor",
-           "MIN_SECRET_LEN", "marker_digest"]
+__all__ = ["Redactor", "MIN_SECRET_LEN", "marker_digest"]
 
 MIN_SECRET_LEN = 4
 _MIN_B64_CORE = 10     # base64 fragments shorter than this could match by chance
@@ -122,9 +126,13 @@ def _trie(strings: list[str]) -> str:
 
 
 class Redactor:
-    """Replaces known secret values (and their encoded forms) with stable markers."""
+    """Replaces known secret values (and their encoded forms) with stable markers.
 
-    def __init__(self, vault=None, *, environ: bool = False) -> None:
+    `vault`: values to know by name, re-read when its `state()` changes. `environ`: know the
+    environment's credential-looking variables. `detector`: what `scan=True` runs (an object
+    with `scan_text(text)` and `scan_notebook(nb)`, such as `security.secrets`)."""
+
+    def __init__(self, vault=None, *, environ: bool = False, detector=None) -> None:
         self._lock = threading.RLock()
         self._named: dict[str, str] = {}       # value -> marker name (vault / env)
         self._detected: set[str] = set()
@@ -139,6 +147,7 @@ class Redactor:
         self._full_rebuild = False
         self._loose_dirty = False
         self._vault = vault
+        self._detector = detector
         self._vault_state: Any = None
         self._checked = time.monotonic()
         self.load_error: str | None = None     # why the vault could not be read, if it could not
@@ -226,6 +235,12 @@ class Redactor:
                     and not value.isdigit() and value.lower() not in ("true", "false")):
                 self.add_secret("$" + name, value)
 
+    def _detect(self):
+        if self._detector is None:
+            raise ValueError("scan=True needs a redactor with a detector (Redactor(detector=security.secrets), "
+                             "or security.scrub.global_redactor())")
+        return self._detector
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -288,9 +303,7 @@ class Redactor:
         if self._vault is not None and time.monotonic() - self._checked > _CHECK_EVERY_S:
             self.refresh_if_changed()
         if scan:
-            from .secrets import scan_text
-
-            self.add_findings(scan_text(text))
+            self.add_findings(self._detect().scan_text(text))
         loose, tiers = self._prepare()
         if not loose and not tiers:
             return text
@@ -338,22 +351,24 @@ class Redactor:
             return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
         return obj
 
-    def redact_notebook(self, nb: Any, *, scan: bool = True) -> Any:
+    def redact_notebook(self, nb: Any, *, scan: bool | None = None) -> Any:
         """A redacted copy of a notebook (dict or NotebookNode): cell sources, outputs
         (streams, data, errors, tracebacks), attachments and all metadata. Multi-line fields
         stored as lists of lines are redacted joined (a value may span lines) and split back.
-        `scan=True` (default) also detects and redacts secrets nobody registered."""
+        `scan` (default: when the redactor has a detector) also detects and redacts secrets
+        nobody registered."""
+        if scan is None:
+            scan = self._detector is not None
         if scan:
-            from .secrets import scan_notebook
-
+            detector = self._detect()
             try:
-                self.add_findings(scan_notebook(nb))
+                self.add_findings(detector.scan_notebook(nb))
             except Exception:  # noqa: BLE001 — an odd notebook still gets the known values redacted
                 pass
         out = self._walk_nb(nb, key=None)
         if type(nb) is not dict and isinstance(nb, dict):
             try:
-                import nbformat
+                import nbformat  # heavy (~1 s cold): only for a NotebookNode in, NotebookNode out
 
                 return nbformat.from_dict(out)
             except Exception:  # noqa: BLE001
@@ -373,78 +388,3 @@ class Redactor:
                     self._walk_nb(v, key=k, in_data=(key == "data"))
                     for k, v in obj.items()}
         return copy.copy(obj)
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that redacts the message, its args, exception and stack text.
-    Attach it to handlers (filters on a logger do not see records propagated from children)."""
-
-    def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
-        super().__init__(name)
-        self._redactor = redactor
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        r = self._redactor or global_redactor()
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 — a broken format string: redact the raw parts
-            message = f"{record.msg} {record.args!r}"
-        redacted = r.redact(message)
-        if redacted != message or record.args:
-            record.msg, record.args = redacted, None
-        if record.exc_info and record.exc_info[0] is not None:
-            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-            record.exc_text = r.redact(text)
-        elif record.exc_text:
-            record.exc_text = r.redact(record.exc_text)
-        if record.stack_info:
-            record.stack_info = r.redact(record.stack_info)
-        return True
-
-
-# ---------------------------------------------------------------------- the process-wide one
-
-_global: Redactor | None = None
-_global_key: str | None = None
-_global_lock = threading.Lock()
-_registered: dict[str, str] = {}   # name -> value from Vault.get/set in this process
-
-
-def global_redactor() -> Redactor:
-    """The process-wide redactor: the default vault's values (re-read when the vault file
-    changes, checked at most once a second by `redact`), every value read from or written to any Vault
-    in this process, and credential-looking environment variables."""
-    global _global, _global_key
-    key = os.environ.get("DIRENG_VAULT_DIR")
-    r = _global
-    if r is not None and key == _global_key:
-        return r
-    with _global_lock:
-        if _global is None or key != _global_key:
-            vault = None
-            try:
-                from .vault import Vault
-
-                vault = Vault()
-            except Exception:  # noqa: BLE001
-                vault = None
-            r = Redactor(vault=vault, environ=True)
-            for name, value in list(_registered.items()):
-                r.add_secret(name, value)
-            _global, _global_key = r, key
-        return _global
-
-
-def register_secret(name: str, value: str) -> None:
-    """Tell the global redactor about a secret (Vault.get/set call this)."""
-    _registered[name] = value
-    if _global is not None:
-        _global.add_secret(name, value)
-
-
-def reset_global_redactor() -> None:
-    """Forget the global redactor and registered values (tests; a vault directory change)."""
-    global _global, _global_key
-    with _global_lock:
-        _global, _global_key = None, None
-        _registered.clear()

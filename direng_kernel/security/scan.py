@@ -5,10 +5,10 @@ discover`: `.gitignore` and `.direngignore` honoured, dependency and build folde
 binary and oversized files left out) plus the licence files `discover` does not list, or
 scans a single file. Each file is read once and goes through:
 
-* secrets: `direng_kernel.security.secrets.scan_text` when it can be imported (otherwise the
-  report says so in `notes` and `secrets_checked` is False),
+* secrets: `direng_kernel.security.secrets.scan_text` (a file it fails on is named in `notes`,
+  and `secrets_checked` is then False),
 * PII: `direng_kernel.security.pii.find_pii`,
-* licences: `direng_kernel.security.licenses.license_findings`, checked against a
+* licences: `direng_kernel.security.licenses.detect.license_findings`, checked against a
   `LicensePolicy` when one is given.
 
 A finding is `blocking` when it should stop text from leaving the machine or a change from
@@ -23,10 +23,14 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..discovery import SNIFF_BYTES, is_binary
 from ..errors import DirEngError
+from .licenses.detect import iter_license_candidates, license_findings
+from .licenses.spdx import parse_expression
+from .pii import find_pii
+from .secrets import SecretFinding, scan_text
 
 CATEGORIES = ("secret", "pii", "license")
 MAX_FILE_BYTES = 2_000_000
@@ -98,58 +102,11 @@ class ScanReport:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-# ---------------------------------------------------------------------------------------------
-# Secrets: another module, adapted loosely (its finding type may change while it is written).
+def _secret_row(finding: SecretFinding, rel: str) -> ScanFinding:
+    return ScanFinding("secret", finding.type, rel, finding.line, f"sha256:{finding.digest}", True)
 
-_SECRET_KIND_KEYS = ("type", "kind", "rule", "rule_id", "detector", "name")
-_SECRET_LINE_KEYS = ("line", "line_no", "lineno", "start_line")
-_SECRET_DETAIL_KEYS = ("sha256", "digest", "preview", "masked", "redacted", "description", "message")
-
-
-def _load_secret_scanner() -> tuple[Callable[[str, str], list] | None, str | None]:
-    """(scan(text, filename), None) or (None, why secrets are not checked)."""
-    try:
-        from . import secrets as secrets_mod
-    except Exception as err:  # noqa: BLE001 — missing module, missing detect-secrets, or mid-edit
-        return None, f"secrets detection skipped: direng_kernel.security.secrets is not importable ({type(err).__name__}: {err})"
-    scan_text = getattr(secrets_mod, "scan_text", None)
-    if not callable(scan_text):
-        return None, "secrets detection skipped: direng_kernel.security.secrets has no scan_text"
-    import inspect
-
-    try:
-        params = inspect.signature(scan_text).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "filename" in params:
-        return (lambda text, rel: scan_text(text, filename=rel)), None
-    if "path" in params:
-        return (lambda text, rel: scan_text(text, path=rel)), None
-    return (lambda text, rel: scan_text(text)), None
-
-
-def _secret_row(obj: Any, rel: str) -> ScanFinding:
-    if isinstance(obj, dict):
-        data = obj
-    elif hasattr(obj, "to_dict"):
-        data = obj.to_dict()
-    elif hasattr(obj, "model_dump"):
-        data = obj.model_dump()
-    else:
-        data = {k: getattr(obj, k) for k in _SECRET_KIND_KEYS + _SECRET_LINE_KEYS + _SECRET_DETAIL_KEYS
-                if hasattr(obj, k)}
-    kind = next((str(data[k]) for k in _SECRET_KIND_KEYS if data.get(k)), "secret")
-    line = next((data[k] for k in _SECRET_LINE_KEYS if isinstance(data.get(k), int)), None)
-    detail = next((f"{k}:{data[k]}" if k in ("sha256", "digest") else str(data[k])
-                   for k in _SECRET_DETAIL_KEYS if data.get(k)), kind)
-    return ScanFinding("secret", kind, rel, line, detail, True)
-
-
-# ---------------------------------------------------------------------------------------------
 
 def _pii_rows(text: str, rel: str) -> list[ScanFinding]:
-    from .pii import find_pii
-
     rows = []
     for f in find_pii(text):
         flags = [w for w, on in (("example", f.example), ("benign", f.benign)) if on]
@@ -159,8 +116,6 @@ def _pii_rows(text: str, rel: str) -> list[ScanFinding]:
 
 
 def _license_rows(text: str, rel: str, abspath: Path, policy) -> list[ScanFinding]:
-    from .licenses import license_findings, parse_expression
-
     rows = []
     for f in license_findings(rel, text, abspath=abspath):
         if f.error:
@@ -188,20 +143,13 @@ def scan_path(path: str | os.PathLike, *, max_file_bytes: int = MAX_FILE_BYTES, 
         raise ScanError(f"unknown scan categories: {', '.join(sorted(unknown))} (choose from {', '.join(CATEGORIES)})")
     report = ScanReport(str(target.resolve()))
     if target.is_dir():
-        from .licenses import iter_license_candidates
-
         files = iter_license_candidates(target.resolve(), max_file_bytes, report.skipped)
     elif target.is_file():
         files = [(target.name, target.resolve())]
     else:
         raise ScanError(f"not a regular file or directory: {path}")
 
-    scan_secret = None
-    if "secret" in categories:
-        scan_secret, why = _load_secret_scanner()
-        report.secrets_checked = scan_secret is not None
-        if why:
-            report.notes.append(why)
+    report.secrets_checked = "secret" in categories
 
     def skip(reason: str) -> None:
         report.skipped[reason] = report.skipped.get(reason, 0) + 1
@@ -220,11 +168,12 @@ def scan_path(path: str | os.PathLike, *, max_file_bytes: int = MAX_FILE_BYTES, 
             continue
         text = data.decode("utf-8", errors="replace")
         report.files_scanned += 1
-        if scan_secret is not None:
+        if "secret" in categories:
             try:
-                report.findings += [_secret_row(s, rel) for s in scan_secret(text, rel)]
+                report.findings += [_secret_row(s, rel) for s in scan_text(text, rel)]
             except Exception as err:  # noqa: BLE001 — one file's failure must not hide the rest
                 report.notes.append(f"secrets scan failed on {rel}: {type(err).__name__}: {err}")
+                report.secrets_checked = False  # a gate that could not check must not pass
         if "pii" in categories:
             report.findings += _pii_rows(text, rel)
         if "license" in categories:

@@ -23,18 +23,9 @@ import re
 from typing import Iterable
 
 from ..errors import DirEngError
+from ..models import SCOPES
 
-SCOPES: dict[str, str] = {
-    "index:read": "search, graph, symbols, chat, index status, health and the policy in force",
-    "index:write": "refresh the code index",
-    "tasks:read": "list and read delegated tasks, their events, runs and passports, PAS health",
-    "tasks:write": "create, estimate and cancel delegated tasks",
-    "runs:execute": "approve and start delegated tasks (runs that execute code)",
-    "runs:replay": "replay a finished run from its passport",
-    "policy:admin": "validate and apply a model-broker policy",
-    "secrets:use": "use secrets from the vault (resolved server-side, never returned)",
-}
-ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)
+ALL_SCOPES: tuple[str, ...] = tuple(SCOPES)  # models.SCOPES is the one list
 
 KERNEL_SCOPES: tuple[str, ...] = ("index:read", "index:write", "tasks:read", "tasks:write", "runs:execute")
 LANE_SCOPES: tuple[str, ...] = ("index:read", "tasks:read")

@@ -7,17 +7,109 @@ markers. It is applied where the index stores code, where answers and tool resul
 produced, where lane outputs, events and passports are written, and to anything sent to a
 provider. Multi-line secrets (PEM blocks) are learnt line by line, so a redacted file keeps its
 line numbers and citations stay right.
+
+The process-wide redactor lives here too, because this is where its parts meet: `redact`'s
+`Redactor`, the default vault's file (`vault_file`), secret detection (`secrets`) for
+`scan=True`, and every value a `Vault` in this process read or wrote (`register_secret`).
+`RedactingFilter` puts it on log handlers.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import re
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 
-from .redact import MIN_SECRET_LEN, global_redactor
-from .secrets import FREEFORM_TYPES
+from . import secrets as secret_detection
+from .pii import find_pii
+from .redact import MIN_SECRET_LEN, Redactor
+from .secrets import FREEFORM_TYPES, scan_text
+from .vault_file import ENV_VAULT_DIR, VaultFile
+
+__all__ = ["scrub", "scrub_obj", "scrub_many", "learn", "content_flags", "findings", "secret_values",
+           "learn_values", "global_redactor", "register_secret", "reset_global_redactor", "RedactingFilter",
+           "detection_pool", "submit_detection", "finish_scrub"]
+
+
+# ---------------------------------------------------------------------- the process-wide redactor
+
+_global: Redactor | None = None
+_global_key: str | None = None
+_global_lock = threading.Lock()
+_registered: dict[str, str] = {}   # name -> value from Vault.get/set in this process
+
+
+def global_redactor() -> Redactor:
+    """The process-wide redactor: the default vault's values (re-read when the vault file
+    changes, checked at most once a second by `redact`), every value read from or written to any
+    Vault in this process, credential-looking environment variables, and secret detection for
+    `scan=True`. Never raises: an unreadable vault leaves `load_error` set."""
+    global _global, _global_key
+    key = os.environ.get(ENV_VAULT_DIR)
+    r = _global
+    if r is not None and key == _global_key:
+        return r
+    with _global_lock:
+        if _global is None or key != _global_key:
+            try:
+                vault = VaultFile()
+            except Exception:  # noqa: BLE001 — no vault directory: env and registered values still count
+                vault = None
+            r = Redactor(vault=vault, environ=True, detector=secret_detection)
+            for name, value in list(_registered.items()):
+                r.add_secret(name, value)
+            _global, _global_key = r, key
+        return _global
+
+
+def register_secret(name: str, value: str) -> None:
+    """Tell the global redactor about a secret (Vault.get/set call this)."""
+    _registered[name] = value
+    if _global is not None:
+        _global.add_secret(name, value)
+
+
+def reset_global_redactor() -> None:
+    """Forget the global redactor and registered values (tests; a vault directory change)."""
+    global _global, _global_key
+    with _global_lock:
+        _global, _global_key = None, None
+        _registered.clear()
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the message, its args, exception and stack text (with
+    `redactor`, else the global redactor). Attach it to handlers (filters on a logger do not
+    see records propagated from children)."""
+
+    def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
+        super().__init__(name)
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        r = self._redactor or global_redactor()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 — a broken format string: redact the raw parts
+            message = f"{record.msg} {record.args!r}"
+        redacted = r.redact(message)
+        if redacted != message or record.args:
+            record.msg, record.args = redacted, None
+        if record.exc_info and record.exc_info[0] is not None:
+            text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            record.exc_text = r.redact(text)
+        elif record.exc_text:
+            record.exc_text = r.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = r.redact(record.stack_info)
+        return True
+
+
+# ---------------------------------------------------------------------- detect, learn, redact
 
 
 def findings(text: str, filename: str = "<text>") -> tuple[list, list]:
@@ -25,9 +117,6 @@ def findings(text: str, filename: str = "<text>") -> tuple[list, list]:
 
     PII marked as an example (test card numbers, example.com) is still redacted — a planted
     "test" card is a card — but does not by itself flag content as PII for the broker."""
-    from .pii import find_pii
-    from .secrets import scan_text
-
     return scan_text(text, filename), [f for f in find_pii(text) if not f.benign]
 
 
@@ -152,8 +241,5 @@ def _exit_with_parent(parent: int) -> None:
 def detection_pool(workers: int):
     """A process pool for `scrub_many` (spawned, not forked: the parent may hold threads — the
     refresh daemon, tokenizers — whose locks a fork would copy held)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_exit_with_parent, initargs=(os.getpid(),))

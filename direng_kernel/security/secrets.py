@@ -17,7 +17,6 @@ value is kept in a private slot for the redactor only: it never appears in `str(
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..errors import DirEngError
+from .redact import marker_digest
 
 __all__ = ["SecretFinding", "ScanError", "scan_text", "scan_file", "scan_notebook", "digest", "FREEFORM_TYPES"]
 
@@ -71,8 +71,9 @@ class ScanError(DirEngError):
 
 
 def digest(value: str) -> str:
-    """The first 12 hex digits of the sha256 of `value` (the finding/marker digest)."""
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    """The first 12 hex digits of the sha256 of `value`: the digest of the redactor's
+    `[redacted:…]` marker for it (`redact.marker_digest`)."""
+    return marker_digest(value)
 
 
 class SecretFinding:

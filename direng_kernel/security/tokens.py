@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..errors import DirEngError
+from . import audit
 from .keys import ALGORITHM, LEEWAY_S, MAX_TTL_S, get_keystore
-from .scopes import format_scopes, parse_scopes, validate_scope, validate_scopes
+from .scopes import KERNEL_SCOPES, LANE_SCOPES, format_scopes, parse_scopes, validate_scope, validate_scopes
 
 ISSUER = "direng-workbench"
 AUDIENCE = "direng"
@@ -159,8 +160,6 @@ def mint(subject: str, scopes: Iterable[str], ttl_s: int = DEFAULT_TTL_S, audien
     payload = {**extra, "iss": issuer, "sub": subject, "aud": audience, "iat": iat, "nbf": iat,
                "exp": iat + ttl_s, "jti": secrets.token_urlsafe(16), "scope": format_scopes(names)}
     token = jwt.encode(payload, signing.private_key, algorithm=ALGORITHM, headers={"kid": signing.kid, "typ": "JWT"})
-    from . import audit
-
     audit.record("token.issue", actor=subject, scopes=sorted(payload.get("scope", "").split()),
                  jti=payload.get("jti"), exp=payload.get("exp"), kid=signing.kid)
     return token
@@ -280,8 +279,6 @@ def _audit_retired_key_use(claims: Claims, keys_dir) -> None:
             for jti in [j for j, exp in _retired_seen.items() if exp < now]:
                 del _retired_seen[jti]
         _retired_seen[claims.jti] = claims.expires_at
-    from . import audit
-
     try:
         audit.record("token.retired_key_use", actor=claims.subject, jti=claims.jti, kid=claims.kid,
                      retired_at=int(info.retired), active_kid=get_keystore(keys_dir).active_kid,
@@ -294,15 +291,11 @@ def _audit_retired_key_use(claims: Claims, keys_dir) -> None:
 
 def mint_kernel_token(subject: str | None = None, ttl_s: int = KERNEL_TTL_S, *, keys_dir=None) -> str:
     """A notebook kernel's token: `KERNEL_SCOPES` for the OS user, short-lived."""
-    from .scopes import KERNEL_SCOPES
-
     return mint(subject or current_username(), KERNEL_SCOPES, ttl_s=ttl_s, keys_dir=keys_dir,
                 extra={"token_use": "kernel"})
 
 
 def mint_lane_token(subject: str | None = None, ttl_s: int = DEFAULT_TTL_S, *, keys_dir=None) -> str:
     """A delegated lane's token: `LANE_SCOPES` (read-only) for the OS user."""
-    from .scopes import LANE_SCOPES
-
     return mint(subject or current_username(), LANE_SCOPES, ttl_s=ttl_s, keys_dir=keys_dir,
                 extra={"token_use": "lane"})

@@ -110,7 +110,7 @@ class DirEngExtension(ExtensionApp):
 
     def initialize_settings(self):
         from ..config import offline_env
-        from ..security.redact import RedactingFilter
+        from ..security.scrub import RedactingFilter
 
         offline_env()
         for handler in [*self.log.handlers, *self.serverapp.log.handlers]:  # no secret reaches a server log
@@ -157,7 +157,7 @@ class DirEngExtension(ExtensionApp):
 
     def _refresh_once(self) -> None:
         try:
-            report = self.engine.refresh()
+            report = self.engine.index()
             self.log.info("DirEng: indexed %s (+%d ~%d -%d files)", report.root, report.added, report.modified,
                           report.deleted)
         except Exception:  # noqa: BLE001

@@ -1,4 +1,6 @@
-"""Notebook views of index results (light to import: pyvis/ipywidgets load only when used)."""
+"""Notebook views: the index's graph (`graph`, exported here) and `%direng delegate`'s task view
+(`delegate`, imported where it is used). Light to import: pyvis, jinja2 and ipywidgets load only
+when a view is drawn."""
 
 from __future__ import annotations
 

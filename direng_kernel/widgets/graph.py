@@ -11,8 +11,9 @@ In a notebook the page is shown through `<iframe srcdoc=…>` (`GraphView`, `mim
 `graph_widget`), so element ids never clash between outputs and the scripts run; `render_text`
 is the fallback for frontends without HTML (papermill logs, terminals).
 
-Only the standard library and the models are imported at module level: pyvis, jinja2 and
-ipywidgets load inside the functions that need them.
+The page's template is package data (`templates/graph.html`). Only the standard library and
+the models are imported at module level: pyvis, jinja2 and ipywidgets load inside the
+functions that need them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import math
 import re
 from collections import defaultdict
 from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..models import GraphEdge, GraphNode, GraphResult
@@ -206,8 +209,7 @@ def _edge_title(kind: str, lines: list[int], resolved: bool, src: GraphNode, dst
 def _vis_assets() -> tuple[str, str]:
     """vis-network's JS and CSS from pyvis's bundled copy, defanged; the CSS loses the
     navigation-button images (unused here; ~200 kB of data: URIs)."""
-    import pyvis  # noqa: F401 - the bundled lib lives in its package
-    from pathlib import Path
+    import pyvis  # the bundled lib lives in its package
 
     lib = Path(pyvis.__file__).parent / "templates" / "lib"
     dirs = sorted(lib.glob("vis-*"), key=lambda p: tuple(int(x) for x in re.findall(r"\d+", p.name)))
@@ -220,96 +222,10 @@ def _vis_assets() -> tuple[str, str]:
     return _defang_js(js), css
 
 
-_PAGE = """<!DOCTYPE html>
-<html>
-<head>
-<meta charset="utf-8">
-<title>{{ title }}</title>
-<style>{{ vis_css }}</style>
-<style>
-  html, body { margin: 0; padding: 0; font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-               font-size: 13px; color: #222; background: #fff; }
-  #wrap { padding: 6px 8px; box-sizing: border-box; }
-  #head { display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 14px; margin-bottom: 4px; }
-  #head .center { font-weight: 600; }
-  #head .loc { color: #666; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; }
-  .note { color: #8a4b00; background: #fff4e0; border: 1px solid #f0c98a; border-radius: 3px; padding: 0 6px; }
-  #legend { display: flex; flex-wrap: wrap; gap: 2px 12px; color: #555; font-size: 11px; margin-bottom: 4px; }
-  #legend i { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 4px;
-              vertical-align: -1px; border: 1px solid #888; }
-  #legend b { display: inline-block; width: 22px; margin-right: 4px; vertical-align: 3px; border-top-width: 2px; }
-  #main { display: flex; flex-wrap: nowrap; gap: 8px; }
-  #mynetwork { flex: 3 1 0; min-width: 0; height: {{ height }}; border: 1px solid #ddd; border-radius: 3px; position: relative; }
-  #panel { flex: 2 1 0; min-width: 180px; height: {{ height }}; display: flex; flex-direction: column;
-           border: 1px solid #ddd; border-radius: 3px; }
-  #code-title { padding: 4px 8px; border-bottom: 1px solid #eee; background: #fafafa; font-weight: 600;
-                white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
-  #code { margin: 0; padding: 6px 8px; overflow: auto; flex: 1; font-size: 12px; line-height: 1.35;
-          font-family: ui-monospace, Menlo, Consolas, monospace; white-space: pre; tab-size: 4; }
-  div.vis-tooltip { white-space: pre; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; }
-</style>
-</head>
-<body>
-<div id="wrap">
-  <div id="head">
-    <span class="center">{{ center_label }}</span>
-    <span class="loc">{{ center_meta }}</span>
-    <span>{{ counts }}</span>
-    {% for note in notes %}<span class="note">{{ note }}</span>{% endfor %}
-  </div>
-  <div id="legend">{{ legend }}</div>
-  <div id="main">
-    <div id="mynetwork"></div>
-    <div id="panel">
-      <div id="code-title">{{ panel_title }}</div>
-      <pre id="code">{{ panel_code }}</pre>
-    </div>
-  </div>
-</div>
-<div id="snippets" hidden>{{ snippets }}</div>
-<script>{{ vis_js }}</script>
-<script>
-(function () {
-  var nodes = new vis.DataSet({{ nodes_json }});
-  var edges = new vis.DataSet({{ edges_json }});
-  var meta = {{ meta_json }};
-  var options = {{ options_json }};
-  var container = document.getElementById("mynetwork");
-  var network = new vis.Network(container, {nodes: nodes, edges: edges}, options);
-  var frozen = false;
-  function freeze() {
-    if (frozen) { return; }
-    frozen = true;
-    network.setOptions({physics: {enabled: false}});
-  }
-  network.once("stabilizationIterationsDone", function () { freeze(); network.fit(); });
-  setTimeout(freeze, 8000);  // a hard stop, whatever the solver does
-  function snippet(id) {
-    var pres = document.getElementById("snippets").getElementsByTagName("pre");
-    for (var i = 0; i < pres.length; i++) {
-      if (pres[i].getAttribute("data-node") === id) { return pres[i].textContent; }
-    }
-    return null;
-  }
-  function show(id) {
-    var m = meta[id];
-    if (!m) { return; }
-    document.getElementById("code-title").textContent = m.label + (m.loc ? "  \\u2014  " + m.loc : "") + "  (" + m.kind + ")";
-    var text = snippet(id);
-    if (text === null) {
-      text = (m.sig ? m.sig + "\\n\\n" : "") + (m.loc ? "(no source snippet for this node)" : "(external: no source in this repository)");
-    }
-    document.getElementById("code").textContent = text;
-  }
-  network.on("click", function (params) {
-    if (params.nodes && params.nodes.length) { show(params.nodes[0]); }
-  });
-  window.direngNetwork = network;
-})();
-</script>
-</body>
-</html>
-"""
+@lru_cache(maxsize=1)
+def _page_template() -> str:
+    """The page's Jinja template (package data: `widgets/templates/graph.html`)."""
+    return resources.files(__package__).joinpath("templates").joinpath("graph.html").read_text(encoding="utf-8")
 
 
 def _legend(groups: set[str], edge_kinds: set[str], unresolved: bool) -> str:
@@ -441,7 +357,7 @@ def render_html(result: GraphResult, *, code: Optional[dict[str, str]] = None, h
 
     from jinja2 import Environment
 
-    page = Environment(autoescape=False).from_string(_PAGE)  # pieces below are escaped by hand
+    page = Environment(autoescape=False).from_string(_page_template())  # pieces below are escaped by hand
     vis_js, vis_css = _vis_assets()
 
     def js(value: Any) -> str:
@@ -597,8 +513,6 @@ class GraphView:
         return render_text(self.result, max_edges=self.max_edges)
 
     def save(self, path) -> None:
-        from pathlib import Path
-
         Path(path).write_text(self.html, encoding="utf-8")
 
     def _repr_html_(self) -> str:

@@ -15,7 +15,10 @@ Handlers derive from jupyter_server's `APIHandler`. Two ways in:
   call is a 403 JSON reply, never a login redirect.
 
 Blocking engine calls run on the extension's thread pool (`run`), never on the event loop.
-Every error reply has the shape `{"status": code, "message": "one line", ...extra}`:
+Every error reply has the shape `{"status": 404, "code": "unknown_symbol", "message": "one line",
+...extra}`: `code` is the engine error's stable `error_code` (see errors.py; clients rebuild the
+exception from it with `errors.from_reply`) or, for errors of the HTTP layer, the status's word
+in `HTTP_CODES`:
 
     NotIndexedError      → 409          UnknownSymbolError → 404 (+ "suggestions")
     NotFoundError (any)  → 404          other DirEngError  → 400
@@ -62,14 +65,24 @@ _MAX_MESSAGE = 300
 _FALLBACK_LIMIT = audit.RateLimit()
 
 
+#: The reply `code` of errors raised by the HTTP layer itself rather than the engine.
+HTTP_CODES = {400: "bad_request", 401: "invalid_token", 403: "forbidden", 404: "not_found",
+              405: "method_not_allowed", 409: "conflict", 413: "too_large", 500: "internal", 503: "unavailable"}
+
+
+def http_code(status: int) -> str:
+    return HTTP_CODES.get(status, "bad_request" if 400 <= status < 500 else "internal")
+
+
 class ApiError(HTTPError):
-    """An HTTP error whose reply carries `message` and any `extra` fields (and `headers`).
+    """An HTTP error whose reply carries `code`, `message` and any `extra` fields (and `headers`).
     `audit`: for refusals (401/403), what the audit record says about them (never token text)."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None,
-                 audit: dict[str, Any] | None = None, **extra: Any):
+                 audit: dict[str, Any] | None = None, code: str | None = None, **extra: Any):
         super().__init__(status, "%s", message)
         self.message = message
+        self.code = code or http_code(status)
         self.extra = extra
         self.headers = dict(headers or {})
         self.audit = dict(audit or {})
@@ -78,17 +91,19 @@ class ApiError(HTTPError):
 def to_api_error(exc: DirEngError) -> ApiError:
     """Map an engine error to its HTTP status: every kind of not-found is a 404, every other
     DirEngError the caller's (4xx); only unexpected exceptions are 500s."""
+    fields = {"code": exc.error_code, **exc.details()}
     if isinstance(exc, UnknownSymbolError):
-        return ApiError(404, str(exc), suggestions=list(exc.suggestions))
+        return ApiError(404, str(exc), **fields)
     if isinstance(exc, NotIndexedError):
-        return ApiError(409, str(exc))
+        return ApiError(409, str(exc), **fields)
     if isinstance(exc, NotFoundError):
-        return ApiError(404, str(exc))
+        return ApiError(404, str(exc), **fields)
     if isinstance(exc, InvalidToken):
-        return ApiError(401, str(exc), audit={"reason": exc.code})
+        return ApiError(401, str(exc), audit={"reason": exc.code}, **fields)
     if isinstance(exc, InsufficientScope):
-        return ApiError(403, str(exc), missing_scope=exc.scope, audit={"reason": "missing_scope", "scope": exc.scope})
-    return ApiError(400, str(exc))
+        return ApiError(403, str(exc), missing_scope=exc.scope, audit={"reason": "missing_scope", "scope": exc.scope},
+                        **fields)
+    return ApiError(400, str(exc), **fields)
 
 
 def _too_deep(value: Any, limit: int) -> bool:
@@ -189,7 +204,7 @@ class DirEngHandler(APIHandler):
             # what failed verification is not evidence of anything but its key id: no claims recorded
             header = decode_unverified(token)[0] or {}
             kid = header.get("kid") if isinstance(header.get("kid"), str) and _KID.fullmatch(header["kid"]) else None
-            raise ApiError(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            raise ApiError(401, str(exc), code=exc.error_code, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
                            audit={"reason": exc.code, **({"kid": kid} if kid else {})}) from None
         except DirEngError as exc:  # the keys directory is unreadable: not the caller's fault
             raise ApiError(503, f"cannot verify tokens: {exc}") from None
@@ -214,7 +229,7 @@ class DirEngHandler(APIHandler):
             raise ApiError(403, f"{method} {self.request.path} is not available to scoped tokens",
                            audit={"reason": "scope_unavailable"})
         if scope not in granted:
-            raise ApiError(403, f"missing scope {scope!r}", missing_scope=scope,
+            raise ApiError(403, f"missing scope {scope!r}", code=InsufficientScope.error_code, missing_scope=scope,
                            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
                            audit={"reason": "missing_scope", "scope": scope})
 
@@ -320,8 +335,9 @@ class DirEngHandler(APIHandler):
         """Errors are `{"status", "message"}` JSON; never a traceback or an HTML page."""
         exc = kwargs.get("exc_info", (None, None, None))[1]
         extra: dict = {}
+        code = http_code(status_code)
         if isinstance(exc, ApiError):
-            message, extra = exc.message, exc.extra
+            message, extra, code = exc.message, exc.extra, exc.code
         elif isinstance(exc, HTTPError):
             message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
             message = message or exc.reason or self._reason
@@ -336,7 +352,7 @@ class DirEngHandler(APIHandler):
         if status_code in (401, 403):
             self._audit_refusal(status_code, exc)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message or "error", **extra}))
+        self.finish(json.dumps({"status": status_code, "code": code, "message": message or "error", **extra}))
 
     def _audit_refusal(self, status: int, exc: BaseException | None) -> None:
         """Write a 401/403 to the audit log, at most once per (client, reason) per window (the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tornado import web
 
-from .base import DirEngHandler
+from .base import ApiError, DirEngHandler
 
 
 class IndexStatusHandler(DirEngHandler):
@@ -24,7 +24,10 @@ class IndexRefreshHandler(DirEngHandler):
 
     @web.authenticated
     async def post(self):
-        report = await self.run(self.engine.refresh)
+        dense = self.json_body().get("dense", False)
+        if not isinstance(dense, bool):
+            raise ApiError(400, "'dense' must be true or false")
+        report = await self.run(self.engine.index, dense=dense)
         ext = self.extension
         if ext is not None and hasattr(ext, "index_ready"):
             ext.index_ready()  # a deferred refresh daemon may start now

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from tornado import web
 
+from ...models import TASK_ACTIONS
 from .base import ApiError, DirEngHandler
 
 #: A task action → the scope a token needs for it (approving or starting runs code: runs:execute).
@@ -36,8 +37,11 @@ class TasksHandler(DirEngHandler):
         if not isinstance(params, dict):
             raise ApiError(400, "'parameters' must be a JSON object")
         key = self.request.headers.get("Idempotency-Key") or body.get("idempotency_key")
-        task, created = await self.run(self.engine.new_task, title, body.get("brief") or "", body.get("lane"),
-                                       params, key)
+        rehearsal = body.get("rehearsal", False)
+        if not isinstance(rehearsal, bool):
+            raise ApiError(400, "'rehearsal' must be true or false")
+        task, created = await self.run(self.engine.create_task, title, body.get("brief") or "", body.get("lane"),
+                                       params, key, rehearsal)
         self.reply(task, status=201 if created else 200)
 
 
@@ -115,7 +119,7 @@ class PasHealthHandler(DirEngHandler):
 ROUTES = [
     (r"/tasks", TasksHandler),
     (r"/tasks/([\w-]+)", TaskHandler),
-    (r"/tasks/([\w-]+)/(estimate|approve|start|cancel)", TaskActionHandler),
+    (rf"/tasks/([\w-]+)/({'|'.join(TASK_ACTIONS)})", TaskActionHandler),
     (r"/tasks/([\w-]+)/events", TaskEventsHandler),
     (r"/runs", RunsHandler),
     (r"/runs/([\w-]+)", RunHandler),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-FINAL = ("succeeded", "failed", "cancelled")
+from ..models import FINAL_STATES
 
 
 class Delegation:
@@ -72,7 +72,7 @@ class Delegation:
                 self._seen = ev.seq
                 emit(f"[{ev.at:%H:%M:%S}] {ev.kind:<8} {ev.message}")
             self.task = self.client.task(self.task.id)
-            if self.task.state.value in FINAL:
+            if self.task.state.value in FINAL_STATES:
                 break
             time.sleep(0.3)
         for ev in self.client.task_events(self.task.id, self._seen):
@@ -88,7 +88,7 @@ class Delegation:
             kpis = ", ".join(f"{k} = {v:g}" for k, v in sorted(run["kpis"].items()))
             lines.append(f"KPIs: {kpis or 'none'}; sandbox: {run.get('sandbox') or '-'}; "
                          f"{(run.get('duration_s') or 0):.1f} s")
-            store = Path(self.client.store_dir())
+            store = Path(self.client.health()["store"])
             for label, path in (("output notebook", store / "runs" / run["id"] / "output.ipynb"),
                                 ("passport", store / "passports" / f"{run['id']}.json")):
                 rel = os.path.relpath(path, os.getcwd()).replace(os.sep, "/")
