@@ -13,9 +13,18 @@ import logging
 import threading
 from pathlib import Path
 
+from .broker.broker import Broker
+from .broker.policy import Policy, policy_for, validate_policy
+from .direng.assistant import DirEng, LocalProvider
 from .errors import DirEngError
 from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, TASK_ACTIONS, Answer, ChatMessage, GraphNode,
                      GraphResult, Hit, IndexReport, IndexStatus, Task)
+from .pas.allowlist import lane_limits
+from .pas.executor import check_lane
+from .pas.lanes import registry
+from .pas.passport import PassportStore
+from .pas.sandbox import probe
+from .security import audit
 from .workbench import Workbench
 
 log = logging.getLogger(__name__)
@@ -84,8 +93,6 @@ class Engine:
     # -- policy and broker ------------------------------------------------------
     def load_policy(self) -> None:
         """Load the policy file; an invalid one keeps the previous valid policy and is reported."""
-        from .broker.policy import policy_for
-
         if self.policy_path is None:
             self.policy = self.policy or policy_for(None)
             return
@@ -100,16 +107,12 @@ class Engine:
         self._drop_broker()
 
     def validate_policy(self, data: dict) -> list[dict]:
-        from .broker.policy import validate_policy
-
         return [i.model_dump() if hasattr(i, "model_dump") else dict(i)
                 for i in validate_policy(data, self._extra_lane_routes())]
 
     @staticmethod
     def _extra_lane_routes() -> list[str]:
         """Policy route names of user lanes (PAS's lane registry): valid policy lanes besides `models.LANES`."""
-        from .pas.lanes import registry
-
         return registry.extra_routes()
 
     def apply_policy(self, data: dict) -> list[dict]:
@@ -117,14 +120,10 @@ class Engine:
         issues = self.validate_policy(data)
         if issues:
             return issues
-        from .broker.policy import Policy
-
         with self._lock:
             self.policy = Policy.model_validate(data)
             self.policy_errors = []
             self._drop_broker()
-            from .security import audit
-
             audit.record("policy.change", policy_sha256=self.policy.hash,
                          path=str(self.policy_path) if self.policy_path else None)
             if self.policy_path:
@@ -145,9 +144,6 @@ class Engine:
     def broker(self):
         with self._lock:
             if self._broker is None:
-                from .broker.broker import Broker
-                from .direng.assistant import LocalProvider
-
                 usage_log = self.workbench.settings.store / "usage.jsonl"
                 self._broker = Broker(self.policy, local_factory=lambda: LocalProvider(self.direng),
                                       usage_log=usage_log)
@@ -157,8 +153,6 @@ class Engine:
     def direng(self):
         with self._lock:
             if self._direng is None:
-                from .direng.assistant import DirEng
-
                 self._direng = DirEng(self.workbench, broker=None, link_base=self._link_base)
                 self._direng.broker = self.broker
             return self._direng
@@ -289,8 +283,6 @@ class Engine:
         return self.orchestrator.tasks.list_runs()
 
     def passport(self, run_id: str):
-        from .pas.passport import PassportStore
-
         return PassportStore(self.workbench.settings.store).load(run_id)
 
     def replay(self, run_id: str, dry_run: bool = False):
@@ -298,10 +290,6 @@ class Engine:
         return self.orchestrator.replay(run_id, dry_run=dry_run)
 
     def pas_health(self) -> dict:
-        from .pas.allowlist import lane_limits
-        from .pas.executor import check_lane
-        from .pas.sandbox import probe
-
         info = probe()
         registry = self.orchestrator.lanes
         lanes = {}

@@ -14,6 +14,9 @@ import json
 import sys
 from pathlib import Path
 
+from ..config import IndexSettings
+from ..errors import DirEngError
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `artifacts` (with `verify` and `export`) to a subparsers object."""
@@ -38,14 +41,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _store_dir(args: argparse.Namespace) -> Path:
-    from ..config import IndexSettings
 
     return IndexSettings.for_root(getattr(args, "root", ".") or ".", getattr(args, "store", None)).store
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed `artifacts` command; returns the exit code."""
-    from ..errors import DirEngError
     from ..pas.artifacts import ArtifactStore
 
     command = getattr(args, "artifacts_command", None)

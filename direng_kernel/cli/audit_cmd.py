@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from ..errors import DirEngError
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `audit` (with its `verify` subcommand) to a subparsers object."""
@@ -27,7 +29,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed `audit` command; returns the exit code."""
-    from ..errors import DirEngError
 
     if getattr(args, "audit_command", None) != "verify":
         print("direng: error: audit: choose a subcommand: verify", file=sys.stderr)

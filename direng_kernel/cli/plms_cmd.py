@@ -14,6 +14,8 @@ import math
 import sys
 from pathlib import Path
 
+from ..config import IndexSettings
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """Add `plms` (with its `calibration` subcommand) to a subparsers object."""
@@ -70,7 +72,6 @@ def _has_store(root: str) -> bool:
     if not Path(root).is_dir():
         return False
     try:
-        from ..config import IndexSettings
         from ..pex.store import DB_NAME
     except ImportError:  # PEX without a DB_NAME: let TaskStore decide
         return True

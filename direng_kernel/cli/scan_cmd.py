@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import DirEngError
+
 CATEGORIES = ("secret", "pii", "license")
 
 
@@ -87,7 +89,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the parsed `scan` command; returns the exit code."""
     from pathlib import Path
 
-    from ..errors import DirEngError
 
     try:
         fail_on = _parse_fail_on(getattr(args, "fail_on", "") or "")

@@ -15,6 +15,8 @@ import argparse
 import json
 import sys
 
+from ..errors import DirEngError
+
 _SKIP_DIRS = {".git", ".hg", ".svn", ".direng", ".venv", "venv", "node_modules", "__pycache__", ".tox",
               ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints"}
 
@@ -73,7 +75,6 @@ def _files(paths: list[str]):
 
 def run(args: argparse.Namespace) -> int:
     """Run the parsed `secrets` command; returns the exit code."""
-    from ..errors import DirEngError
 
     command = getattr(args, "secrets_command", None)
     if command not in ("set", "get", "list", "delete", "scan"):

@@ -17,7 +17,6 @@ import sys
 import threading
 from pathlib import Path
 
-from ..errors import DirEngError
 from ..models import FINAL_STATES, TASK_ACTIONS
 from ..pex.params import parse_params
 from ..tables import runs_frame

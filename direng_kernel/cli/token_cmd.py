@@ -23,6 +23,8 @@ import json
 import sys
 import time
 
+from ..errors import DirEngError
+
 
 def _add_keys_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys-dir", default=None, metavar="DIR",
@@ -119,7 +121,6 @@ def _keys(args) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run a parsed `token` or `keys` command; returns the exit code. Errors are one line on stderr."""
-    from ..errors import DirEngError
 
     try:
         if args.command == "keys":
