@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 from .errors import DirEngError, from_reply
 from .index import git
 from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, Answer, ChatMessage, GraphNode, GraphResult, Hit,
-                     IndexReport, IndexStatus, Passport, ReplayReport, Task, TaskEvent)
+                     IndexReport, IndexStatus, NotebookContext, Passport, ReplayReport, Task, TaskEvent)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class Client(Protocol):
               code: bool = False) -> GraphResult: ...
     def path(self, source: str, target: str) -> list[GraphNode]: ...
     def repo_map(self, tokens: int = 1024, focus: list[str] | None = None) -> str: ...
-    def chat(self, message: str, session: str = "default") -> Answer: ...
+    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None) -> Answer: ...
     def history(self, session: str = "default") -> list[ChatMessage]: ...
     def reset(self, session: str = "default") -> None: ...
     def complete(self, prefix: str, limit: int = 30) -> list[str]: ...
@@ -119,8 +119,11 @@ class HttpClient:
     def repo_map(self, tokens: int = 1024, focus: list[str] | None = None) -> str:
         return self._request("GET", "map", [("tokens", tokens)] + [("focus", f) for f in focus or []])["map"]
 
-    def chat(self, message: str, session: str = "default") -> Answer:
-        return Answer.model_validate(self._request("POST", "chat", body={"message": message, "session": session}))
+    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None) -> Answer:
+        body = {"message": message, "session": session}
+        if context is not None:
+            body["context"] = context.model_dump(mode="json")
+        return Answer.model_validate(self._request("POST", "chat", body=body))
 
     def history(self, session: str = "default") -> list[ChatMessage]:
         data = self._request("GET", "chat/history", {"session": session})

@@ -27,6 +27,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import Markdown, display
 
 from .client import connect
+from .context import context_enabled, notebook_context
 from .errors import DirEngError, NotIndexedError
 from .models import DEFAULT_SEARCH_MODE, SEARCH_MODES
 from .pex.params import parse_params
@@ -34,7 +35,7 @@ from .tables import runs_frame
 
 USAGE = ("usage: %direng ask QUESTION | search QUERY [-k N] | graph SYMBOL [--callers|--callees] [--depth N] "
          "| index [--watch] | status | delegate \"BRIEF\" [--lane L] [--yes] | runs | explain-error | history | reset "
-         "| help ;  %%direng [--format markdown|code|json]")
+         "| context [on|off] | help ;  %%direng [--format markdown|code|json]")
 CODE_BLOCK = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
 
 
@@ -79,6 +80,11 @@ class DirEngMagics(Magics):
         self._notices: list[str] = []
         self.session = os.environ.get("JPY_SESSION_NAME") or f"kernel-{uuid.uuid4().hex[:8]}"
         self._daemon = None
+        self.send_context = context_enabled()
+
+    def context(self, cell_source: str | None = None):
+        """The live notebook context sent with a message, or None when the user turned it off."""
+        return notebook_context(self.shell, cell_source) if self.send_context and self.shell else None
 
     @property
     def client(self):
@@ -136,7 +142,7 @@ class DirEngMagics(Magics):
         if not rest.strip():
             raise UsageError(f"ask needs a question\n{USAGE}")
         self._ensure_index()
-        return self._show(self.client.chat(rest, self.session))
+        return self._show(self.client.chat(rest, self.session, self.context()))
 
     def _cmd_search(self, rest: str):
         args = self._args("search", rest)
@@ -205,7 +211,9 @@ class DirEngMagics(Magics):
                 continue
             frames.append((rel, fs.lineno, fs.name))
         question = f"{etype.__name__}: {value}" + (f" in {frames[-1][2]}" if frames else "")
-        answer = self.client.chat(question, self.session)
+        # the failing cell is the one run before this one; its traceback rides in the context's error
+        raw = getattr(getattr(self.shell, "history_manager", None), "input_hist_raw", None) or []
+        answer = self.client.chat(question, self.session, self.context(raw[-2] if len(raw) >= 2 else None))
         lines = [f"**{etype.__name__}**: `{value}`"]
         if frames:
             lines.append("Frames in this repository (innermost last):")
@@ -223,6 +231,25 @@ class DirEngMagics(Magics):
         return Delegation(self.client, brief, lane=args.lane, title=args.title, parameters=parse_params(args.param),
                           timeout=args.timeout).show(auto_approve=args.yes)
 
+    def _cmd_context(self, rest: str):
+        """Show what is sent with each message; `on`/`off` turns sending it on or off."""
+        word = rest.strip().lower()
+        if word in ("on", "off"):
+            self.send_context = word == "on"
+            print(f"DirEng: the notebook context is {'sent' if self.send_context else 'not sent'} with messages",
+                  file=sys.stderr)
+            return None
+        if word:
+            raise UsageError(f"context takes on or off, not {word!r}\n{USAGE}")
+        if not self.send_context:
+            display(Markdown("The notebook context is **off**: nothing but the message is sent "
+                             "(`%direng context on` to send it)."))
+            return None
+        ctx = notebook_context(self.shell)
+        display(Markdown("Sent with each message (no values; `%direng context off` to stop):\n\n```json\n"
+                         + ctx.model_dump_json(indent=2, exclude_defaults=True) + "\n```"))
+        return None
+
     def _cmd_runs(self, rest: str):
         return runs_frame(self.client.runs())
 
@@ -231,7 +258,7 @@ class DirEngMagics(Magics):
         args = self._args("cell", line)
         prompt = self.shell.var_expand(cell) if self.shell else cell
         self._ensure_index()
-        answer = self.client.chat(prompt, args.session or self.session)
+        answer = self.client.chat(prompt, args.session or self.session, self.context(cell))
         if args.format == "json":
             return answer.model_dump(mode="json")
         if args.format == "code":

@@ -286,6 +286,9 @@ class ProviderRequest(BaseModel):
     tools: list[ToolSpec] = Field(default_factory=list)
     max_output_tokens: int = 1024
     temperature: float = 0.0
+    # The live notebook, structured, for providers that answer from it directly (`local`); a
+    # generative provider sees it rendered in a system message instead.
+    context: Optional["NotebookContext"] = None
 
 
 class ProviderResponse(BaseModel):
@@ -296,6 +299,59 @@ class ProviderResponse(BaseModel):
     # A retrieval provider (`local`) returns its evidence with the answer, so the caller never
     # has to read it back from shared state that a concurrent request may have replaced.
     citations: list[Hit] = Field(default_factory=list)
+
+
+class VariableSummary(BaseModel):
+    """One name in the user's namespace, described without its value."""
+
+    name: str
+    type: str  # e.g. "DataFrame", "ndarray", "int", "function"
+    shape: Optional[list[int]] = None  # arrays and frames
+    dtype: Optional[str] = None  # arrays and Series
+    length: Optional[int] = None  # sized containers and strings (the length only, never the text)
+    columns: dict[str, str] = Field(default_factory=dict)  # DataFrame column → dtype
+
+
+class NotebookContext(BaseModel):
+    """What a notebook tells DirEng along with a message: where the user is and what their
+    namespace holds — names, types, shapes, columns and dtypes, never values. Built capped and
+    scrubbed by the surface (`context.py`); the broker's data rules apply to it as to the message."""
+
+    path: Optional[str] = Field(None, max_length=1000)  # the notebook, relative to the root when inside it
+    cell: Optional[int] = None  # execution count of the active cell
+    cell_source: str = Field("", max_length=20_000)
+    error: Optional[str] = Field(None, max_length=20_000)  # the previous error: type, message, last frames
+    namespace: list[VariableSummary] = Field(default_factory=list, max_length=200)
+    truncated: bool = False  # names or columns were left out to stay within the cap
+
+    def variable(self, name: str) -> Optional[VariableSummary]:
+        return next((v for v in self.namespace if v.name == name), None)
+
+    def describe(self, v: VariableSummary) -> str:
+        parts = [v.type]
+        if v.shape is not None:
+            parts.append("×".join(map(str, v.shape)))
+        if v.dtype:
+            parts.append(f"dtype {v.dtype}")
+        if v.length is not None and v.shape is None:
+            parts.append(f"length {v.length}")
+        text = f"`{v.name}`: " + " ".join(parts)
+        if v.columns:
+            text += ", columns " + ", ".join(f"`{c}` ({d})" for c, d in v.columns.items())
+        return text
+
+    def render(self) -> str:
+        """The context as plain text for a model's prompt."""
+        lines = []
+        if self.path:
+            lines.append(f"Notebook: {self.path}" + (f", cell [{self.cell}]" if self.cell is not None else ""))
+        if self.cell_source:
+            lines.append("Active cell:\n" + self.cell_source)
+        if self.error:
+            lines.append("Previous error:\n" + self.error)
+        if self.namespace:
+            lines.append("Namespace (no values):\n" + "\n".join("- " + self.describe(v) for v in self.namespace))
+        return "\n\n".join(lines)
 
 
 class Answer(BaseModel):
@@ -462,3 +518,6 @@ SCOPES: dict[str, str] = {
     "secrets:use": "use secrets from the vault (resolved server-side, never returned)",
 }
 SCOPE_NAMES: tuple[str, ...] = tuple(SCOPES)
+
+
+ProviderRequest.model_rebuild()

@@ -1,23 +1,30 @@
-"""The interactive graph view (direng_kernel.widgets.graph) over a real index of the sample repo."""
+"""The graph output (direng_kernel.widgets.graph) over a real index of the sample repo: the JSON
+for the JupyterLab extension, the static SVG, the text, the standalone page, and the size bound."""
 
 from __future__ import annotations
 
 import html
 import json
+import os
 import re
-import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
+import nbformat
 import pytest
 
 from conftest import make_repo
 from direng_kernel.models import GraphEdge, GraphNode, GraphResult
-from direng_kernel.widgets import GraphView, graph_widget, mime_bundle, render_html, render_text
-from direng_kernel.widgets.graph import CENTER_BORDER, UNRESOLVED_EDGE
+from direng_kernel.widgets import (GRAPH_MIME, GraphView, graph_data, graph_widget, mime_bundle, render_html,
+                                   render_svg, render_text)
+from direng_kernel.widgets import graph as G
 
 CENTER = "shop/payment.py::charge_card"
 EVIL = '# <script>alert("x")</script> & see https://example.com/a?b=1'
+SVG = "{http://www.w3.org/2000/svg}"
+NODE_FIELDS = {"id", "name", "kind", "path", "start_line", "end_line", "signature"}
+EDGE_FIELDS = {"source", "target", "kind", "resolved", "line"}
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +47,61 @@ def sample(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(sample):
+def bundle(sample):
     _, result, code = sample
-    return render_html(result, code=code)
+    return mime_bundle(result, code)
 
 
-def drawn(page_html: str, what: str) -> list[dict]:
-    m = re.search(rf"var {what} = new vis\.DataSet\((.*)\);\n", page_html)
-    assert m, f"no {what} data set in the page"
-    return json.loads(m.group(1))
+def svg_tree(svg: str) -> ET.Element:
+    root = ET.fromstring(svg)  # well-formed XML, or this raises
+    assert root.tag == f"{SVG}svg"
+    return root
+
+
+def drawn_nodes(root: ET.Element) -> list[ET.Element]:
+    """The node shapes: every element of the `n-<group>` groups."""
+    return [el for g in root.iter(f"{SVG}g") if (g.get("class") or "").startswith("n-") for el in g]
+
+
+def labels(root: ET.Element) -> list[str]:
+    lb = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "lb")
+    return [t.text for t in lb]
+
+
+def big_graph(n: int = 150, *, id_len: int = 45, code_lines: int = 40, extra: float = 0.4) -> GraphResult:
+    """`n` nodes around a center, like a real depth-2 neighbourhood: a call from the center to
+    each, plus `extra` × n references between the others (~1.4 edges a node, as in this
+    repository's own graphs); 40-line code excerpts for every node (the engine's)."""
+    pad = "x" * max(1, id_len - 32)
+    nodes = [GraphNode(id=f"pkg/{pad}/hub.py::center_fn", kind="function", name="center_fn", path=f"pkg/{pad}/hub.py",
+                       start_line=1, end_line=400, signature="def center_fn(payload, *, retries=3) -> list[str]",
+                       importance=0.01)]
+    for i in range(1, n):
+        nodes.append(GraphNode(id=f"pkg/{pad}/mod{i % 9}.py::Worker{i}.handle", kind="method", name=f"Worker{i}.handle",
+                               path=f"pkg/{pad}/mod{i % 9}.py", start_line=10 * i, end_line=10 * i + code_lines,
+                               signature=f"def handle(self, payload: dict, retries: int = {i}) -> bool",
+                               importance=(i + 1) / 10_000))
+    c = nodes[0].id
+    edges = [GraphEdge(source=c, target=nd.id, kind="calls", line=2 + i) for i, nd in enumerate(nodes[1:])]
+    edges += [GraphEdge(source=nodes[1 + i % (n - 1)].id, target=nodes[1 + (i * 7 + 3) % (n - 1)].id, kind="references",
+                        line=10 * i + 3) for i in range(int(extra * n))]
+    body = "\n".join(f"    step_{j} = payload.get('k{j}', {j}) * retries  # a line of ordinary length" for j in range(code_lines))
+    code = {nd.id: f"{nd.signature}:\n{body}" for nd in nodes}
+    return GraphResult(center=c, nodes=nodes, edges=edges, code=code)
+
+
+def saved_output_bytes(bundle: dict) -> tuple[int, nbformat.NotebookNode]:
+    """The bytes the output takes in a notebook written by nbformat, and the notebook read back."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("")])
+    without = nbformat.writes(nb)
+    nb.cells[0].outputs = [nbformat.v4.new_output("display_data", data=bundle)]
+    text = nbformat.writes(nb)
+    back = nbformat.reads(text, as_version=4)
+    nbformat.validate(back)
+    return len(text.encode()) - len(without.encode()), back
+
+
+# -- the bundle -------------------------------------------------------------------------------
 
 
 def test_sample_neighbourhood_is_real(sample):
@@ -58,138 +111,227 @@ def test_sample_neighbourhood_is_real(sample):
     assert {"shop/payment.py::checkout", "shop/payment.py::PaymentError", "unresolved:cart.total"} <= ids
 
 
-def test_every_node_and_the_center_are_drawn(sample, page):
+def test_bundle_holds_json_svg_and_text_and_nothing_that_runs(sample, bundle):
     _, result, _ = sample
-    nodes = drawn(page, "nodes")
-    assert {n["id"] for n in nodes} == {n.id for n in result.nodes}
-    by_id = {n["id"]: n for n in nodes}
-    for n in result.nodes:
-        assert by_id[n.id]["label"] == n.name
-        assert n.name in page
-    center = by_id[CENTER]
-    assert center["color"]["border"] == CENTER_BORDER
-    assert all(n["borderWidth"] < center["borderWidth"] for n in nodes if n["id"] != CENTER)
-    assert all(n["color"]["border"] != CENTER_BORDER for n in nodes if n["id"] != CENTER)
-    # the header names the center with its kind and location
-    assert "charge_card" in page and "function · shop/payment.py:10-14" in page
+    assert set(bundle) == {GRAPH_MIME, "image/svg+xml", "text/plain"}
+    assert GRAPH_MIME == "application/vnd.direng.graph+json"
+    assert bundle["text/plain"] == render_text(result)
+    # the hostile line is in the code excerpts as data (JSON text), nowhere else
+    flat = json.dumps({**bundle, GRAPH_MIME: {**bundle[GRAPH_MIME], "code": {}}}).lower()
+    for banned in ("<script", "vis-network", "vis.network", "pyvis", "cdn", "<iframe", "javascript:", "<link",
+                   "@import", "onload", "onclick"):
+        assert banned not in flat, banned
+    assert "https://" not in bundle["image/svg+xml"]
+    assert re.findall(r"https?://[^'\"]*", bundle["image/svg+xml"]) == ["http://www.w3.org/2000/svg"]  # xmlns only
+    assert "url(" not in bundle["image/svg+xml"].replace("url(#", "")  # markers by local id, nothing fetched
 
 
-def test_nodes_styled_by_kind_and_sized_by_importance(sample, page):
-    _, result, _ = sample
-    nodes = {n["id"]: n for n in drawn(page, "nodes")}
-    imp = {n.id: n.importance for n in result.nodes}
-    assert nodes["shop/payment.py::checkout"]["shape"] == "dot"
-    assert nodes["shop/payment.py::PaymentError"]["shape"] == "diamond"
-    assert nodes["file:shop/payment.py"]["shape"] == "square"
-    ext = nodes["unresolved:cart.total"]
-    assert ext["opacity"] < 1 and ext["color"]["background"] != nodes["shop/payment.py::checkout"]["color"]["background"]
-    # log-scaled by importance: more important → not smaller; unresolved names smallest
-    syms = sorted((i for i in nodes if not i.startswith("unresolved:") and i != CENTER), key=imp.get)
-    assert [nodes[i]["size"] for i in syms] == sorted(nodes[i]["size"] for i in syms)
-    assert ext["size"] < min(nodes[i]["size"] for i in syms)
-    # hover shows the signature and path:start-end
-    assert "def charge_card(card_number: str, amount_cents: int) -> str" in nodes[CENTER]["title"]
-    assert "shop/payment.py:10-14" in nodes[CENTER]["title"]
-
-
-def test_edges_styled_by_kind(page):
-    edges = drawn(page, "edges")
-    kinds = {}
-    for e in edges:
-        kinds.setdefault((e["title"].split("\n")[1].split(" ")[0], "(unresolved)" not in e["title"]), e)
-    calls = kinds[("calls", True)]
-    assert calls["dashes"] is False and calls["arrows"]["to"]["enabled"]
-    assert kinds[("contains", True)]["width"] < calls["width"]
-    dash, gap = kinds[("imports", True)]["dashes"]
-    assert 0 < dash < gap  # dotted: marks shorter than the gaps between them, unlike solid calls
-    unresolved_inherit = kinds[("inherits", False)]
-    assert unresolved_inherit["dashes"] and unresolved_inherit["color"]["color"] == UNRESOLVED_EDGE
-    assert kinds[("calls", False)]["color"]["color"] == UNRESOLVED_EDGE
-    # duplicate edges in the result (same site) are drawn once
-    pairs = [(e["from"], e["to"], e["title"].split("\n")[1]) for e in edges]
-    assert len(pairs) == len(set(pairs))
-
-
-def test_no_url_loads_anything(page):
-    assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", page, re.I)
-    assert "http://" not in page.lower() and "https://" not in page.lower()
-    assert "<link" not in page.lower()
-    assert not re.search(r"<script[^>]*\bsrc\s*=", page, re.I)
-    assert "bootstrap" not in page and "TomSelect" not in page and "cdnjs" not in page
-
-
-def test_vis_network_is_inline_and_bounded(page):
-    assert "new vis.Network(" in page
-    assert page.count("</script>") == 2  # the vis bundle and ours, both inline
-    bundle = page.split("<script>", 1)[1].split("</script>")[0]
-    assert "vis-network" in bundle and len(bundle) > 100_000
-    options = json.loads(re.search(r"var options = (.*);\n", page).group(1))
-    stabilization = options["physics"]["stabilization"]
-    # a bounded layout: stabilization runs a finite number of iterations, then physics is switched off
-    assert stabilization["enabled"] is True
-    assert isinstance(stabilization["iterations"], int) and 0 < stabilization["iterations"] <= 1000
-    assert 'network.setOptions({physics: {enabled: false}})' in page
-    assert 'network.on("click"' in page
-
-
-def test_code_panel_is_escaped(page, sample):
-    _, _, code = sample
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; see" in page
-    assert "<script>alert(" not in page
-    # the URL inside the snippet is not a literal http(s):// string in the page, yet reads intact
-    assert "https://example.com" not in page
-    panel = re.search(r'<pre id="code">(.*?)</pre>', page, re.S).group(1)
-    assert "https://example.com/a?b=1" in html.unescape(panel)
-    # every snippet is there, keyed by its node id, for the click handler
-    for nid in code:
-        assert f'<pre data-node="{html.escape(nid, quote=True)}">' in page
-    # the center's code is shown before any click
-    assert html.unescape(panel) == code[CENTER]
-
-
-def test_hostile_ids_and_names_stay_inert(sample):
-    evil_id = 'x"><img src=x onerror=alert(1)>'
-    result = GraphResult(
-        center=evil_id,
-        nodes=[GraphNode(id=evil_id, kind="function", name="</script><b>n</b>", path="a.py", start_line=1,
-                         end_line=2, signature="def f(x='http://h')", importance=0.1)],
-        edges=[],
-    )
-    out = render_html(result, code={evil_id: "</pre><script>bad()</script>"})
-    assert "<img src=x" not in out and "</script><b>" not in out and "<script>bad()" not in out
-    assert "http://" not in out
-    assert drawn(out, "nodes")[0]["label"] == "</script><b>n</b>"
-    assert drawn(out, "nodes")[0]["title"].count("http://h") == 1  # intact once parsed
-
-
-def test_cap_keeps_center_and_most_important(sample):
+def test_json_payload_fields_and_round_trip(sample, bundle):
     _, result, code = sample
-    out = render_html(result, code=code, max_nodes=4)
-    nodes = drawn(out, "nodes")
-    assert len(nodes) == 4
-    ids = {n["id"] for n in nodes}
-    assert CENTER in ids
-    others = sorted((n for n in result.nodes if n.id != CENTER), key=lambda n: -n.importance)
+    data = bundle[GRAPH_MIME]
+    assert set(data) == {"center", "nodes", "edges", "truncated", "code"}
+    assert data["center"] == CENTER and data["truncated"] is False
+    by_id = {n.id: n for n in result.nodes}
+    assert [n["id"] for n in data["nodes"]] == list(by_id)  # every node, in the result's order
+    for node in data["nodes"]:
+        src = by_id[node["id"]]
+        assert NODE_FIELDS <= set(node) <= NODE_FIELDS | {"importance"}
+        assert (node["name"], node["kind"], node["path"], node["start_line"], node["end_line"], node["signature"]) == (
+            src.name, src.kind, src.path, src.start_line, src.end_line, src.signature)
+        assert ("importance" in node) == (src.importance > 0)
+        if "importance" in node:
+            assert node["importance"] == pytest.approx(src.importance, rel=1e-2)
+    center = next(n for n in data["nodes"] if n["id"] == CENTER)
+    assert center["signature"] == "def charge_card(card_number: str, amount_cents: int) -> str"
+    assert (center["path"], center["start_line"], center["end_line"]) == ("shop/payment.py", 10, 14)
+    for edge in data["edges"]:
+        assert set(edge) == EDGE_FIELDS
+        assert edge["source"] in by_id and edge["target"] in by_id
+    sites = {(e.source, e.target, e.kind, e.resolved, e.line) for e in result.edges}
+    assert {(e["source"], e["target"], e["kind"], e["resolved"], e["line"]) for e in data["edges"]} <= sites
+    assert {(e.source, e.target, e.kind) for e in result.edges} == {(e["source"], e["target"], e["kind"])
+                                                                     for e in data["edges"]}  # every pair
+    assert ("shop/payment.py::checkout", "unresolved:cart.total", "calls", False, 19) in {
+        (e["source"], e["target"], e["kind"], e["resolved"], e["line"]) for e in data["edges"]}
+    # code: the excerpts (short here, so whole), keyed by node id, the hostile line as plain text
+    assert set(data["code"]) == set(code) and data["code"][CENTER] == code[CENTER]
+    assert EVIL in data["code"][CENTER]
+    # JSON through and through: the payload survives json and nbformat, and is a GraphResult again
+    assert json.loads(json.dumps(data)) == data
+    _, nb = saved_output_bytes(bundle)
+    assert nb.cells[0].outputs[0].data[GRAPH_MIME] == data
+    again = GraphResult.model_validate(data)
+    assert [n.id for n in again.nodes] == list(by_id) and again.code == data["code"] and again.center == CENTER
+    assert graph_data(result, code) == data
+
+
+def test_code_defaults_to_the_results_and_excerpts_are_capped():
+    long = "\n".join(f"line {i} " + "y" * (300 if i == 3 else 10) for i in range(500))
+    nodes = [GraphNode(id="a.py::c", kind="function", name="c", path="a.py", start_line=1, end_line=500),
+             GraphNode(id="a.py::o", kind="function", name="o", path="a.py", start_line=1, end_line=500)]
+    r = GraphResult(center="a.py::c", nodes=nodes, edges=[GraphEdge(source="a.py::c", target="a.py::o", kind="calls",
+                                                                    line=2)], code={"a.py::c": long, "a.py::o": long})
+    data = mime_bundle(r)[GRAPH_MIME]  # code=None: the result's own excerpts
+    center, other = data["code"]["a.py::c"].splitlines(), data["code"]["a.py::o"].splitlines()
+    assert len(center) == G.CENTER_EXCERPT_LINES + 1 and center[-1] == "…"
+    assert len(other) == G.EXCERPT_LINES + 1 and other[-1] == "…"
+    assert center[:3] == long.splitlines()[:3]
+    assert len(center[3]) == G.EXCERPT_LINE_CHARS and center[3].endswith("…")  # one very long line, cut
+    assert len(data["code"]["a.py::o"]) <= G.EXCERPT_CHARS + 2
+    assert mime_bundle(r, code={})[GRAPH_MIME]["code"] == {}
+
+
+# -- the SVG ----------------------------------------------------------------------------------
+
+
+def test_svg_draws_every_node_labelled_and_the_center_highlighted(sample, bundle):
+    _, result, _ = sample
+    root = svg_tree(bundle["image/svg+xml"])
+    shapes = drawn_nodes(root)
+    assert len(shapes) == len({n.id for n in result.nodes})
+    assert sorted(labels(root)) == sorted(n.name for n in result.nodes)
+    tips = [el.find(f"{SVG}title").text for el in shapes]
+    assert any(t.startswith("charge_card (function) ★ center") and "shop/payment.py:10-14" in t for t in tips)
+    # kinds look different: functions are circles, classes diamonds (paths), files squares
+    groups = {g.get("class"): g for g in root.iter(f"{SVG}g")}
+    assert {"n-function", "n-class", "n-file", "n-external"} <= set(groups)
+    assert {el.tag for el in groups["n-function"]} == {f"{SVG}circle"}
+    assert {el.tag for el in groups["n-class"]} == {f"{SVG}path"}
+    assert {el.tag for el in groups["n-file"]} == {f"{SVG}rect"}
+    # the center: a red ring over it, a bold label
+    style = root.find(f"{SVG}style").text
+    ring = [c for c in root.iter(f"{SVG}circle") if c.get("class") == "cr" and c.get("r") != "5"]
+    assert len(ring) == 1 and G.CENTER_STROKE in style.split(".cr{")[1].split("}")[0]
+    lb = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "lb")
+    assert [t.text for t in lb if t.get("class") == "c"] == ["charge_card"]
+    assert "graph around charge_card — shop/payment.py:10-14" in "".join(root.find(f"{SVG}text").itertext())
+
+
+def test_svg_edge_kinds_are_distinct(bundle):
+    root = svg_tree(bundle["image/svg+xml"])
+    style = root.find(f"{SVG}style").text
+    gid = root.get("id")
+
+    def rule(selector: str) -> str:
+        m = re.search(rf"#{gid} {re.escape(selector)}\{{([^}}]*)\}}", style)
+        assert m, selector
+        return m.group(1)
+
+    groups = {g.get("class"): g for g in root.iter(f"{SVG}g") if (g.get("class") or "").startswith("e ")}
+    assert {"e k-calls", "e k-contains", "e k-imports", "e k-references", "e k-calls u", "e k-inherits u"} <= set(groups)
+    looks = {k: rule(f".k-{k}") for k in ("calls", "contains", "imports", "inherits")}
+    assert len(set(looks.values())) == 4  # colour, width or dash differ per kind
+    assert "dasharray" not in looks["calls"] and "dasharray" in looks["imports"] and "dasharray" in looks["inherits"]
+    assert G.UNRESOLVED_EDGE in rule(".u") and "dasharray" in rule(".k-calls.u")  # unresolved: grey, dashed
+    for cls, g in groups.items():  # every edge group has its arrowhead, defined locally
+        marker = re.fullmatch(r"url\(#([\w-]+)\)", g.get("marker-end")).group(1)
+        assert root.find(f".//{SVG}marker[@id='{marker}']") is not None
+        assert all(p.tag == f"{SVG}path" and re.fullmatch(r"M-?\d+ -?\d+[LQ][-\d ]+", p.get("d")) for p in g)
+
+
+def test_svg_escapes_hostile_names_and_paths():
+    evil = 'x"><img src=x onerror=alert(1)> & \'q\' ]]> <!-- \x07\x1b'
+    nodes = [GraphNode(id=f"a<b>&'\".py::{evil}", kind="function", name=evil, path="a<b>&'\".py", start_line=1,
+                       end_line=2, signature="def f(x='</title><script>bad()</script>')", importance=0.1),
+             GraphNode(id="unresolved:</text>", kind="external", name="</text><svg onload=alert(1)>")]
+    result = GraphResult(center=nodes[0].id, nodes=nodes,
+                         edges=[GraphEdge(source=nodes[0].id, target=nodes[1].id, kind="calls", resolved=False, line=1)])
+    svg = mime_bundle(result, {nodes[0].id: "</pre><script>bad()</script>"})["image/svg+xml"]
+    for raw in ("<img", "<script", "</title><script", "</text><svg", "<svg onload", "<!--", "]]>", "\x07", "\x1b"):
+        assert raw not in svg, raw
+    root = svg_tree(svg)  # parses: every name, path and signature was escaped
+    texts = labels(root)
+    clean = evil.replace("\x07", "\ufffd").replace("\x1b", "\ufffd")
+    assert clean[:G.MAX_LABEL - 1] + "…" in texts and "</text><svg onload=alert(1)>" in texts
+    tips = " ".join(t.text for t in root.iter(f"{SVG}title"))
+    assert "a<b>&'\".py:1-2" in tips and "def f(x='</title><script>bad()</script>')" in tips
+    assert not any(el.tag.endswith(("script", "img", "foreignObject")) for el in root.iter())
+    assert all(not k.lower().startswith("on") for el in root.iter() for k in el.attrib)
+
+
+def test_svg_layout_is_deterministic(sample):
+    _, result, code = sample
+    first = mime_bundle(result, code)["image/svg+xml"]
+    assert mime_bundle(result, code)["image/svg+xml"] == first
+    assert GraphView(result, code).svg == first
+    # another process, another hash seed: the same bytes
+    script = ("import sys; from direng_kernel.models import GraphResult; from direng_kernel.widgets import mime_bundle; "
+              "r = GraphResult.model_validate_json(sys.stdin.read()); sys.stdout.write(mime_bundle(r)['image/svg+xml'])")
+    for seed in ("1", "12345"):
+        out = subprocess.run([sys.executable, "-c", script], input=result.model_copy(update={"code": code}).model_dump_json(),
+                             capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": seed})
+        assert out.stdout == first
+    # coordinates are integers
+    assert not re.search(r"(cx|cy|x|y|r|width|height)='-?\d+\.\d+'", first)
+
+
+def test_cap_keeps_center_then_nearest_then_most_important(sample):
+    _, result, code = sample
+    data = graph_data(result, code, max_nodes=4)
+    ids = {n["id"] for n in data["nodes"]}
+    assert len(ids) == 4 and CENTER in ids and data["truncated"] is True
+    hops = G._hops(result)
+    others = sorted((n for n in result.nodes if n.id != CENTER), key=lambda n: (hops[n.id], -n.importance, n.id))
     assert ids - {CENTER} == {n.id for n in others[:3]}
-    assert f"showing 4 of {len(result.nodes)} nodes" in out
-    assert all(e["from"] in ids and e["to"] in ids for e in drawn(out, "edges"))
-    # no note when everything fits
-    assert "showing " not in render_html(result, code=code)
+    assert all(hops[i] == 1 for i in ids - {CENTER})
+    assert all(e["source"] in ids and e["target"] in ids for e in data["edges"])
+    assert set(data["code"]) <= ids
+    svg = mime_bundle(result, code, max_nodes=4)["image/svg+xml"]
+    assert f"(showing 4 of {len(result.nodes)} nodes)" in svg and len(drawn_nodes(svg_tree(svg))) == 4
+    assert "showing " not in mime_bundle(result, code)["image/svg+xml"]  # everything fits: no note
 
 
-def test_large_neighbourhood_is_capped():
-    nodes = [GraphNode(id="c", kind="function", name="center_fn", path="c.py", start_line=1, end_line=3)]
-    nodes += [GraphNode(id=f"n{i}", kind="method", name=f"m{i}", path="m.py", start_line=i, end_line=i,
-                        importance=(i + 1) / 1000) for i in range(600)]
-    edges = [GraphEdge(source="c", target=f"n{i}", kind="calls", line=i) for i in range(600)]
-    edges += [GraphEdge(source=f"n{i}", target=f"n{(i * 7) % 600}", kind="calls", line=1) for i in range(600)]
-    out = render_html(GraphResult(center="c", nodes=nodes, edges=edges, truncated=True), max_nodes=150)
-    drawn_nodes = drawn(out, "nodes")
-    assert len(drawn_nodes) == 150
-    assert {n["id"] for n in drawn_nodes} == {"c"} | {f"n{i}" for i in range(451, 600)}
-    assert "showing 150 of 601 nodes" in out and "truncated by the graph query" in out
-    options = json.loads(re.search(r"var options = (.*);\n", out).group(1))
-    assert options["layout"]["improvedLayout"] is False
+# -- the size bound ---------------------------------------------------------------------------
+
+
+def test_a_150_node_graph_is_under_100_kb_saved():
+    result = big_graph(150)
+    old_style_code = sum(len(c) for c in result.code.values())
+    assert old_style_code > 300_000  # 40-line excerpts for every node: the result itself is big
+    bundle = mime_bundle(result)
+    size, nb = saved_output_bytes(bundle)
+    assert size <= 100_000, size
+    assert G.saved_size(bundle) <= G.MAX_OUTPUT_BYTES and abs(G.saved_size(bundle) - size) < 200
+    out = nb.cells[0].outputs[0]
+    assert set(out.data) == {GRAPH_MIME, "image/svg+xml", "text/plain"}
+    data = out.data[GRAPH_MIME]
+    shown = len(data["nodes"])
+    assert shown >= 100 and result.center in {n["id"] for n in data["nodes"]}
+    assert data["truncated"] is (shown < 150)
+    assert len(drawn_nodes(svg_tree(out.data["image/svg+xml"]))) == shown
+    assert result.center in data["code"] and 5 <= len(data["code"]) < shown  # the center's and a few more
+    assert max(len(c.splitlines()) for c in data["code"].values()) <= G.CENTER_EXCERPT_LINES + 1
+    assert out.data["text/plain"].startswith("graph around center_fn (function)")
+
+
+def test_huge_neighbourhoods_and_long_names_stay_bounded():
+    result = big_graph(600, id_len=90, extra=4)
+    bundle = mime_bundle(result)
+    size, nb = saved_output_bytes(bundle)
+    assert size <= 100_000, size
+    data = bundle[GRAPH_MIME]
+    assert data["truncated"] is True and len(data["nodes"]) <= 150 and data["center"] == result.center
+    assert "(showing " in bundle["image/svg+xml"] and "of 600 nodes)" in bundle["image/svg+xml"]
+    # the query's own cap shows too
+    capped = result.model_copy(update={"truncated": True, "nodes": result.nodes[:20],
+                                       "edges": [e for e in result.edges if e.target in {n.id for n in result.nodes[:20]}
+                                                 and e.source in {n.id for n in result.nodes[:20]}]})
+    b = mime_bundle(capped)
+    assert b[GRAPH_MIME]["truncated"] is True and "truncated by the graph query" in b["image/svg+xml"]
+
+
+def test_repeated_call_sites_are_one_edge(sample):
+    _, result, _ = sample
+    c = result.center
+    many = result.model_copy(update={"edges": result.edges + [
+        GraphEdge(source=c, target="unresolved:cart.total", kind="calls", resolved=False, line=100 + i)
+        for i in range(200)]})
+    data = graph_data(many)
+    pairs = [(e["source"], e["target"], e["kind"]) for e in data["edges"]]
+    assert len(pairs) == len(set(pairs)) and data["truncated"] is False
+
+
+# -- text, page, reprs, widget ----------------------------------------------------------------
 
 
 def test_text_fallback(sample):
@@ -211,63 +353,64 @@ def test_text_fallback(sample):
     assert sum(1 for line in capped.splitlines() if " → " in line) == 3
 
 
-def test_iframe_repr_escapes_the_page(sample):
+def test_standalone_page(sample, tmp_path):
     _, result, code = sample
-    view = GraphView(result, code, height="400px")
-    frame = view._repr_html_()
-    assert frame.startswith('<iframe srcdoc="') and frame.endswith("</iframe>")
-    srcdoc = re.match(r'<iframe srcdoc="([^"]*)"', frame).group(1)
-    assert html.unescape(srcdoc) == view.html  # every quote in the page is escaped
-    assert "&quot;" in srcdoc and "<" not in srcdoc
-    assert 'sandbox="allow-scripts"' in frame
-    # the graph gets the height asked for; the frame is taller, with room for the header around it
-    assert "#mynetwork" in view.html and re.search(r"#mynetwork \{[^}]*height: 400px;", view.html)
-    outer = int(re.search(r"height:(\d+)px", frame).group(1))
-    assert outer > 400
-    assert "http://" not in frame and "https://" not in frame
+    page = render_html(result, code=code, height="400px")
+    assert page.startswith("<!DOCTYPE html>") and "<html>" in page
+    low = page.lower()
+    assert "<script" not in low and "http://" not in low and "https://" not in low and "<link" not in low
+    assert "#graph { flex: 3 1 480px; min-width: 0; max-height: 400px;" in page
+    assert page.count("<svg") == 1 and "xmlns" not in page  # inline in HTML, no namespace URL needed
+    # every node with code links to its panel; the center's panel shows first; all escaped
+    panels = re.findall(r"<section id='(code-\d+)' class='([^']*)' data-node='([^']*)'>", page)
+    assert {html.unescape(n) for _, _, n in panels} == set(code)
+    for anchor, _, _ in panels:
+        assert f"<a href='#{anchor}'>" in page
+    assert [html.unescape(n) for _, cls, n in panels if cls == "code center"] == [CENTER]
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; see https&#58;//example.com/a?b=1" in page
+    assert "#panel .code:target" in page
+    view = GraphView(result, code)
+    for name in ("g.svg", "g.json", "g.html"):
+        view.save(tmp_path / name)
+    assert (tmp_path / "g.svg").read_text(encoding="utf-8") == view.svg
+    assert json.loads((tmp_path / "g.json").read_text(encoding="utf-8")) == view.data
+    assert (tmp_path / "g.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
 
-def test_text_reprs(sample):
+def test_reprs(sample, bundle):
+    from IPython.core.formatters import DisplayFormatter
     from IPython.lib.pretty import pretty
 
-    _, result, _ = sample
-    view = GraphView(result)
-    assert repr(view) == render_text(result) == pretty(view)
-    md = view._repr_markdown_()
-    assert md.startswith("```text\ngraph around charge_card") and md.endswith("\n```")
-
-
-def test_mime_bundle_and_widget(sample):
     _, result, code = sample
-    bundle = mime_bundle(result, code)
-    assert set(bundle) == {"text/html", "text/plain"}
-    assert bundle["text/html"].startswith("<iframe srcdoc=")
-    assert bundle["text/plain"] == render_text(result)
+    view = GraphView(result, code)
+    assert repr(view) == render_text(result) == pretty(view)
+    assert view._repr_mimebundle_() == bundle
+    assert set(view._repr_mimebundle_(include={"image/svg+xml"})) == {"image/svg+xml"}
+    assert GRAPH_MIME not in view._repr_mimebundle_(exclude={GRAPH_MIME})
+    data, _md = DisplayFormatter().format(view)  # what `display(view)` sends
+    assert set(data) == {GRAPH_MIME, "image/svg+xml", "text/plain"}
+    assert render_svg(result) == mime_bundle(result, {})["image/svg+xml"]
+
+
+def test_widget(sample, bundle):
     import ipywidgets
 
+    _, result, code = sample
     w = graph_widget(result, code)
-    assert isinstance(w, ipywidgets.HTML) and w.value.startswith("<iframe srcdoc=")
+    assert isinstance(w, ipywidgets.Output)
+    assert len(w.outputs) == 1 and w.outputs[0]["output_type"] == "display_data"
+    assert w.outputs[0]["data"] == bundle
 
 
-def test_import_is_light():
+def test_import_is_light_and_pyvis_is_gone():
     code = ("import sys, direng_kernel.widgets; "
-            "print([m for m in ('pyvis', 'ipywidgets', 'jinja2') if m in sys.modules])")
+            "print([m for m in ('networkx', 'pyvis', 'ipywidgets', 'jinja2') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-@pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")), reason="no chromium")
-def test_draws_in_a_headless_browser(page, tmp_path):
-    """vis really runs: the network's canvas exists once the page has loaded (offline browser)."""
-    f = tmp_path / "graph.html"
-    f.write_text(page, encoding="utf-8")
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    out = subprocess.run(
-        [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=3000", "--dump-dom", f.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    dom = out.stdout
-    assert re.search(r'<div id="mynetwork"[^>]*>\s*<div class="vis-network"', dom), dom[-2000:]
-    assert "<canvas" in dom
+    code = ("import sys; from direng_kernel.models import GraphResult, GraphNode; from direng_kernel.widgets import mime_bundle; "
+            "mime_bundle(GraphResult(center='a', nodes=[GraphNode(id='a', kind='function', name='a')], edges=[])); "
+            "print([m for m in ('pyvis', 'jinja2', 'ipywidgets') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    source = G.__file__
+    assert "pyvis" not in open(source, encoding="utf-8").read()

@@ -72,8 +72,11 @@ def test_magics_in_the_python3_kernel(nb_repo):
     assert "shop/shipping.py:9-11" in text_of(search) and "shipping_cost" in text_of(search)
     assert "checkout" in text_of(callers) and "shop/payment.py:17" in text_of(callers)
     assert "'intent': 'explain'" in text_of(js) and "charge_card" in text_of(js)
-    html = text_of(graph)
-    assert "checkout" in html and "http://" not in html and "https://" not in html
+    (shown,) = [o for o in graph.outputs if o.output_type == "display_data"]
+    assert set(shown.data) == {"application/vnd.direng.graph+json", "image/svg+xml", "text/plain"}
+    assert shown.data["application/vnd.direng.graph+json"]["center"] == "shop/payment.py::charge_card"
+    assert "checkout" in shown.data["text/plain"] and "checkout" in shown.data["image/svg+xml"]
+    assert "<script" not in shown.data["image/svg+xml"] and "https://" not in shown.data["image/svg+xml"]
     assert "usage: %direng" in text_of(bogus) and not any(o.output_type == "error" for o in bogus.outputs)
     assert "9 files" in text_of(status) and "in-process" in text_of(status)
     assert "what calls charge_card?" in text_of(history)  # {fn} was filled from the namespace
@@ -137,3 +140,58 @@ def test_delegate_magic_runs_a_lane_and_links_the_passport(nb_repo):
     assert "succeeded" in text and "passport" in text and "output notebook" in text
     assert "running on" in text  # live status lines streamed while it ran
     assert "'lane': 'narrative', 'state': 'succeeded'" in text_of(runs)
+
+
+def make_hub_repo(root, workers: int = 180):
+    """A repository whose `dispatch` calls `workers` functions of ~35 lines each: its graph is
+    capped at 150 nodes, each with a long excerpt."""
+    from conftest import git
+
+    (root / "big").mkdir(parents=True)
+    (root / "big" / "__init__.py").write_text("")
+    for m in range(6):
+        lines = [f'"""Workers, part {m}."""', ""]
+        for i in range(m, workers, 6):
+            lines += [f"def worker_{i:03d}(payload, *, retries=3):", f'    """Handle payloads of kind {i}."""']
+            lines += [f"    value_{j} = payload.get('k{j}', {j}) * retries  # step {j} of worker {i}" for j in range(30)]
+            lines += ["    return value_0", ""]
+        (root / "big" / f"workers_{m}.py").write_text("\n".join(lines))
+    hub = ['"""The hub calling every worker."""', ""]
+    hub += [f"from big.workers_{i % 6} import worker_{i:03d}" for i in range(workers)]
+    hub += ["", "", "def dispatch(payload):", '    """Run every worker."""', "    out = []"]
+    hub += [f"    out.append(worker_{i:03d}(payload))" for i in range(workers)]
+    hub += ["    return out", ""]
+    (root / "big" / "hub.py").write_text("\n".join(hub))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "hub")
+    return root
+
+
+@pytest.mark.parametrize("kernel", ["python3", "direng"])
+def test_a_150_node_graph_output_is_small_in_the_saved_notebook(tmp_path, kernel):
+    """`%direng graph` over 150 nodes, executed in a real kernel and saved: one output under 100 KB
+    (the pyvis page of this graph was ~1.3 MB), holding the JSON, the SVG and the text."""
+    from direng_kernel.workbench import Workbench
+
+    root = make_hub_repo(tmp_path / "hub")
+    Workbench(root).index()
+    cells = ["%load_ext direng_kernel"] if kernel == "python3" else []
+    nb = run_notebook(cells + ["%direng graph dispatch"], root, kernel=kernel)
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(nb, path)
+    saved = nbformat.read(path, as_version=4)
+    nbformat.validate(saved)
+    (out,) = [o for o in saved.cells[-1].outputs if o.output_type == "display_data"]
+    assert set(out.data) == {"application/vnd.direng.graph+json", "image/svg+xml", "text/plain"}
+    data = out.data["application/vnd.direng.graph+json"]
+    assert set(data) == {"center", "nodes", "edges", "truncated", "code"}
+    assert data["center"] == "big/hub.py::dispatch" and data["truncated"] is True  # the query stopped at 150
+    assert len(data["nodes"]) >= 100 and "big/hub.py::dispatch" in data["code"]
+    assert out.data["image/svg+xml"].startswith("<svg xmlns='http://www.w3.org/2000/svg'")
+    assert "<script" not in path.read_text(encoding="utf-8")
+    empty = nbformat.v4.new_notebook(cells=saved.cells[:-1] + [nbformat.v4.new_code_cell(saved.cells[-1].source)])
+    empty.metadata = saved.metadata
+    output_bytes = path.stat().st_size - len(nbformat.writes(empty).encode())
+    assert 0 < output_bytes <= 100_000, output_bytes
+    assert path.stat().st_size < 110_000

@@ -18,7 +18,7 @@ import time
 from collections import deque
 
 from ..errors import DirEngError, UnknownSymbolError
-from ..models import Answer, ChatMessage, Hit, ProviderRequest, ProviderResponse, Usage
+from ..models import Answer, ChatMessage, Hit, NotebookContext, ProviderRequest, ProviderResponse, Usage
 from ..security.scrub import learn, scrub
 from .compose import Composer
 from .router import Intent, route
@@ -43,7 +43,7 @@ HELP = """**DirEng** answers questions about this repository from its code index
 | `explain NAME` | signature, docstring, location, callers, callees and code |
 | `status` | index freshness |
 
-Magics: `%direng ask|search|graph|index|status|explain-error|reset|help`, `%%direng` for multi-line chat."""
+Magics: `%direng ask|search|graph|index|status|explain-error|context|reset|help`, `%%direng` for multi-line chat."""
 
 
 class LocalProvider:
@@ -57,7 +57,7 @@ class LocalProvider:
     def complete(self, request: ProviderRequest) -> ProviderResponse:
         t0 = time.perf_counter()
         question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        markdown, hits = self.direng.retrieve_answer(question)
+        markdown, hits = self.direng.retrieve_answer(question, request.context)
         chars_in = sum(len(m.content) for m in request.messages)
         usage = Usage(provider="local", model="retrieval", input_tokens=chars_in // 4,
                       output_tokens=len(markdown) // 4, cost=0.0,
@@ -84,19 +84,26 @@ class DirEng:
         self._memory.setdefault(session, deque(maxlen=2 * MEMORY_TURNS)).extend(messages)
 
     # -- answering --------------------------------------------------------------
-    def retrieve_answer(self, question: str, k: int = 8):
+    def retrieve_answer(self, question: str, context: NotebookContext | None = None, k: int = 8):
         hits = self.wb.search(question, k=k)
-        return self.composer.answer_hits(question, hits), hits
+        markdown = self.composer.answer_hits(question, hits)
+        if context is not None and (about := self.composer.answer_namespace(question, context)):
+            markdown = about + "\n\n" + markdown
+        return markdown, hits
 
-    def chat(self, message: str, session: str = "default") -> Answer:
+    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None) -> Answer:
+        """Answer `message`; `context` (the live notebook: path, cell, error, namespace summary)
+        is seen by the answer as the message is, under the same data rules."""
         message = message.strip()
         if not message:
             return Answer(markdown=HELP, intent="help")
         flags = learn(message)  # what the raw message holds decides the broker's data rules
+        if context is not None:
+            flags |= learn(context.render())
         message = scrub(message)
         intent = route(message)
         try:
-            answer = self._answer(intent, session, flags)
+            answer = self._answer(intent, session, flags, context)
         except UnknownSymbolError as exc:
             suggestions = ", ".join(f"`{s}`" for s in exc.suggestions) or "none"
             answer = Answer(markdown=f"I don't know a symbol named `{exc.name}`. Close names: {suggestions}.",
@@ -110,7 +117,7 @@ class DirEng:
                        ChatMessage(role="assistant", content=answer.markdown))
         return answer
 
-    def _answer(self, intent: Intent, session: str, flags: set[str]) -> Answer:
+    def _answer(self, intent: Intent, session: str, flags: set[str], context: NotebookContext | None = None) -> Answer:
         name, arg = intent.name, intent.arg
         if name == "help":
             return Answer(markdown=HELP, intent=name)
@@ -134,20 +141,22 @@ class DirEng:
             return Answer(intent=name, markdown=(
                 "Delegation to PEX (estimate → approve → run in a lane) is not available in this version yet; "
                 "I can answer questions, search, and show the graph."))
-        return self._ask(intent.text, session, flags)
+        return self._ask(intent.text, session, flags, context)
 
-    def _ask(self, question: str, session: str, flags: set[str]) -> Answer:
+    def _ask(self, question: str, session: str, flags: set[str], context: NotebookContext | None = None) -> Answer:
         if self.broker is None:
-            markdown, hits = self.retrieve_answer(question)
+            markdown, hits = self.retrieve_answer(question, context)
             return Answer(markdown=markdown, intent="ask", citations=hits, provider="local")
-        messages = [ChatMessage(role="system", content=SYSTEM_PROMPT), *self.history(session),
-                    ChatMessage(role="user", content=question)]
+        system = [ChatMessage(role="system", content=SYSTEM_PROMPT)]
+        if context is not None and (rendered := context.render()):
+            system.append(ChatMessage(role="system", content="The user's live notebook:\n\n" + scrub(rendered)))
+        messages = [*system, *self.history(session), ChatMessage(role="user", content=question)]
         usages, notices = [], []
         flags = set(flags)
         try:
             for _round in range(MAX_TOOL_ROUNDS):
-                resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=self.tools.specs()),
-                                            content_flags=frozenset(flags))
+                resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=self.tools.specs(),
+                                                            context=context), content_flags=frozenset(flags))
                 usages.append(resp.usage)
                 if not resp.tool_calls:
                     hits = resp.citations if resp.usage.provider == "local" else self._cited_hits(resp.content)
@@ -163,7 +172,7 @@ class DirEng:
         except DirEngError as exc:
             notices.append(f"model broker: {exc}; answered from the index instead")
             log.warning("broker failed: %s", exc)
-        markdown, hits = self.retrieve_answer(question)
+        markdown, hits = self.retrieve_answer(question, context)
         return Answer(markdown=markdown, intent="ask", citations=hits, provider="local", usages=usages, notices=notices)
 
     def _cited_hits(self, markdown: str):

@@ -8,10 +8,14 @@ quoted from the current file, and the call graph says who uses the best hit and 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from .. import confined
-from ..models import GraphResult, Hit
+from ..models import GraphResult, Hit, NotebookContext
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_QUOTED = re.compile(r"""[`'"]([^`'"\n]{1,80})[`'"]""")
 
 FENCE = {"python": "python", "typescript": "typescript", "tsx": "tsx", "javascript": "javascript",
          "rust": "rust", "go": "go"}
@@ -71,6 +75,25 @@ class Composer:
         return f"`{n.name}` (unresolved)"
 
     # -- answers ----------------------------------------------------------------
+    def answer_namespace(self, question: str, context: NotebookContext) -> str:
+        """What the user's own variables say about the question: each variable it names (type,
+        shape, columns), and any quoted name that such a DataFrame lacks — the usual cause of a
+        KeyError. Empty when the question names none of them."""
+        named = [v for v in (context.variable(w) for w in dict.fromkeys(_IDENT.findall(question))) if v]
+        frames = [v for v in named if v.columns]
+        if not frames and context.error and context.error.startswith("KeyError"):
+            frames = [v for v in context.namespace if v.columns]
+        lines = []
+        asked = dict.fromkeys(_QUOTED.findall(question + "\n" + (context.error or "")))
+        for frame in frames:
+            for col in asked:
+                if col not in frame.columns and col != frame.name and not context.variable(col):
+                    where = f" (cell [{context.cell}] of `{context.path}`)" if context.path else ""
+                    lines.append(f"`{frame.name}` has no column `{col}`{where}; its columns are "
+                                 + ", ".join(f"`{c}`" for c in frame.columns) + ".")
+        lines += [f"- {context.describe(v)}" for v in named]
+        return ("**In your notebook:**\n" + "\n".join(lines)) if lines else ""
+
     def answer_hits(self, question: str, hits: list[Hit], detail: int = 3) -> str:
         if not hits:
             return (f"I found nothing in the index for **{question}**. Try other words, or check "

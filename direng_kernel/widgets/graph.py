@@ -1,36 +1,64 @@
-"""The interactive view of a `GraphResult`: a vis.js network (built with pyvis), fully inlined.
+"""The notebook view of a `GraphResult`: a JSON bundle, a static SVG and text — nothing that runs.
 
-`render_html` returns a self-contained page: vis-network's JS/CSS are inlined from pyvis's
-bundled copies (nothing is fetched from a CDN, and the page holds no `http(s)://` URL at all),
-nodes are coloured by kind and sized by importance, the center is highlighted, edges are styled
-by kind, and clicking a node shows its source (from `code`) in a panel beside the graph.
-Big neighbourhoods are capped at `max_nodes` with a visible "showing N of M nodes" note, and
-physics stops after a bounded stabilization so a browser never spins.
+`mime_bundle` (what `%direng graph` displays) holds three representations of one neighbourhood:
 
-In a notebook the page is shown through `<iframe srcdoc=…>` (`GraphView`, `mime_bundle`,
-`graph_widget`), so element ids never clash between outputs and the scripts run; `render_text`
-is the fallback for frontends without HTML (papermill logs, terminals).
+- `application/vnd.direng.graph+json` (`GRAPH_MIME`): `graph_data` — `center`, `nodes`, `edges`,
+  `truncated`, `code` (node id → a short source excerpt). The DirEng JupyterLab extension renders
+  it interactively; the fields are documented in `docs/jupyter.md` ("Graph output").
+- `image/svg+xml`: `render_svg`, laid out here with networkx (a seeded spring layout, so the same
+  graph gives the same bytes), for frontends without the extension: nbviewer, VS Code, GitHub,
+  papermill outputs. Nodes are shaped and coloured by kind, every node is labelled, edge kinds
+  differ in colour and dash pattern, unresolved edges are grey, the center is ringed in red.
+- `text/plain`: `render_text`, the edges grouped by kind (terminals, logs).
 
-The page's template is package data (`templates/graph.html`). Only the standard library and
-the models are imported at module level: pyvis, jinja2 and ipywidgets load inside the
-functions that need them.
+No script, stylesheet, font or image is fetched or inlined. One output stays small in a saved
+notebook (`MAX_OUTPUT_BYTES`, measured the way nbformat writes it): at most `max_nodes` nodes
+(the center, the nearest, the most important), one edge per source, target and kind, code
+excerpts cut to a few lines within what is left of the budget, integer coordinates; a graph too
+big for the budget shows as many nodes as fit (`GraphView.bundle`). Nodes or edges left out set
+`truncated`.
+
+`render_html` wraps the same SVG in a standalone page whose nodes link to their code (CSS
+`:target`, no script): the graph-ops lane's `graph.html`, `GraphView.save`.
+
+Only the standard library and the models are imported at module level: networkx loads when a
+graph is laid out, ipywidgets in `graph_widget`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import math
 import re
-from collections import defaultdict
-from functools import lru_cache
-from importlib import resources
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..models import GraphEdge, GraphNode, GraphResult
 
-__all__ = ["GraphView", "graph_widget", "mime_bundle", "render_html", "render_text"]
+__all__ = ["GRAPH_MIME", "GraphView", "graph_data", "graph_widget", "mime_bundle", "render_html", "render_svg",
+           "render_text", "saved_size"]
+
+GRAPH_MIME = "application/vnd.direng.graph+json"
+
+# -- limits -----------------------------------------------------------------------------------
+
+MAX_NODES = 150
+MAX_EDGES = 450  # edges in one bundle (the center's first, then resolved ones)
+MAX_SITES = 1  # edges kept per (source, target, kind) (the first site): `out.append` 180 times is one fact
+MAX_OUTPUT_BYTES = 98_000  # one output as a saved notebook holds it (indent 1, lines split)
+CODE_BUDGET_BYTES = 30_000  # at most this much of an output is code excerpts
+MIN_CODE_BYTES = 4_000  # room kept for excerpts besides the center's before nodes are dropped
+EXCERPT_LINES, EXCERPT_CHARS = 12, 1_000
+CENTER_EXCERPT_LINES, CENTER_EXCERPT_CHARS = 40, 4_000
+EXCERPT_LINE_CHARS = 160
+MAX_SNIPPET_CHARS = 20_000  # a code panel of the standalone page
+MAX_LABEL = 40
+SEED = 7
+LAYOUT_ITERATIONS = 80
 
 # -- styling ----------------------------------------------------------------------------------
 
@@ -38,16 +66,17 @@ CLASS_LIKE = {"class", "struct", "enum", "interface", "trait", "impl", "type"}
 FUNCTION_LIKE = {"function", "method"}
 DIMMED = {"external", "module"}
 
-# group → (background, border, font colour, shape)
+# group → (fill, stroke)
 _GROUP_STYLE = {
-    "file": ("#cfd8e3", "#7f93ab", "#2b3a4a", "square"),
-    "class": ("#f6b26b", "#b8671f", "#3a2408", "diamond"),
-    "function": ("#6fa8dc", "#2f6aa3", "#13314f", "dot"),
-    "constant": ("#93c47d", "#4f8a3a", "#1f3a14", "triangle"),
-    "module": ("#e4dcef", "#b3a4cc", "#8c8299", "square"),
-    "external": ("#ececec", "#b5b5b5", "#9a9a9a", "dot"),
-    "other": ("#d0d0d0", "#8f8f8f", "#333333", "dot"),
+    "file": ("#cfd8e3", "#7f93ab"),
+    "class": ("#f6b26b", "#b8671f"),
+    "function": ("#6fa8dc", "#2f6aa3"),
+    "constant": ("#93c47d", "#4f8a3a"),
+    "module": ("#e4dcef", "#b3a4cc"),
+    "external": ("#ececec", "#a5a5a5"),
+    "other": ("#d0d0d0", "#8f8f8f"),
 }
+_GROUP_ORDER = ["file", "class", "function", "constant", "other", "module", "external"]
 _GROUP_LABEL = {
     "file": "file",
     "class": "class-like",
@@ -55,30 +84,24 @@ _GROUP_LABEL = {
     "constant": "constant",
     "module": "external module",
     "external": "unresolved / external",
+    "other": "other",
 }
-CENTER_BORDER = "#d62728"
+CENTER_STROKE = "#d62728"
 
-# kind → vis edge options
-_EDGE_STYLE: dict[str, dict[str, Any]] = {
-    "calls": {"color": "#2f6aa3", "width": 1.8, "dashes": False, "arrows": {"to": {"enabled": True, "scaleFactor": 0.7}}},
-    "inherits": {"color": "#b8671f", "width": 1.8, "dashes": [8, 5],
-                 "arrows": {"to": {"enabled": True, "scaleFactor": 0.9, "type": "triangle"}}},
-    "implements": {"color": "#8e5a1c", "width": 1.8, "dashes": [8, 5],
-                   "arrows": {"to": {"enabled": True, "scaleFactor": 0.9, "type": "triangle"}}},
-    "contains": {"color": "#d9d9d9", "width": 1.0, "dashes": False,
-                 "arrows": {"to": {"enabled": True, "scaleFactor": 0.4}}},
-    "imports": {"color": "#8e7cc3", "width": 1.3, "dashes": [2, 4],
-                "arrows": {"to": {"enabled": True, "scaleFactor": 0.6}}},
-    "references": {"color": "#5b9aa6", "width": 1.2, "dashes": [5, 4],
-                   "arrows": {"to": {"enabled": True, "scaleFactor": 0.6}}},
+# kind → (colour, stroke width, dash pattern or "")
+_EDGE_STYLE = {
+    "calls": ("#2f6aa3", 1.6, ""),
+    "inherits": ("#b8671f", 1.6, "8 4"),
+    "implements": ("#8e5a1c", 1.6, "8 4 2 4"),
+    "references": ("#3f8f9c", 1.2, "5 3"),
+    "imports": ("#8e7cc3", 1.2, "2 3"),
+    "contains": ("#c4c4c4", 0.9, ""),
 }
-_DEFAULT_EDGE = {"color": "#999999", "width": 1.0, "dashes": False, "arrows": {"to": {"enabled": True, "scaleFactor": 0.6}}}
-UNRESOLVED_EDGE = "#b0b0b0"
+_DEFAULT_EDGE = ("#888888", 1.0, "")
+UNRESOLVED_EDGE = "#aaaaaa"
 _EDGE_ORDER = ["calls", "inherits", "implements", "references", "imports", "contains"]
 
-MIN_SIZE, MAX_SIZE = 10.0, 34.0
-MAX_SNIPPET_CHARS = 20_000
-MAX_LABEL = 48
+MIN_R, MAX_R, CENTER_R = 4.0, 11.0, 13.0
 
 
 def kind_group(kind: str) -> str:
@@ -88,12 +111,8 @@ def kind_group(kind: str) -> str:
         return "class"
     if kind in FUNCTION_LIKE:
         return "function"
-    if kind == "constant":
-        return "constant"
-    if kind == "module":
-        return "module"
-    if kind == "external":
-        return "external"
+    if kind in ("constant", "module", "external"):
+        return kind
     return "other"
 
 
@@ -113,26 +132,21 @@ def _label(node: GraphNode) -> str:
     return name if len(name) <= MAX_LABEL else name[: MAX_LABEL - 1] + "…"
 
 
-# -- URL defanging: the page must hold no http(s):// text (nothing may even look fetchable) ---
+# -- escaping ---------------------------------------------------------------------------------
 
+# characters XML 1.0 cannot hold at all (a hostile name must not make the SVG unparseable)
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _URL = re.compile(r"(?i)(https?):(?=//)")
 
 
-def _defang_js(text: str) -> str:
-    """`http://` → `http:\\/\\/` inside JS/JSON: the same string to the interpreter."""
-    return re.sub(r"(?i)(https?)://", lambda m: m.group(1) + r":\/\/", text).replace("</script", r"<\/script")
-
-
-def _defang_html(text: str) -> str:
-    """`http://` → `http&#58;//` in (already escaped) HTML text: renders identically."""
+def _x(text: str) -> str:
+    """Text or an attribute value (either quote) for XML and HTML; `http://` becomes
+    `http&#58;//`, which reads the same but is never a literal URL in the markup."""
+    text = html.escape(_NOT_XML.sub("\ufffd", str(text)), quote=True)
     return _URL.sub(lambda m: m.group(1) + "&#58;", text)
 
 
-def _esc(text: str) -> str:
-    return _defang_html(html.escape(text, quote=True))
-
-
-# -- selection --------------------------------------------------------------------------------
+# -- what one output holds --------------------------------------------------------------------
 
 
 def _unique_edges(edges: Iterable[GraphEdge]) -> list[GraphEdge]:
@@ -146,246 +160,438 @@ def _unique_edges(edges: Iterable[GraphEdge]) -> list[GraphEdge]:
     return out
 
 
+def _hops(result: GraphResult) -> dict[str, int]:
+    """Each node's distance from the center over the result's edges (either direction)."""
+    around: dict[str, set[str]] = defaultdict(set)
+    for e in result.edges:
+        around[e.source].add(e.target)
+        around[e.target].add(e.source)
+    hops = {result.center: 0}
+    frontier = [result.center]
+    while frontier:
+        nxt = []
+        for n in frontier:
+            for m in sorted(around[n]):
+                if m not in hops:
+                    hops[m] = hops[n] + 1
+                    nxt.append(m)
+        frontier = nxt
+    return hops
+
+
 def select_nodes(result: GraphResult, max_nodes: int) -> list[GraphNode]:
-    """The nodes to draw: all of them, or the center plus the highest-importance others."""
+    """The nodes to draw: all of them, or the center, then the nearest (in hops), the most
+    important first among equally near ones — so what is kept stays connected to the center."""
     nodes = list({n.id: n for n in result.nodes}.values())
     if max_nodes <= 0 or len(nodes) <= max_nodes:
         return nodes
-    near = {e.target for e in result.edges if e.source == result.center}
-    near |= {e.source for e in result.edges if e.target == result.center}
-    ranked = sorted(nodes, key=lambda n: (n.id != result.center, -n.importance, n.id not in near, n.id))
+    hops = _hops(result)
+    far = len(nodes) + 1
+    ranked = sorted(nodes, key=lambda n: (n.id != result.center, hops.get(n.id, far), -n.importance, n.id))
     keep = {n.id for n in ranked[:max_nodes]}
     return [n for n in nodes if n.id in keep]  # keep the result's order
 
 
-def _sizes(nodes: list[GraphNode]) -> dict[str, float]:
-    """Node sizes, log-scaled between the smallest and largest positive importance shown."""
+def _select_edges(result: GraphResult, keep: set[str], max_edges: int) -> tuple[list[GraphEdge], int]:
+    """(the edges between kept nodes — `MAX_SITES` per (source, target, kind), at most `max_edges`
+    in all, the center's first —, how many there were before `max_edges`)."""
+    sites: Counter = Counter()
+    capped = []
+    for e in _unique_edges(result.edges):
+        if e.source in keep and e.target in keep:
+            sites[(e.source, e.target, e.kind)] += 1
+            if sites[(e.source, e.target, e.kind)] <= MAX_SITES:
+                capped.append(e)
+    total = len(capped)
+    if total > max_edges:
+        c = result.center
+        ranked = sorted(range(total), key=lambda i: (c not in (capped[i].source, capped[i].target),
+                                                     capped[i].kind == "contains", not capped[i].resolved, i))
+        chosen = set(ranked[:max(0, max_edges)])
+        capped = [e for i, e in enumerate(capped) if i in chosen]
+    return capped, total
+
+
+def _excerpt(text: str, lines: int, chars: int) -> str:
+    rows = text.splitlines()
+    cut = len(rows) > lines
+    rows = [r if len(r) <= EXCERPT_LINE_CHARS else r[: EXCERPT_LINE_CHARS - 1] + "…" for r in rows[:lines]]
+    out = "\n".join(rows)
+    if len(out) > chars:
+        out, cut = out[:chars], True
+    if cut and not out.rstrip().endswith("…"):
+        out = out.rstrip() + "\n…"
+    return out
+
+
+def _node_json(n: GraphNode) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": n.id, "name": n.name, "kind": n.kind, "path": n.path, "start_line": n.start_line,
+                         "end_line": n.end_line, "signature": n.signature}
+    if n.importance > 0:
+        d["importance"] = float(f"{n.importance:.3g}")
+    return d
+
+
+def _edge_json(e: GraphEdge) -> dict[str, Any]:
+    return {"source": e.source, "target": e.target, "kind": e.kind, "resolved": e.resolved, "line": e.line}
+
+
+@dataclass
+class _Plan:
+    """The nodes and edges one output shows (bounded), and whether anything was left out."""
+
+    result: GraphResult
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    total_nodes: int
+    total_edges: int  # edges between the shown nodes (`MAX_SITES` per source, target and kind)
+    truncated: bool
+    code: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def center(self) -> Optional[GraphNode]:
+        return next((n for n in self.nodes if n.id == self.result.center), None)
+
+    def data(self) -> dict[str, Any]:
+        return {"center": self.result.center, "nodes": [_node_json(n) for n in self.nodes],
+                "edges": [_edge_json(e) for e in self.edges], "truncated": self.truncated, "code": dict(self.code)}
+
+
+def _plan(result: GraphResult, max_nodes: int, max_edges: int) -> _Plan:
+    """What to show of `result` with at most `max_nodes` nodes and `max_edges` edges."""
+    all_nodes = {n.id for n in result.nodes}
+    nodes = select_nodes(result, max_nodes)
+    edges, inside = _select_edges(result, {n.id for n in nodes}, max_edges)
+    truncated = bool(result.truncated or len(nodes) < len(all_nodes) or len(edges) < inside)
+    return _Plan(result, nodes, edges, len(all_nodes), inside, truncated)
+
+
+def _fill_code(plan: _Plan, code: dict[str, str], budget: int) -> None:
+    """Excerpts for the shown nodes, the center's first then by importance, while `budget` bytes
+    (as saved) last; an excerpt that does not fit is left out (the node just has no code)."""
+    plan.code.clear()
+    if not code or budget <= 0:
+        return
+    order = sorted(range(len(plan.nodes)), key=lambda i: (plan.nodes[i].id != plan.result.center,
+                                                          -plan.nodes[i].importance, i))
+    picked: dict[str, str] = {}
+    left = budget
+    for i in order:
+        nid = plan.nodes[i].id
+        text = code.get(nid)
+        if not isinstance(text, str) or not text:
+            continue
+        if nid == plan.result.center:
+            text = _excerpt(text, CENTER_EXCERPT_LINES, CENTER_EXCERPT_CHARS)
+        else:
+            text = _excerpt(text, EXCERPT_LINES, EXCERPT_CHARS)
+        cost = len(json.dumps(nid, ensure_ascii=False).encode()) + len(json.dumps(text, ensure_ascii=False).encode()) + 12
+        if cost > left:
+            continue
+        picked[nid] = text
+        left -= cost
+    plan.code.update((n.id, picked[n.id]) for n in plan.nodes if n.id in picked)  # the nodes' order
+
+
+def saved_size(bundle: dict[str, Any]) -> int:
+    """The bytes one display output holding `bundle` takes in a notebook saved by nbformat (or
+    JupyterLab): JSON with indent 1, sorted keys, text split into lines."""
+    def doc(data: dict) -> str:
+        return json.dumps({"cells": [{"outputs": [{"data": data, "metadata": {}, "output_type": "display_data"}]}]},
+                          indent=1, sort_keys=True, ensure_ascii=False, separators=(",", ": "))
+
+    data = {k: v.splitlines(True) if isinstance(v, str) else v for k, v in bundle.items()}
+    return len(doc(data).encode()) - len(doc({}).encode())
+
+
+# -- layout and SVG ---------------------------------------------------------------------------
+
+
+def _radii(nodes: list[GraphNode], center: str) -> dict[str, float]:
+    """Node radii, log-scaled between the smallest and largest positive importance shown."""
     pos = [n.importance for n in nodes if n.importance > 0]
-    if not pos:
-        return {n.id: MIN_SIZE + 4 for n in nodes}
-    lo, hi = min(pos), max(pos)
-    span = math.log(hi / lo) if hi > lo else 0.0
+    lo, hi = (min(pos), max(pos)) if pos else (0.0, 0.0)
+    span = math.log(hi / lo) if pos and hi > lo else 0.0
     out = {}
     for n in nodes:
-        if n.importance <= 0:
-            out[n.id] = MIN_SIZE - 2
+        if n.id == center:
+            out[n.id] = CENTER_R
+        elif n.importance <= 0:
+            out[n.id] = MIN_R
         elif span == 0:
-            out[n.id] = (MIN_SIZE + MAX_SIZE) / 2
+            out[n.id] = (MIN_R + MAX_R) / 2
         else:
-            t = math.log(n.importance / lo) / span
-            out[n.id] = round(MIN_SIZE + t * (MAX_SIZE - MIN_SIZE), 2)
+            out[n.id] = round(MIN_R + math.log(n.importance / lo) / span * (MAX_R - MIN_R), 1)
     return out
+
+
+def _layout(nodes: list[GraphNode], pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[float, float]]:
+    """Positions, deterministic: a spring layout from a fixed seed over the nodes in their order
+    (a circle for up to three nodes)."""
+    import networkx as nx
+
+    g = nx.Graph()
+    g.add_nodes_from(n.id for n in nodes)
+    g.add_edges_from((a, b) for a, b in pairs if a != b)
+    if len(nodes) == 1:
+        return {nodes[0].id: (0.0, 0.0)}
+    n = len(nodes)
+    if n <= 3:
+        pos = nx.circular_layout(g)
+    else:
+        pos = nx.spring_layout(g, seed=SEED, k=1.8 / math.sqrt(n), iterations=LAYOUT_ITERATIONS)
+    return {k: (float(p[0]), float(p[1])) for k, p in pos.items()}
+
+
+def _normalise(pos: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """`pos` scaled into [0, 1]² (0.5 on an axis where every node sits at one value)."""
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    return {k: ((p[0] - x0) / (x1 - x0) if x1 > x0 else 0.5, (p[1] - y0) / (y1 - y0) if y1 > y0 else 0.5)
+            for k, p in pos.items()}
+
+
+def _shape(group: str, x: int, y: int, r: float) -> str:
+    """One node's shape element (its tooltip is added by the caller), in integer coordinates."""
+    ri = max(2, round(r))
+    if group == "file":
+        return f"<rect x='{x - ri}' y='{y - ri}' width='{2 * ri}' height='{2 * ri}' rx='2'"
+    if group == "class":
+        d = round(ri * 1.25)
+        return f"<path d='M{x} {y - d}l{d} {d}l{-d} {d}l{-d} {-d}z'"
+    if group == "constant":
+        d = round(ri * 1.2)
+        return f"<path d='M{x} {y - d}l{d} {round(d * 1.7)}h{-2 * d}z'"
+    return f"<circle cx='{x}' cy='{y}' r='{ri}'"
+
+
+def _text_width(text: str, size: float) -> float:
+    return len(text) * size * 0.58
+
+
+def _svg(plan: _Plan, *, links: Optional[dict[str, str]] = None, standalone: bool = True,
+         titles: bool = True, layout: Optional[dict[str, tuple[float, float]]] = None) -> str:
+    """The plan drawn as SVG, one element per line (readable diffs). `layout`: positions of (at
+    least) the plan's nodes, from a layout of a larger plan; computed here when not given."""
+    result, nodes = plan.result, plan.nodes
+    center = result.center
+    merged: dict[tuple[str, str, str, bool], list[GraphEdge]] = defaultdict(list)
+    for e in plan.edges:
+        merged[(e.source, e.target, e.kind, e.resolved)].append(e)
+    n = len(nodes)
+    width = int(min(1280, max(520, 110 * math.sqrt(max(n, 1)))))
+    height = int(width * 0.62)
+    top, mx, my = 28, 70, 24
+    if layout is None or any(nd.id not in layout for nd in nodes):
+        layout = _layout(nodes, [(a, b) for a, b, _k, _r in merged])
+    pos = _normalise({nd.id: layout[nd.id] for nd in nodes})
+    radii = _radii(nodes, center)
+    xy = {k: (round(mx + p[0] * (width - 2 * mx)), round(top + my + p[1] * (height - 2 * my))) for k, p in pos.items()}
+
+    groups = sorted({kind_group(nd.kind) for nd in nodes}, key=_GROUP_ORDER.index)
+    kinds = sorted({k for _a, _b, k, _r in merged}, key=lambda k: (_EDGE_ORDER.index(k) if k in _EDGE_ORDER else 99, k))
+    any_unresolved = any(not r for _a, _b, _k, r in merged)
+
+    # the legend: one row (or more) under the graph
+    legend: list[tuple[str, str]] = [("node", g) for g in groups] + [("center", "")]
+    legend += [("edge", k) for k in kinds] + ([("unresolved", "")] if any_unresolved else [])
+    rows: list[list[tuple[tuple[str, str], str, float]]] = [[]]
+    x = 8.0
+    for item in legend:
+        label = _GROUP_LABEL[item[1]] if item[0] == "node" else item[1] if item[0] == "edge" else item[0]
+        w = 30 + _text_width(label, 10.5) + 12
+        if x + w > width - 8 and rows[-1]:
+            rows.append([])
+            x = 8.0
+        rows[-1].append((item, label, x))
+        x += w
+    legend_top = top + height + 4
+    total_h = legend_top + 16 * len(rows) + 4
+
+    digest = hashlib.sha1(json.dumps([result.center, [nd.id for nd in nodes], len(plan.edges)]).encode()).hexdigest()[:8]
+    gid = f"dg{digest}"
+    out: list[str] = []
+    ns = " xmlns='http://www.w3.org/2000/svg'" if standalone else ""
+    center_node = plan.center
+    title = f"graph around {center_node.name if center_node else center}"
+    out.append(f"<svg{ns} id='{gid}' class='direng-graph' width='{width}' height='{total_h}' "
+               f"viewBox='0 0 {width} {total_h}' font-family='Helvetica,Arial,sans-serif' role='img' "
+               f"aria-label='{_x(title)}'>")
+    out.append(f"<title>{_x(title)}</title>")
+    css = [f"#{gid} .lb text{{font-size:10px;fill:#1a1a1a}}",
+           f"#{gid} .lb .c{{font-size:13px;font-weight:bold;fill:#000}}",
+           f"#{gid} .e{{fill:none}}",
+           f"#{gid} .hd{{font-size:12px;fill:#333}}",
+           f"#{gid} .lg{{font-size:10.5px;fill:#555}}"]
+    for g in groups:
+        fill, stroke = _GROUP_STYLE[g]
+        extra = ";stroke-dasharray:2 2;opacity:.8" if g in DIMMED else ""
+        css.append(f"#{gid} .n-{g}{{fill:{fill};stroke:{stroke};stroke-width:1.2{extra}}}")
+    for k in kinds:
+        colour, w, dash = _EDGE_STYLE.get(k, _DEFAULT_EDGE)
+        css.append(f"#{gid} .k-{_cls(k)}{{stroke:{colour};stroke-width:{w}" + (f";stroke-dasharray:{dash}" if dash else "")
+                   + "}")
+    css.append(f"#{gid} .u{{stroke:{UNRESOLVED_EDGE}}}")
+    css.append(f"#{gid} .lg .u{{stroke-dasharray:4 3}}")
+    for k in kinds:  # unresolved: grey, and dashed when the kind's own line is solid
+        if not _EDGE_STYLE.get(k, _DEFAULT_EDGE)[2]:
+            css.append(f"#{gid} .k-{_cls(k)}.u{{stroke-dasharray:4 3}}")
+    css.append(f"#{gid} .cr{{fill:none;stroke:{CENTER_STROKE};stroke-width:3}}")
+    out.append("<style>" + "".join(css) + "</style>")
+    out.append("<defs>")
+    for k in kinds:
+        colour = _EDGE_STYLE.get(k, _DEFAULT_EDGE)[0]
+        out.append(_marker(f"{gid}-{_cls(k)}", colour))
+    if any_unresolved:
+        out.append(_marker(f"{gid}-u", UNRESOLVED_EDGE))
+    out.append("</defs>")
+
+    # header: the center, its location, the counts and what was left out
+    head = title
+    if center_node is not None and location(center_node):
+        head += f" — {location(center_node)}"
+    counts = f"{n} nodes · {len(plan.edges)} edges"
+    if n < plan.total_nodes:
+        counts += f" (showing {n} of {plan.total_nodes} nodes)"
+    elif len(plan.edges) < plan.total_edges:
+        counts += f" (of {plan.total_edges})"
+    if result.truncated:
+        counts += " · neighbourhood truncated by the graph query"
+    out.append(f"<text class='hd' x='8' y='17'><tspan font-weight='bold'>{_x(head)}</tspan>  {_x(counts)}</text>")
+
+    # edges, grouped by kind (one style and arrowhead per group); parallel edges drawn once
+    pairs = {(a, b) for a, b, _k, _r in merged}
+    for k in kinds:
+        for resolved in (True, False):
+            group = [(a, b, es) for (a, b, kk, r), es in merged.items() if kk == k and r == resolved]
+            if not group:
+                continue
+            marker = f"{gid}-{_cls(k)}" if resolved else f"{gid}-u"
+            cls = f"e k-{_cls(k)}" + ("" if resolved else " u")
+            out.append(f"<g class='{cls}' marker-end='url(#{marker})'>")
+            for a, b, es in group:
+                if a == b or a not in xy or b not in xy:
+                    continue
+                out.append(_edge_path(xy[a], xy[b], radii[a], radii[b], (b, a) in pairs, len(es) > 1))
+            out.append("</g>")
+
+    # nodes, grouped by kind; the center ringed in red
+    for g in groups:
+        out.append(f"<g class='n-{g}'>")
+        for nd in nodes:
+            if kind_group(nd.kind) != g:
+                continue
+            x, y = xy[nd.id]
+            elem = _shape(g, x, y, radii[nd.id])
+            elem += f"><title>{_x(_node_title(nd, center))}</title></{_tag(g)}>" if titles else "/>"
+            if links and nd.id in links:
+                elem = f"<a href='#{_x(links[nd.id])}'>{elem}</a>"
+            out.append(elem)
+        out.append("</g>")
+    if center in xy:
+        x, y = xy[center]
+        out.append(f"<circle class='cr' cx='{x}' cy='{y}' r='{round(CENTER_R + 4)}'/>")
+
+    # labels above everything, under each node
+    out.append("<g class='lb' text-anchor='middle'>")
+    for nd in nodes:
+        x, y = xy[nd.id]
+        is_center = nd.id == center
+        dy = round(radii[nd.id] + (17 if is_center else 11))
+        cls = " class='c'" if is_center else ""
+        out.append(f"<text{cls} x='{x}' y='{y + dy}'>{_x(_label(nd))}</text>")
+    out.append("</g>")
+
+    # the legend
+    out.append("<g class='lg'>")
+    for r, items in enumerate(rows):
+        y = legend_top + 12 + 16 * r
+        for (what, value), label, lx in items:
+            lx = round(lx)
+            if what == "node":
+                out.append(f"<circle class='n-{value}' cx='{lx + 6}' cy='{y - 4}' r='5'/>")
+            elif what == "center":
+                out.append(f"<circle class='cr' cx='{lx + 6}' cy='{y - 4}' r='5'/>")
+            elif what == "edge":
+                out.append(f"<path class='e k-{_cls(value)}' d='M{lx} {y - 4}h24'/>")
+            else:
+                out.append(f"<path class='e k-calls u' d='M{lx} {y - 4}h24'/>")
+            out.append(f"<text x='{lx + 30}' y='{y}'>{_x(label)}</text>")
+    out.append("</g>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _cls(kind: str) -> str:
+    return re.sub(r"[^a-z0-9-]", "-", kind.lower()) or "x"
+
+
+def _tag(group: str) -> str:
+    return "rect" if group == "file" else "path" if group in ("class", "constant") else "circle"
+
+
+def _marker(mid: str, colour: str) -> str:
+    return (f"<marker id='{mid}' viewBox='0 0 8 8' refX='7' refY='4' markerWidth='7' markerHeight='7' "
+            f"markerUnits='userSpaceOnUse' orient='auto'><path d='M0 0L8 4L0 8z' fill='{colour}'/></marker>")
+
+
+def _edge_path(a: tuple[int, int], b: tuple[int, int], ra: float, rb: float, bent: bool, thick: bool) -> str:
+    """A line from the border of `a` to the border of `b` (bent to one side when `b` → `a` exists
+    too, so the two stay apart)."""
+    (x0, y0), (x1, y1) = a, b
+    dx, dy = x1 - x0, y1 - y0
+    dist = math.hypot(dx, dy) or 1.0
+    ux, uy = dx / dist, dy / dist
+    sx, sy = x0 + ux * (ra + 1), y0 + uy * (ra + 1)
+    ex, ey = x1 - ux * (rb + 2), y1 - uy * (rb + 2)
+    width = " stroke-width='2.2'" if thick else ""
+    if bent:
+        cx, cy = (sx + ex) / 2 - uy * 12, (sy + ey) / 2 + ux * 12
+        return f"<path d='M{round(sx)} {round(sy)}Q{round(cx)} {round(cy)} {round(ex)} {round(ey)}'{width}/>"
+    return f"<path d='M{round(sx)} {round(sy)}L{round(ex)} {round(ey)}'{width}/>"
 
 
 def _node_title(n: GraphNode, center: str) -> str:
     kind = "unresolved name" if n.id.startswith("unresolved:") else n.kind
-    lines = [f"{n.name}  ({kind})" + ("  ★ center" if n.id == center else "")]
+    lines = [f"{n.name} ({kind})" + (" ★ center" if n.id == center else "")]
     if n.signature:
-        lines.append(n.signature)
+        lines.append(n.signature if len(n.signature) <= 120 else n.signature[:119] + "…")
     loc = location(n)
     if loc:
         lines.append(loc)
-    if n.importance:
-        lines.append(f"importance {n.importance:.4g}")
     return "\n".join(lines)
 
 
-def _edge_title(kind: str, lines: list[int], resolved: bool, src: GraphNode, dst: GraphNode) -> str:
-    where = ""
-    if lines:
-        where = (" line " if len(lines) == 1 else " lines ") + ", ".join(map(str, lines))
-    text = f"{src.name} → {dst.name}\n{kind}{where}"
-    if src.path and lines:
-        text += f"\n{src.path}:{lines[0]}"
-    if not resolved:
-        text += "\n(unresolved)"
-    return text
+def render_svg(result: GraphResult, *, max_nodes: int = MAX_NODES, max_edges: int = MAX_EDGES) -> str:
+    """The static picture of `result` (a standalone SVG document; see the module docstring)."""
+    return _svg(_plan(result, max_nodes, max_edges))
 
 
-# -- HTML -------------------------------------------------------------------------------------
+# -- the standalone page ----------------------------------------------------------------------
 
-
-@lru_cache(maxsize=1)
-def _vis_assets() -> tuple[str, str]:
-    """vis-network's JS and CSS from pyvis's bundled copy, defanged; the CSS loses the
-    navigation-button images (unused here; ~200 kB of data: URIs)."""
-    import pyvis  # the bundled lib lives in its package
-
-    lib = Path(pyvis.__file__).parent / "templates" / "lib"
-    dirs = sorted(lib.glob("vis-*"), key=lambda p: tuple(int(x) for x in re.findall(r"\d+", p.name)))
-    if not dirs:  # pragma: no cover - a broken pyvis install
-        raise RuntimeError(f"pyvis ships no vis-network bundle under {lib}")
-    js = (dirs[-1] / "vis-network.min.js").read_text(encoding="utf-8")
-    css = (dirs[-1] / "vis-network.css").read_text(encoding="utf-8")
-    css = re.sub(r'background-image:url\("data:[^"]*"\)', "background-image:none", css)
-    css = _URL.sub(lambda m: m.group(1) + "\\3a ", css).replace("</style", "<\\/style")
-    return _defang_js(js), css
-
-
-@lru_cache(maxsize=1)
-def _page_template() -> str:
-    """The page's Jinja template (package data: `widgets/templates/graph.html`)."""
-    return resources.files(__package__).joinpath("templates").joinpath("graph.html").read_text(encoding="utf-8")
-
-
-def _legend(groups: set[str], edge_kinds: set[str], unresolved: bool) -> str:
-    parts = []
-    for g in ["file", "class", "function", "constant", "module", "external"]:
-        if g in groups:
-            bg, border, _, _ = _GROUP_STYLE[g]
-            parts.append(f'<span><i style="background:{bg};border-color:{border}"></i>{_GROUP_LABEL[g]}</span>')
-    parts.append(f'<span><i style="background:#fff;border:2px solid {CENTER_BORDER}"></i>center</span>')
-    for k in _EDGE_ORDER:
-        if k in edge_kinds:
-            st = _EDGE_STYLE[k]
-            style = "dashed" if st["dashes"] and st["dashes"][0] > 3 else ("dotted" if st["dashes"] else "solid")
-            parts.append(f'<span><b style="border-top-style:{style};border-top-color:{st["color"]}"></b>{k}</span>')
-    if unresolved:
-        parts.append(f'<span><b style="border-top-style:solid;border-top-color:{UNRESOLVED_EDGE}"></b>unresolved</span>')
-    return "".join(parts)
-
-
-def _snippet_text(code: str) -> str:
-    if len(code) > MAX_SNIPPET_CHARS:
-        code = code[:MAX_SNIPPET_CHARS] + "\n… (truncated)"
-    return code
-
-
-def render_html(result: GraphResult, *, code: Optional[dict[str, str]] = None, height: str = "520px",
-                max_nodes: int = 150) -> str:
-    """A self-contained interactive page for `result` (see the module docstring)."""
-    from pyvis.network import Network
-
-    code = code or {}
-    all_nodes = list({n.id: n for n in result.nodes}.values())
-    by_id = {n.id: n for n in all_nodes}
-    shown = select_nodes(result, max_nodes)
-    keep = {n.id for n in shown}
-    sizes = _sizes(shown)
-
-    net = Network(height=height, width="100%", directed=True, cdn_resources="in_line",
-                  select_menu=False, filter_menu=False, neighborhood_highlight=False)
-    groups: set[str] = set()
-    for n in shown:
-        g = kind_group(n.kind)
-        groups.add(g)
-        bg, border, font, shape = _GROUP_STYLE[g]
-        is_center = n.id == result.center
-        extra: dict[str, Any] = {}
-        if g in DIMMED:
-            extra["opacity"] = 0.7
-            extra["shapeProperties"] = {"borderDashes": [3, 3]}
-        color = {"background": bg, "border": CENTER_BORDER if is_center else border,
-                 "highlight": {"background": bg, "border": "#000000"},
-                 "hover": {"background": bg, "border": "#000000"}}
-        net.add_node(
-            n.id, label=_label(n), shape=shape, color=color, title=_node_title(n, result.center),
-            size=max(sizes[n.id], 22.0) if is_center else sizes[n.id],
-            borderWidth=4 if is_center else 1.5, borderWidthSelected=4 if is_center else 2.5,
-            font={"color": "#000000" if is_center else font, "size": 16 if is_center else 13,
-                  "strokeWidth": 3, "strokeColor": "#ffffff"},
-            shadow={"enabled": is_center, "size": 12, "color": "rgba(214,39,40,0.45)"},
-            **extra,
-        )
-
-    # merge parallel edges of one kind (one call site per line) into one drawn edge
-    merged: dict[tuple[str, str, str], list[GraphEdge]] = defaultdict(list)
-    all_edges = _unique_edges(result.edges)
-    for e in all_edges:
-        if e.source in keep and e.target in keep:
-            merged[(e.source, e.target, e.kind)].append(e)
-    edge_kinds: set[str] = set()
-    any_unresolved = False
-    for i, ((src, dst, kind), group) in enumerate(merged.items()):
-        resolved = all(e.resolved for e in group)
-        lines = sorted({e.line for e in group if e.line is not None})
-        style = json.loads(json.dumps(_EDGE_STYLE.get(kind, _DEFAULT_EDGE)))
-        edge_kinds.add(kind)
-        if not resolved:
-            any_unresolved = True
-            style["color"] = UNRESOLVED_EDGE
-            style["dashes"] = style["dashes"] or [4, 4]
-        style["color"] = {"color": style["color"], "highlight": "#000000", "hover": "#000000",
-                          "opacity": 0.55 if kind == "contains" else 0.9}
-        if len(lines) > 1:
-            style["width"] = style["width"] + 0.6
-        net.add_edge(src, dst, id=f"e{i}", title=_edge_title(kind, lines, resolved, by_id[src], by_id[dst]),
-                     **style)
-
-    big = len(shown) > 60
-    net.options = {
-        "autoResize": True,
-        "layout": {"randomSeed": 7, "improvedLayout": not big},
-        "nodes": {"scaling": {"label": {"enabled": False}}},
-        "edges": {"smooth": {"enabled": True, "type": "continuous", "roundness": 0.3},
-                  "selectionWidth": 1.5, "hoverWidth": 0.8},
-        "physics": {
-            "enabled": True,
-            "solver": "forceAtlas2Based",
-            "forceAtlas2Based": {"gravitationalConstant": -70, "centralGravity": 0.012, "springLength": 110,
-                                 "springConstant": 0.06, "damping": 0.5, "avoidOverlap": 0.4},
-            "maxVelocity": 60, "minVelocity": 1.0, "timestep": 0.5,
-            "stabilization": {"enabled": True, "iterations": 200, "updateInterval": 25, "fit": True},
-        },
-        "interaction": {"hover": True, "tooltipDelay": 150, "navigationButtons": False, "keyboard": False,
-                        "multiselect": False, "hideEdgesOnDrag": big},
-    }
-    nodes, edges, _heading, _height, _width, options_json = net.get_network_data()
-
-    # the click panel: node metadata (JSON, for the JS) and escaped code (HTML, never innerHTML)
-    meta = {n.id: {"label": n.name, "kind": n.kind, "loc": location(n), "sig": n.signature} for n in shown}
-    snippets = "".join(
-        f'<pre data-node="{_esc(nid)}">{_esc(_snippet_text(code[nid]))}</pre>'
-        for nid in (n.id for n in shown) if isinstance(code.get(nid), str)
-    )
-    center = by_id.get(result.center)
-    if center is not None and center.id in keep:
-        panel_title = f"{center.name} — {location(center)}" if location(center) else center.name
-        panel_code = code.get(center.id) or center.signature or "(click a node to see its code)"
-    else:
-        panel_title, panel_code = "code", "(click a node to see its code)"
-
-    notes = []
-    if len(shown) < len(all_nodes):
-        notes.append(f"showing {len(shown)} of {len(all_nodes)} nodes (highest importance kept)")
-    if result.truncated:
-        notes.append("neighbourhood truncated by the graph query")
-    drawn_edges = sum(len(g) for g in merged.values())
-    counts = f"{len(shown)} nodes · {drawn_edges} edges"
-    if drawn_edges < len(all_edges):
-        counts += f" (of {len(all_edges)})"
-
-    from jinja2 import Environment
-
-    page = Environment(autoescape=False).from_string(_page_template())  # pieces below are escaped by hand
-    vis_js, vis_css = _vis_assets()
-
-    def js(value: Any) -> str:
-        # `<`, `>`, `&` and `'` as \\u escapes: nothing in the data can close the <script>
-        raw = json.dumps(value, ensure_ascii=False)
-        raw = raw.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace("'", "\\u0027")
-        return _defang_js(raw.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-
-    center_label = center.name if center else result.center
-    center_meta = " · ".join(x for x in [center.kind if center else "", location(center) if center else ""] if x)
-    return page.render(
-        title=_esc(f"graph: {center_label}"),
-        vis_css=vis_css,
-        vis_js=vis_js,
-        height=_css_length(height),
-        center_label=_esc(center_label),
-        center_meta=_esc(center_meta),
-        counts=_esc(counts),
-        notes=[_esc(x) for x in notes],
-        legend=_legend(groups, edge_kinds, any_unresolved),
-        panel_title=_esc(panel_title),
-        panel_code=_esc(_snippet_text(panel_code)),
-        snippets=snippets,
-        nodes_json=js(nodes),
-        edges_json=js(edges),
-        meta_json=js(meta),
-        options_json=_defang_js(options_json),
-    )
+_PAGE_CSS = """
+html, body { margin: 0; padding: 0; font: 13px -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+             color: #222; background: #fff; }
+#wrap { padding: 6px 8px; box-sizing: border-box; }
+#head { display: flex; flex-wrap: wrap; align-items: baseline; gap: 4px 14px; margin-bottom: 4px; }
+#head .center { font-weight: 600; }
+#head .loc { color: #666; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 12px; }
+.note { color: #8a4b00; background: #fff4e0; border: 1px solid #f0c98a; border-radius: 3px; padding: 0 6px; }
+#main { display: flex; flex-wrap: wrap; gap: 8px; }
+#graph { flex: 3 1 480px; min-width: 0; max-height: %(height)s; overflow: auto; border: 1px solid #ddd;
+         border-radius: 3px; }
+#graph svg { display: block; width: 100%%; height: auto; }
+#graph a { cursor: pointer; }
+#panel { flex: 2 1 260px; min-width: 0; max-height: %(height)s; overflow: auto; border: 1px solid #ddd;
+         border-radius: 3px; }
+#panel .code { display: none; }
+#panel .code:target, #panel:not(:has(.code:target)) .code.center { display: block; }
+#panel h3 { margin: 0; padding: 4px 8px; border-bottom: 1px solid #eee; background: #fafafa; font-size: 13px; }
+#panel pre { margin: 0; padding: 6px 8px; font: 12px/1.35 ui-monospace, Menlo, Consolas, monospace;
+             white-space: pre; tab-size: 4; }
+#panel .hint { color: #777; padding: 6px 8px; }
+"""
 
 
 def _css_length(value: str | int) -> str:
@@ -397,18 +603,64 @@ def _css_length(value: str | int) -> str:
     return "520px"  # anything else could break out of the style sheet
 
 
-def _px(value: str | int) -> Optional[int]:
-    m = re.fullmatch(r"(\d+)(?:\.\d+)?(px)?", str(value).strip())
-    return int(m.group(1)) if m else None
+def _snippet_text(code: str) -> str:
+    if len(code) > MAX_SNIPPET_CHARS:
+        code = code[:MAX_SNIPPET_CHARS] + "\n… (truncated)"
+    return code
 
 
-def iframe(page: str, height: str = "520px") -> str:
-    """`page` in an `<iframe srcdoc>`: isolated ids, scripts that run in notebook outputs."""
-    inner = _px(_css_length(height))
-    outer = f"{inner + 110}px" if inner is not None else "640px"
-    return (f'<iframe srcdoc="{html.escape(page, quote=True)}" sandbox="allow-scripts" '
-            f'style="width:100%;height:{outer};border:none;display:block" '
-            f'title="code graph" frameborder="0"></iframe>')
+def render_html(result: GraphResult, *, code: Optional[dict[str, str]] = None, height: str = "640px",
+                max_nodes: int = MAX_NODES, max_edges: int = MAX_EDGES) -> str:
+    """A standalone page: the SVG, and a panel with each node's code (click a node; the center's
+    is shown first). No script; nothing is fetched; no literal `http(s)://` in the page."""
+    code = result.code if code is None else code
+    plan = _plan(result, max_nodes, max_edges)
+    with_code = [nd for nd in plan.nodes if isinstance(code.get(nd.id), str) and code.get(nd.id)]
+    anchors = {nd.id: f"code-{i}" for i, nd in enumerate(with_code)}
+    svg = _svg(plan, links=anchors, standalone=False)
+    center = plan.center
+    center_label = center.name if center else result.center
+    meta = " · ".join(x for x in [center.kind if center else "", location(center) if center else ""] if x)
+    notes = []
+    if len(plan.nodes) < plan.total_nodes:
+        notes.append(f"showing {len(plan.nodes)} of {plan.total_nodes} nodes (highest importance kept)")
+    if result.truncated:
+        notes.append("neighbourhood truncated by the graph query")
+    panels = []
+    for nd in with_code:
+        heading = f"{nd.name} — {location(nd)}" if location(nd) else nd.name
+        cls = "code center" if nd.id == result.center else "code"
+        panels.append(f"<section id='{anchors[nd.id]}' class='{cls}' data-node='{_x(nd.id)}'><h3>{_x(heading)}</h3>"
+                      f"<pre>{_x(_snippet_text(code[nd.id]))}</pre></section>")
+    if center is None or center.id not in anchors:
+        panels.insert(0, "<div class='code center hint'>click a node to see its code</div>")
+    parts = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "<head>",
+        "<meta charset='utf-8'>",
+        f"<title>{_x('graph: ' + center_label)}</title>",
+        "<style>" + _PAGE_CSS % {"height": _css_length(height)} + "</style>",
+        "</head>",
+        "<body>",
+        "<div id='wrap'>",
+        "<div id='head'>" + f"<span class='center'>{_x(center_label)}</span>"
+        + f"<span class='loc'>{_x(meta)}</span>"
+        + f"<span>{len(plan.nodes)} nodes · {len(plan.edges)} edges</span>"
+        + "".join(f"<span class='note'>{_x(x)}</span>" for x in notes) + "</div>",
+        "<div id='main'>",
+        "<div id='graph'>",
+        svg.rstrip("\n"),
+        "</div>",
+        "<div id='panel'>",
+        *panels,
+        "</div>",
+        "</div>",
+        "</div>",
+        "</body>",
+        "</html>",
+    ]
+    return "\n".join(parts) + "\n"
 
 
 # -- text -------------------------------------------------------------------------------------
@@ -491,35 +743,109 @@ def render_text(result: GraphResult, max_edges: int = 60) -> str:
 
 
 class GraphView:
-    """A `GraphResult` that displays itself: interactive in HTML frontends, text elsewhere."""
+    """A `GraphResult` that displays itself (`_repr_mimebundle_`: the JSON for the DirEng
+    extension, the SVG, the text), within `max_bytes` as a saved output."""
 
-    def __init__(self, result: GraphResult, code: Optional[dict[str, str]] = None, *, height: str = "520px",
-                 max_nodes: int = 150, max_edges: int = 60):
+    def __init__(self, result: GraphResult, code: Optional[dict[str, str]] = None, *, height: str = "640px",
+                 max_nodes: int = MAX_NODES, max_edges: int = MAX_EDGES, max_bytes: int = MAX_OUTPUT_BYTES,
+                 text_edges: int = 60):
         self.result = result
-        self.code = code
+        self.code = result.code if code is None else code
         self.height = height
         self.max_nodes = max_nodes
         self.max_edges = max_edges
-        self._html: Optional[str] = None
+        self.max_bytes = max_bytes
+        self.text_edges = text_edges
+        self._bundle: Optional[dict[str, Any]] = None
+
+    def text(self) -> str:
+        return render_text(self.result, max_edges=self.text_edges)
+
+    def bundle(self) -> dict[str, Any]:
+        """`{GRAPH_MIME: data, "image/svg+xml": svg, "text/plain": text}`, within `max_bytes`.
+
+        When everything does not fit, in this order: code excerpts get what is left (at most
+        `CODE_BUDGET_BYTES`; the center's and `MIN_CODE_BYTES` of others are kept room for), the
+        picture loses its tooltips, the text lists fewer edges, then the bundle shows as many
+        nodes as fit (the center, then the nearest and most important; `truncated` says so). The
+        layout is computed once: a smaller plan keeps the positions its nodes had."""
+        if self._bundle is not None:
+            return self._bundle
+        code = self.code or {}
+        reserve = 0
+        for nid, text in code.items():
+            if isinstance(text, str) and text:
+                center = nid == self.result.center
+                excerpt = _excerpt(text, *((CENTER_EXCERPT_LINES, CENTER_EXCERPT_CHARS) if center
+                                           else (EXCERPT_LINES, EXCERPT_CHARS)))
+                reserve += len(json.dumps(excerpt, ensure_ascii=False).encode()) + len(nid) + 16
+        center_code = code.get(self.result.center)
+        center_cost = (len(json.dumps(_excerpt(center_code, CENTER_EXCERPT_LINES, CENTER_EXCERPT_CHARS),
+                                      ensure_ascii=False).encode()) + len(self.result.center) + 16
+                       if isinstance(center_code, str) and center_code else 0)
+        reserve = min(reserve, center_cost + MIN_CODE_BYTES)
+        texts = {n: render_text(self.result, max_edges=n) for n in {self.text_edges, min(self.text_edges, 20)}}
+        full = _plan(self.result, self.max_nodes, self.max_edges)
+        layout = _layout(full.nodes, {(e.source, e.target) for e in full.edges})
+
+        def attempt(plan: _Plan, titles: bool, text_edges: int) -> tuple[bool, str, str, int]:
+            svg = _svg(plan, titles=titles, layout=layout)
+            text = texts[text_edges]
+            used = saved_size({GRAPH_MIME: plan.data(), "image/svg+xml": svg, "text/plain": text})
+            return used + reserve <= self.max_bytes, svg, text, used
+
+        plan = full
+        for titles, text_edges in [(True, self.text_edges), (False, self.text_edges), (False, min(self.text_edges, 20))]:
+            fits, svg, text, used = attempt(plan, titles, text_edges)
+            if fits:
+                break
+        if not fits and len(full.nodes) > 1:
+            # the most nodes that fit (nodes matter more than tooltips and text lines): bisect
+            one = _plan(self.result, 1, self.max_edges)
+            best = (one, *attempt(one, False, text_edges)[1:])  # the center alone, even if over
+            lo, hi = 2, len(full.nodes) - 1
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                trial = _plan(self.result, mid, self.max_edges)
+                ok, t_svg, t_text, t_used = attempt(trial, False, text_edges)
+                if ok:
+                    best, lo = (trial, t_svg, t_text, t_used), mid + 1
+                else:
+                    hi = mid - 1
+            plan, svg, text, used = best
+        _fill_code(plan, code, min(CODE_BUDGET_BYTES, self.max_bytes - used))
+        self._bundle = {GRAPH_MIME: plan.data(), "image/svg+xml": svg, "text/plain": text}
+        return self._bundle
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The `application/vnd.direng.graph+json` payload."""
+        return self.bundle()[GRAPH_MIME]
+
+    @property
+    def svg(self) -> str:
+        return self.bundle()["image/svg+xml"]
 
     @property
     def html(self) -> str:
-        """The standalone page (what the iframe shows)."""
-        if self._html is None:
-            self._html = render_html(self.result, code=self.code, height=self.height, max_nodes=self.max_nodes)
-        return self._html
-
-    def text(self) -> str:
-        return render_text(self.result, max_edges=self.max_edges)
+        """The standalone page (`render_html`), with the code excerpts in full."""
+        return render_html(self.result, code=self.code, height=self.height, max_nodes=self.max_nodes,
+                           max_edges=self.max_edges)
 
     def save(self, path) -> None:
-        Path(path).write_text(self.html, encoding="utf-8")
+        """`.svg`: the picture; `.json`: the payload; anything else: the standalone page."""
+        path = Path(path)
+        if path.suffix.lower() == ".svg":
+            text = self.svg
+        elif path.suffix.lower() == ".json":
+            text = json.dumps(self.data, indent=1, ensure_ascii=False) + "\n"
+        else:
+            text = self.html
+        path.write_text(text, encoding="utf-8")
 
-    def _repr_html_(self) -> str:
-        return iframe(self.html, self.height)
-
-    def _repr_markdown_(self) -> str:
-        return "```text\n" + self.text().replace("```", "`\u200b``") + "\n```"
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, Any]:
+        bundle = self.bundle()
+        return {k: v for k, v in bundle.items() if (not include or k in include) and not (exclude and k in exclude)}
 
     def _repr_pretty_(self, p, cycle: bool) -> None:
         p.text("GraphView(...)" if cycle else self.text())
@@ -528,15 +854,22 @@ class GraphView:
         return self.text()
 
 
-def mime_bundle(result: GraphResult, code: Optional[dict[str, str]] = None, **kwargs) -> dict[str, str]:
-    """For `IPython.display.display(mime_bundle(r), raw=True)`: HTML iframe plus a text fallback."""
-    view = GraphView(result, code, **kwargs)
-    return {"text/html": view._repr_html_(), "text/plain": view.text()}
+def graph_data(result: GraphResult, code: Optional[dict[str, str]] = None, **kwargs) -> dict[str, Any]:
+    """The `application/vnd.direng.graph+json` payload alone (bounded as in `mime_bundle`)."""
+    return GraphView(result, code, **kwargs).data
+
+
+def mime_bundle(result: GraphResult, code: Optional[dict[str, str]] = None, **kwargs) -> dict[str, Any]:
+    """For `IPython.display.display(mime_bundle(r), raw=True)`: the JSON for the DirEng extension,
+    the SVG and the text (`code` defaults to `result.code`)."""
+    return dict(GraphView(result, code, **kwargs).bundle())
 
 
 def graph_widget(result: GraphResult, code: Optional[dict[str, str]] = None, **kwargs):
-    """An `ipywidgets.HTML` holding the iframe, for widget layouts (VBox, Tab, …)."""
+    """An `ipywidgets.Output` holding the bundle, for widget layouts (VBox, Tab, …): the
+    frontend renders it as it would the magic's output."""
     import ipywidgets
 
-    view = GraphView(result, code, **kwargs)
-    return ipywidgets.HTML(value=view._repr_html_(), layout=ipywidgets.Layout(width="100%"))
+    out = ipywidgets.Output(layout=ipywidgets.Layout(width="100%"))
+    out.outputs = ({"output_type": "display_data", "data": mime_bundle(result, code, **kwargs), "metadata": {}},)
+    return out

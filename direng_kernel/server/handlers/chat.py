@@ -6,8 +6,10 @@ engine, so every notebook and kernel sharing a session name shares the conversat
 
 from __future__ import annotations
 
+from pydantic import ValidationError
 from tornado import web
 
+from ...models import NotebookContext
 from .base import ApiError, DirEngHandler
 
 
@@ -28,7 +30,15 @@ class ChatHandler(DirEngHandler):
         message = body.get("message")
         if not isinstance(message, str):
             raise ApiError(400, "body must have a string 'message'")
-        answer = await self.run(self.engine.chat, message, session=_session(body.get("session")))
+        context = body.get("context")
+        if context is not None:
+            try:
+                context = NotebookContext.model_validate(context)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(map(str, first.get("loc", ()))) or "context"
+                raise ApiError(400, f"'context' is not a notebook context: {where}: {first.get('msg')}") from None
+        answer = await self.run(self.engine.chat, message, session=_session(body.get("session")), context=context)
         self.reply(answer)
 
 
