@@ -43,9 +43,10 @@ def free_port() -> int:
 
 
 class Server:
-    """A `jupyter server` subprocess with the DirEng extension, and an HTTP helper for it."""
+    """A `jupyter server` (or, with `app="jupyterlab"`, a JupyterLab) subprocess with the DirEng
+    extension, and an HTTP helper for it."""
 
-    def __init__(self, root: Path, workdir: Path, *extra: str):
+    def __init__(self, root: Path, workdir: Path, *extra: str, app: str = "jupyter_server"):
         self.root = root
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -56,8 +57,9 @@ class Server:
         for name in ("DIRENG_SERVER_URL", "DIRENG_TOKEN", "DIRENG_ROOT", "DIRENG_STORE", "DIRENG_POLICY"):
             env.pop(name, None)
         env.update(JUPYTER_RUNTIME_DIR=str(self.runtime_dir), JUPYTER_CONFIG_DIR=str(workdir / "config"),
-                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
-        cmd = [sys.executable, "-m", "jupyter_server", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+                   JUPYTERLAB_SETTINGS_DIR=str(workdir / "lab-settings"),
+                   JUPYTERLAB_WORKSPACES_DIR=str(workdir / "lab-workspaces"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
+        cmd = [sys.executable, "-m", app, f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={self.token}", "--ServerApp.open_browser=False",
                "--allow-root", f"--ServerApp.root_dir={root}",
                '--ServerApp.jpserver_extensions={"direng_kernel": True}', *extra]
@@ -133,10 +135,11 @@ class Server:
 
 
 @contextmanager
-def running_server(work: Path, *extra: str, root: Path | None = None, indexed: bool = True) -> Iterator[Server]:
+def running_server(work: Path, *extra: str, root: Path | None = None, indexed: bool = True,
+                   app: str = "jupyter_server") -> Iterator[Server]:
     """A server on `root` (default: a fresh copy of the sample repository in `work`), ready — and
     indexed, unless `indexed` is False — and stopped afterwards."""
-    srv = Server(root or make_repo(work / "repo"), work, *extra)
+    srv = Server(root or make_repo(work / "repo"), work, *extra, app=app)
     try:
         srv.wait_ready()
         if indexed:

@@ -1,0 +1,283 @@
+/**
+ * The client of the DirEng REST API (`{base_url}direng/api/`, docs/api.yaml).
+ *
+ * Every request goes through `ServerConnection.makeRequest`, which adds the XSRF token and
+ * Jupyter's authentication. Error replies are `{status, code, message}`; they become a
+ * `DirEngAPIError` with those fields (a network failure is status 0, code `network`).
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+import { Citation } from './citations';
+import { TaskEvent } from './events';
+import { Estimate, IndexStatus, Usage } from './format';
+import { GraphData } from './graphModel';
+
+export interface Health {
+  status: string;
+  root: string;
+  store?: string;
+  indexed: boolean;
+  version?: string;
+  policy?: { path: string | null; valid: boolean; errors: string[] };
+}
+
+export interface Hit {
+  path: string;
+  symbol?: string | null;
+  kind: string;
+  start_line: number;
+  end_line: number;
+  score: number;
+  snippet?: string;
+  signature?: string;
+}
+
+export interface Answer {
+  markdown: string;
+  intent: string;
+  citations?: Hit[];
+  provider?: string;
+  usages?: Usage[];
+  notices?: string[];
+}
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+export interface Task {
+  id: string;
+  title: string;
+  brief?: string;
+  lane: string;
+  state: string;
+  estimate?: Estimate | null;
+  run_id?: string | null;
+  error?: string | null;
+  created_at?: string;
+  updated_at?: string;
+}
+
+export interface Run {
+  id: string;
+  task_id: string;
+  lane: string;
+  state: string;
+  created_at?: number;
+  started_at?: number | null;
+  finished_at?: number | null;
+  duration_s?: number | null;
+  tokens?: number | null;
+  cost?: number | null;
+  sandbox?: string | null;
+  error?: string | null;
+  kpis?: Record<string, unknown>;
+}
+
+export interface ReplayReport {
+  run_id: string;
+  replay_run_id?: string | null;
+  match: boolean;
+  dry_run?: boolean;
+  kpis_original?: Record<string, unknown>;
+  kpis_replay?: Record<string, unknown>;
+  outputs?: Record<string, unknown>[];
+}
+
+export type TaskAction = 'estimate' | 'approve' | 'start' | 'cancel';
+
+export class DirEngAPIError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly body: Record<string, unknown> = {}
+  ) {
+    super(message);
+    this.name = 'DirEngAPIError';
+  }
+
+  /** `404 unknown_symbol: unknown symbol 'x'` — what the UI shows inline. */
+  describe(): string {
+    const head = this.status ? `${this.status}${this.code ? ` ${this.code}` : ''}` : 'network error';
+    return `${head}: ${this.message}`;
+  }
+
+  get suggestions(): string[] {
+    const s = this.body.suggestions;
+    return Array.isArray(s) ? s.map(String) : [];
+  }
+}
+
+type Query = Record<string, string | number | boolean | undefined>;
+
+export class DirEngAPI {
+  private healthPromise: Promise<Health> | null = null;
+
+  constructor(readonly serverSettings: ServerConnection.ISettings = ServerConnection.makeSettings()) {}
+
+  /** The URL of an API path; each part is one path segment (percent-encoded here). */
+  url(parts: string[], query?: Query): string {
+    const base = URLExt.join(this.serverSettings.baseUrl, 'direng/api', ...parts.map(encodeURIComponent));
+    const q: Record<string, string> = {};
+    for (const [k, v] of Object.entries(query ?? {})) {
+      if (v !== undefined) {
+        q[k] = String(v);
+      }
+    }
+    return Object.keys(q).length ? base + URLExt.objectToQueryString(q) : base;
+  }
+
+  async request<T>(method: 'GET' | 'POST', parts: string[], opts: { query?: Query; body?: unknown } = {}): Promise<T> {
+    const init: RequestInit = { method };
+    if (opts.body !== undefined) {
+      init.body = JSON.stringify(opts.body);
+      init.headers = { 'Content-Type': 'application/json' };
+    }
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(this.url(parts, opts.query), init, this.serverSettings);
+    } catch (err) {
+      throw new DirEngAPIError(0, 'network', err instanceof Error ? err.message : String(err));
+    }
+    const text = await response.text();
+    let data: unknown = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch {
+      data = null;
+    }
+    if (!response.ok) {
+      const body = (data && typeof data === 'object' ? data : {}) as Record<string, unknown>;
+      const message =
+        typeof body.message === 'string' && body.message
+          ? body.message
+          : response.statusText || text.slice(0, 200) || 'request failed';
+      const code = typeof body.code === 'string' ? body.code : response.status === 404 ? 'not_found' : '';
+      throw new DirEngAPIError(response.status, code, message, body);
+    }
+    return data as T;
+  }
+
+  /** `GET /health`, remembered once it succeeded (`refresh` asks again). */
+  health(refresh = false): Promise<Health> {
+    if (!this.healthPromise || refresh) {
+      const p = this.request<Health>('GET', ['health']);
+      this.healthPromise = p;
+      p.catch(() => {
+        if (this.healthPromise === p) {
+          this.healthPromise = null;
+        }
+      });
+    }
+    return this.healthPromise;
+  }
+
+  indexStatus(): Promise<IndexStatus> {
+    return this.request('GET', ['index', 'status']);
+  }
+
+  refresh(): Promise<Record<string, unknown>> {
+    return this.request('POST', ['index', 'refresh'], { body: {} });
+  }
+
+  chat(message: string, session: string): Promise<Answer> {
+    return this.request('POST', ['chat'], { body: { message, session } });
+  }
+
+  resetChat(session: string): Promise<{ ok: boolean }> {
+    return this.request('POST', ['chat', 'reset'], { body: { session } });
+  }
+
+  history(session: string): Promise<{ messages: ChatMessage[] }> {
+    return this.request('GET', ['chat', 'history'], { query: { session } });
+  }
+
+  async complete(prefix: string, limit = 20): Promise<string[]> {
+    const r = await this.request<{ matches: string[] }>('GET', ['symbols', 'complete'], { query: { prefix, limit } });
+    return r.matches ?? [];
+  }
+
+  async search(q: string, k: number): Promise<Hit[]> {
+    const r = await this.request<{ hits: Hit[] }>('GET', ['search'], { query: { q, k } });
+    return r.hits ?? [];
+  }
+
+  /** `GET /graph/{symbol}`: the symbol (a name or node id) is sent as one encoded segment. */
+  graph(symbol: string, opts: { depth?: number; maxNodes?: number; code?: boolean; direction?: string } = {}): Promise<GraphData> {
+    return this.request('GET', ['graph', symbol], {
+      query: {
+        depth: opts.depth ?? 1,
+        max_nodes: opts.maxNodes,
+        code: opts.code ? 1 : undefined,
+        direction: opts.direction
+      }
+    });
+  }
+
+  async tasks(): Promise<Task[]> {
+    const r = await this.request<{ tasks: Task[] }>('GET', ['tasks']);
+    return r.tasks ?? [];
+  }
+
+  task(id: string): Promise<Task> {
+    return this.request('GET', ['tasks', id]);
+  }
+
+  createTask(body: { title: string; brief?: string; lane?: string }): Promise<Task> {
+    return this.request('POST', ['tasks'], { body });
+  }
+
+  taskAction(id: string, action: TaskAction): Promise<Task> {
+    return this.request('POST', ['tasks', id, action], { body: {} });
+  }
+
+  async events(id: string, after: number): Promise<TaskEvent[]> {
+    const r = await this.request<{ events: TaskEvent[] }>('GET', ['tasks', id, 'events'], { query: { after } });
+    return r.events ?? [];
+  }
+
+  async runs(): Promise<Run[]> {
+    const r = await this.request<{ runs: Run[] }>('GET', ['runs']);
+    return r.runs ?? [];
+  }
+
+  passport(runId: string): Promise<Record<string, unknown>> {
+    return this.request('GET', ['runs', runId]);
+  }
+
+  replay(runId: string): Promise<ReplayReport> {
+    return this.request('POST', ['runs', runId, 'replay'], { body: { dry_run: false } });
+  }
+
+  pasHealth(): Promise<{ lanes?: Record<string, { ok: boolean }> }> {
+    return this.request('GET', ['pas', 'health']);
+  }
+}
+
+/** One line saying why the DirEng API cannot be used, for an error of `GET /health`. */
+export function unavailableMessage(err: unknown): string {
+  if (err instanceof DirEngAPIError) {
+    if (err.status === 404) {
+      return 'The DirEng server extension is not running on this Jupyter server (GET /direng/api/health: 404).';
+    }
+    if (err.status === 0) {
+      return `The Jupyter server cannot be reached: ${err.message}`;
+    }
+    if (err.status === 401 || err.status === 403) {
+      return `Not allowed to use the DirEng API (${err.describe()}).`;
+    }
+    if (err.status === 503) {
+      return `The DirEng engine is unavailable: ${err.message}`;
+    }
+    return `The DirEng API failed: ${err.describe()}`;
+  }
+  return `The DirEng API failed: ${String(err)}`;
+}
+
+/** A hit as a citation. */
+export function hitCitation(h: Hit): Citation {
+  return { path: h.path, start: h.start_line, end: h.end_line };
+}

@@ -1,0 +1,118 @@
+/**
+ * The editors DirEng reads from and writes into: the active notebook cell or file editor.
+ */
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import { Clipboard, Notification } from '@jupyterlab/apputils';
+import { CodeEditor } from '@jupyterlab/codeeditor';
+import { IEditorTracker } from '@jupyterlab/fileeditor';
+import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
+
+import { symbolAt } from './text';
+
+export interface EditorContext {
+  editor: CodeEditor.IEditor;
+  /** The document's path. */
+  path: string;
+  /** Whether the editor is a notebook cell's. */
+  cell: boolean;
+}
+
+export class Editors {
+  constructor(
+    private readonly shell: JupyterFrontEnd.IShell,
+    private readonly notebooks: INotebookTracker | null,
+    private readonly editors: IEditorTracker | null
+  ) {}
+
+  /** The editor of the current main-area widget, else of the last notebook or file editor. */
+  current(): EditorContext | null {
+    const widget = this.shell.currentWidget;
+    const nb = this.notebooks?.currentWidget ?? null;
+    const fe = this.editors?.currentWidget ?? null;
+    const fromNotebook = (): EditorContext | null => {
+      const cell = nb?.content.activeCell;
+      return nb && cell?.editor ? { editor: cell.editor, path: nb.context.path, cell: true } : null;
+    };
+    const fromFile = (): EditorContext | null =>
+      fe ? { editor: fe.content.editor, path: fe.context.path, cell: false } : null;
+    if (nb && widget === nb) {
+      return fromNotebook();
+    }
+    if (fe && widget === fe) {
+      return fromFile();
+    }
+    return fromNotebook() ?? fromFile();
+  }
+
+  /** The selected text of the current editor, or its whole text when nothing is selected. */
+  selection(): { text: string; path: string; line: number } | null {
+    const ctx = this.current();
+    if (!ctx) {
+      return null;
+    }
+    const { editor } = ctx;
+    const source = editor.model.sharedModel.getSource();
+    const sel = editor.getSelection();
+    const a = editor.getOffsetAt(sel.start);
+    const b = editor.getOffsetAt(sel.end);
+    const text = a === b ? source : source.slice(Math.min(a, b), Math.max(a, b));
+    return { text, path: ctx.path, line: Math.min(sel.start.line, sel.end.line) + 1 };
+  }
+
+  /** The dotted identifier under the cursor of the current editor. */
+  symbolUnderCursor(): string | null {
+    const ctx = this.current();
+    if (!ctx) {
+      return null;
+    }
+    const offset = ctx.editor.getOffsetAt(ctx.editor.getCursorPosition());
+    return symbolAt(ctx.editor.model.sharedModel.getSource(), offset);
+  }
+
+  /** A new code cell below the active one in the current notebook, holding `code`. */
+  insertBelow(code: string): boolean {
+    const nb = this.notebooks?.currentWidget;
+    if (nb) {
+      NotebookActions.insertBelow(nb.content);
+      nb.content.activeCell?.model.sharedModel.setSource(code);
+      return true;
+    }
+    const fe = this.editors?.currentWidget;
+    if (fe) {
+      const editor = fe.content.editor;
+      const source = editor.model.sharedModel.getSource();
+      const line = editor.getCursorPosition().line;
+      const lines = source.split('\n');
+      const at = lines.slice(0, line + 1).join('\n').length;
+      editor.model.sharedModel.updateSource(at, at, `\n${code}`);
+      return true;
+    }
+    Notification.warning('DirEng: open a notebook or a file to insert code into.', { autoClose: 4000 });
+    return false;
+  }
+
+  /** The active cell's source (or the file editor's selection) replaced by `code`. */
+  replaceActive(code: string): boolean {
+    const cell = this.notebooks?.currentWidget?.content.activeCell;
+    if (cell) {
+      cell.model.sharedModel.setSource(code);
+      return true;
+    }
+    const fe = this.editors?.currentWidget;
+    if (fe) {
+      const editor = fe.content.editor;
+      const sel = editor.getSelection();
+      const a = editor.getOffsetAt(sel.start);
+      const b = editor.getOffsetAt(sel.end);
+      editor.model.sharedModel.updateSource(Math.min(a, b), Math.max(a, b), code);
+      return true;
+    }
+    Notification.warning('DirEng: there is no active cell to replace.', { autoClose: 4000 });
+    return false;
+  }
+
+  copy(code: string): void {
+    Clipboard.copyToSystem(code);
+    Notification.info('Copied to the clipboard.', { autoClose: 1500 });
+  }
+}

@@ -1,0 +1,198 @@
+"""The workbench in JupyterLab, in a real browser: a real `jupyter lab --allow-root` with the
+built extension over a sample repository, driven by Debian's Chromium through Playwright.
+
+Screenshots of what the user sees go to docs/images/ (the README shows them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from lab_browser import browser_page, require_chromium
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    require_chromium()
+    from test_server import running_server
+
+    work = tmp_path_factory.mktemp("lab")
+    # no "get notified about Jupyter news?" toast over the panels (this network is closed anyway)
+    news = work / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false"}))
+    # no refresh daemon: the index stays behind after a commit until the status item is clicked
+    with running_server(work, "--DirEngExtension.watch=False", "--ContentsManager.allow_hidden=True",
+                        app="jupyterlab") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def page(lab, tmp_path_factory):
+    with browser_page(tmp_path_factory.mktemp("chromium") / "profile") as page:
+        page.goto(f"{lab.url}/lab?token={lab.token}")
+        page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
+        page.wait_for_selector(".direng-status", timeout=60_000)
+        yield page
+
+
+def shot(page, name: str) -> None:
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(IMAGES / f"{name}.png"))
+
+
+def open_side_panel(page, widget_id: str):
+    tab = page.locator(f'li[data-id="{widget_id}"]')
+    tab.wait_for()
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
+    panel = page.locator(f"#{widget_id}")
+    panel.wait_for(state="visible")
+    return panel
+
+
+def test_ask_in_the_panel_and_open_a_citation_at_its_line(lab, page):
+    panel = open_side_panel(page, "direng-chat")
+    panel.locator(".direng-chat-hint").wait_for()  # the conversation of the current widget is shown
+    box = panel.locator("textarea")
+    box.fill("what calls charge_card?")
+    box.press("Enter")
+    answer = panel.locator(".direng-answer").last
+    try:
+        answer.wait_for()
+    except Exception:
+        shot(page, "debug-chat")
+        raise
+    citation = panel.locator("a.direng-citation").first
+    citation.wait_for()
+    target = citation.inner_text()
+    path, lines = target.split(":", 1)
+    start = int(lines.split("-")[0])
+    shot(page, "chat-panel")
+    citation.click()
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current")
+    tab.wait_for()
+    assert Path(path).name in tab.inner_text()
+    # the cursor is on the cited line: JupyterLab's own line/column item says so
+    position = page.get_by_text(re.compile(r"^Ln \d+, Col \d+$"))
+    position.wait_for()
+    deadline = time.monotonic() + 20
+    while not position.inner_text().startswith(f"Ln {start},") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    shot(page, "citation-opened")
+    assert position.inner_text().startswith(f"Ln {start},"), position.inner_text()
+
+
+def contents(lab, path: str) -> dict:
+    import urllib.request
+
+    req = urllib.request.Request(f"{lab.url}/api/contents/{path}?content=1",
+                                 headers={"Authorization": f"token {lab.token}"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def run_menu(page, menu: str, item: str) -> None:
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{menu}$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{item}$")).click()
+
+
+def test_a_graph_cell_is_drawn_and_saved_small(lab, page):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext direng_kernel"),
+                nbformat.v4.new_code_cell("%direng graph charge_card --depth 2")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, lab.root / "graph.ipynb")
+    page.goto(f"{lab.url}/lab/tree/graph.ipynb?token={lab.token}")
+    page.locator(".jp-Notebook").wait_for(timeout=90_000)
+    page.get_by_text(re.compile(r"^Python 3 \(ipykernel\) \| Idle$")).wait_for(timeout=90_000)
+    run_menu(page, "Run", "Run All Cells")
+    count = page.locator(".direng-graph-count")
+    count.wait_for(timeout=120_000)
+    nodes = int(re.search(r"(\d+)", count.inner_text()).group(1))
+    assert nodes >= 5, count.inner_text()
+    page.locator(".direng-graph-canvas canvas").first.wait_for()
+    shot(page, "graph-cell")
+    page.keyboard.press("Control+S")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        saved = contents(lab, "graph.ipynb")["content"]
+        outputs = saved["cells"][1].get("outputs") or []
+        if outputs:
+            break
+        time.sleep(0.5)
+    displays = [o for o in outputs if o.get("output_type") == "display_data"]
+    assert len(displays) == 1, [(o.get("output_type"), o.get("text", "")[:300]) for o in outputs]
+    (output,) = displays
+    assert {"application/vnd.direng.graph+json", "image/svg+xml", "text/plain"} <= set(output["data"])
+    assert not any("html" in mime for mime in output["data"])  # no inlined script library
+    size = len(json.dumps(output).encode())
+    assert size <= 100_000, size
+    assert len(output["data"]["application/vnd.direng.graph+json"]["nodes"]) == nodes
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(root), "-c", "user.email=t@example.com", "-c", "user.name=t", *args],
+                   check=True, capture_output=True)
+
+
+def wait_text(locator, pattern: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = locator.inner_text()
+        if re.search(pattern, text):
+            return text
+        time.sleep(0.25)
+    raise AssertionError(f"{pattern!r} never appeared; last: {text!r}")
+
+
+def test_the_status_item_goes_behind_after_a_commit_and_a_click_refreshes(lab, page):
+    status = page.locator(".direng-status")
+    wait_text(status, r"fresh · \d+ symbols")
+    (lab.root / "shop" / "refunds.py").write_text("def refund(txn: str) -> str:\n    return txn\n")
+    git(lab.root, "add", "-A")
+    git(lab.root, "commit", "-qm", "refunds")
+    wait_text(status, r"1 commits? behind")
+    shot(page, "status-behind")
+    status.click()
+    text = wait_text(status, r"fresh · \d+ symbols", timeout=60)
+    assert int(re.search(r"(\d+) symbols", text).group(1)) > 0
+
+
+def test_a_task_from_the_tasks_panel_runs_opens_its_notebook_and_replays(lab, page):
+    panel = open_side_panel(page, "direng-tasks")
+    panel.locator(".direng-task-title").fill("Document the shop package")
+    panel.locator(".direng-task-brief").fill("write the API reference of the shop package")
+    panel.locator(".direng-task-lane").select_option("narrative")
+    panel.locator(".direng-task-create").click()
+    row = panel.locator("tr.direng-task", has_text="Document the shop package")
+    row.wait_for()
+    row.locator(".direng-task-estimate").click()
+    panel.locator("tr.direng-task[data-state='estimated']").wait_for()
+    row.locator(".direng-task-approve").click()
+    ended = panel.locator(", ".join(f"tr.direng-task[data-state='{s}']" for s in ("succeeded", "failed", "cancelled")))
+    ended.wait_for(timeout=240_000)
+    assert ended.get_attribute("data-state") == "succeeded", panel.locator(".direng-task-detail").inner_text()
+    panel.locator(".direng-task-final", has_text="succeeded").wait_for(timeout=30_000)
+    assert panel.locator(".direng-event-message").count() > 3  # the live log streamed the run
+    shot(page, "tasks-panel")
+    panel.locator("a.direng-open-notebook").click()
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text="output.ipynb").wait_for()
+    open_side_panel(page, "direng-tasks")
+    panel.locator(".direng-replay").click()
+    result = panel.locator(".direng-replay-result[data-match='true']")
+    result.wait_for(timeout=240_000)
+    assert "matches" in result.inner_text()
