@@ -24,6 +24,9 @@ class IndexSettings(BaseModel):
     root: Path
     store: Path
     max_file_bytes: int = Field(default_factory=lambda: _env_int("DIRENG_MAX_FILE_BYTES", 1_000_000))
+    # A notebook is read up to this size (its outputs may be huge); its *sources* must still fit
+    # in max_file_bytes to be indexed.
+    max_notebook_bytes: int = Field(default_factory=lambda: _env_int("DIRENG_MAX_NOTEBOOK_BYTES", 256_000_000))
     # Long symbols are split into parts of this many lines so each chunk stays embeddable.
     chunk_lines: int = Field(default_factory=lambda: _env_int("DIRENG_CHUNK_LINES", 60))
     # Files written per transaction: smaller batches lose less work to a crash, larger are faster.

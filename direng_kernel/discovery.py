@@ -7,6 +7,9 @@ symlinked files that resolve outside the root, and sorts what it meets into thre
 source files (a tree-sitter language), text files (indexed as plain chunks) and skipped files
 (with a reason, so that `index` can report what it left out and why). Which extension is
 which language is data here too (`SOURCE_EXTENSIONS`); how to parse a language is the index's.
+Jupyter notebooks are listed only when asked for (`notebooks=True`, the index), with the language
+`NOTEBOOK` and a cap of their own: their outputs may be huge while their sources are small, so
+the index reads them and measures the sources (see `index/notebooks.py`).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ SOURCE_EXTENSIONS = {
     ".rs": "rust",
     ".go": "go",
 }
+# Candidate.language of a Jupyter notebook: the index reads it with index/notebooks.py.
+NOTEBOOK = "notebook"
+NOTEBOOK_SUFFIX = ".ipynb"
 
 
 def language_for_path(path: str) -> str | None:
@@ -93,8 +99,13 @@ def classify(rel: str) -> tuple[bool, str | None]:
     return (suffix in TEXT_EXTENSIONS or name in TEXT_NAMES), None
 
 
-def discover(root: Path, max_file_bytes: int) -> Discovery:
-    """Walk `root` and return the indexable files, sorted by path, with skip counts."""
+def discover(root: Path, max_file_bytes: int, *, notebooks: bool = False,
+             max_notebook_bytes: int | None = None) -> Discovery:
+    """Walk `root` and return the indexable files, sorted by path, with skip counts.
+
+    With `notebooks`, `.ipynb` files are listed too (language `NOTEBOOK`), capped at
+    `max_notebook_bytes` (default `max_file_bytes`) rather than `max_file_bytes`."""
+    notebook_cap = max_file_bytes if max_notebook_bytes is None else max_notebook_bytes
     root = root.resolve()
     out = Discovery()
     # (directory relative prefix, spec) pairs: a .gitignore applies below its own directory.
@@ -134,7 +145,10 @@ def discover(root: Path, max_file_bytes: int) -> Discovery:
             rel = prefix + name
             if ignored(rel, False):
                 continue
-            indexable, language = classify(rel)
+            if notebooks and name.lower().endswith(NOTEBOOK_SUFFIX):
+                indexable, language = True, NOTEBOOK
+            else:
+                indexable, language = classify(rel)
             if not indexable:
                 continue
             abspath = here / name
@@ -155,7 +169,7 @@ def discover(root: Path, max_file_bytes: int) -> Discovery:
             if not stat.S_ISREG(st.st_mode):  # FIFOs and devices would block or never end
                 out.skip("not a regular file")
                 continue
-            if st.st_size > max_file_bytes:
+            if st.st_size > (notebook_cap if language == NOTEBOOK else max_file_bytes):
                 out.skip("too large")
                 continue
             out.files.append(Candidate(rel, abspath, language, st.st_size, st.st_mtime_ns))

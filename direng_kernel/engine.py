@@ -203,9 +203,9 @@ class Engine:
             if "::" not in nid:
                 continue
             path, qual = nid.split("::", 1)
-            span = self.workbench.store.symbol_span(path, qual)
-            if span:
-                out[nid] = self.direng.composer.excerpt(path, span[0], span[1], max_lines)
+            span = self.workbench.store.symbol_location(path, qual)
+            if span:  # a notebook's symbol: the excerpt is its cell's code
+                out[nid] = self.direng.composer.excerpt(path, span[0], span[1], max_lines, cell=span[2])
         return out
 
     def chat(self, message: str, session: str = "default", context: NotebookContext | None = None) -> Answer:
@@ -231,8 +231,9 @@ class Engine:
         center = next(n for n in g.nodes if n.id == g.center)
         doc = self.workbench.store.symbol_docstring(center.path, center.name) if center.path else ""
         return {"symbol": center.name, "kind": center.kind, "path": center.path, "start_line": center.start_line,
-                "end_line": center.end_line, "signature": center.signature, "docstring": doc,
-                "callers": [f"{n.name} ({n.path}:{n.start_line})" for n in g.nodes if n.id != g.center]}
+                "end_line": center.end_line, "cell": center.cell, "signature": center.signature, "docstring": doc,
+                "callers": [f"{n.name} ({n.path}:{'' if n.cell is None else f'cell {n.cell}:'}{n.start_line})"
+                            for n in g.nodes if n.id != g.center]}
 
     # -- delegation (PEX → PLMS / PAS) -------------------------------------------
     @property

@@ -26,6 +26,7 @@ class SymbolKind(str, Enum):
     type_alias = "type"
     constant = "constant"
     module = "module"
+    cell = "cell"  # a notebook's code cell (`cell[3]`): the scope of its top-level code
 
 
 class RefKind(str, Enum):
@@ -40,7 +41,7 @@ class Symbol(BaseModel):
     """A definition found by the parser.
 
     `qualname` is dotted within the file (`Session.request`, `impl Display for Point.fmt`);
-    `start_line`/`end_line` are 1-based and inclusive.
+    `start_line`/`end_line` are 1-based and inclusive — within `cell` for a notebook's symbols.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -53,6 +54,7 @@ class Symbol(BaseModel):
     signature: str = ""
     docstring: str = ""
     parent: Optional[str] = None  # qualname of the enclosing symbol, if any
+    cell: Optional[int] = None  # 0-based notebook cell; None outside notebooks
 
 
 class Reference(BaseModel):
@@ -102,10 +104,12 @@ class Chunk(BaseModel):
     end_line: int
     text: str  # what is embedded: signature + docstring + body (possibly truncated)
     language: Optional[str] = None
+    cell: Optional[int] = None  # 0-based notebook cell the lines are in; None outside notebooks
 
 
 class Hit(BaseModel):
-    """One search result, always citable as `path:start_line-end_line`."""
+    """One search result, always citable as `path:start_line-end_line` — or, inside a notebook,
+    `path:cell N:start_line-end_line` with the lines counted within that (0-based) cell."""
 
     path: str
     symbol: Optional[str] = None
@@ -116,10 +120,12 @@ class Hit(BaseModel):
     snippet: str = ""
     signature: str = ""
     sources: list[str] = Field(default_factory=list)  # which retrievers found it
+    cell: Optional[int] = None  # 0-based notebook cell; None outside notebooks
 
     @property
     def citation(self) -> str:
-        return f"{self.path}:{self.start_line}-{self.end_line}"
+        cell = f"cell {self.cell}:" if self.cell is not None else ""
+        return f"{self.path}:{cell}{self.start_line}-{self.end_line}"
 
 
 class GraphNode(BaseModel):
@@ -131,6 +137,7 @@ class GraphNode(BaseModel):
     end_line: Optional[int] = None
     signature: str = ""
     importance: float = 0.0
+    cell: Optional[int] = None  # 0-based notebook cell of a notebook's symbol (lines are within it)
 
 
 class GraphEdge(BaseModel):

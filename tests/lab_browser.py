@@ -38,18 +38,26 @@ def require_chromium() -> str:
 
 
 @contextmanager
-def browser_page(profile: Path, viewport=(1400, 900)) -> Iterator:
-    """A Playwright page in headless Chromium (a fresh profile under `profile`)."""
+def chromium_browser() -> Iterator:
+    """One headless Chromium for a test module (Playwright's sync API allows one per thread)."""
     from playwright.sync_api import sync_playwright
 
     exe = require_chromium()
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=exe, headless=True, args=FLAGS,
-            viewport={"width": viewport[0], "height": viewport[1]})
+        browser = p.chromium.launch(executable_path=exe, headless=True, args=FLAGS)
         try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(30_000)
-            yield page
+            yield browser
         finally:
-            context.close()
+            browser.close()
+
+
+@contextmanager
+def browser_page(browser, viewport=(1400, 900)) -> Iterator:
+    """A page in a fresh context (its own cookies and storage) of `browser`."""
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        yield page
+    finally:
+        context.close()

@@ -10,39 +10,66 @@ import json
 import re
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from lab_browser import browser_page, require_chromium
+from lab_browser import browser_page, chromium_browser, require_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def lab_settings(work: Path, **direng: object) -> None:
+    """User settings for a test lab: no "get notified about Jupyter news?" toast over the panels
+    (this network is closed anyway), and the extension's own settings."""
+    folder = work / "lab-settings"
+    news = folder / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    news.parent.mkdir(parents=True)
+    news.write_text(json.dumps({"fetchNews": "false"}))
+    if direng:
+        ours = folder / "direng-workbench" / "plugin.jupyterlab-settings"
+        ours.parent.mkdir(parents=True)
+        ours.write_text(json.dumps(direng))
+
+
+@contextmanager
+def lab_server(work: Path, *extra: str, **settings):
     require_chromium()
     from test_server import running_server
 
-    work = tmp_path_factory.mktemp("lab")
-    # no "get notified about Jupyter news?" toast over the panels (this network is closed anyway)
-    news = work / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    news.parent.mkdir(parents=True)
-    news.write_text(json.dumps({"fetchNews": "false"}))
-    # no refresh daemon: the index stays behind after a commit until the status item is clicked
-    with running_server(work, "--DirEngExtension.watch=False", "--ContentsManager.allow_hidden=True",
-                        app="jupyterlab") as srv:
+    lab_settings(work, **settings)
+    with running_server(work, "--ContentsManager.allow_hidden=True", *extra, app="jupyterlab") as srv:
         yield srv
 
 
 @pytest.fixture(scope="module")
-def page(lab, tmp_path_factory):
-    with browser_page(tmp_path_factory.mktemp("chromium") / "profile") as page:
+def chromium():
+    with chromium_browser() as browser:
+        yield browser
+
+
+@contextmanager
+def lab_page(lab, browser, wait_for: str = ".direng-status"):
+    with browser_page(browser) as page:
         page.goto(f"{lab.url}/lab?token={lab.token}")
         page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
-        page.wait_for_selector(".direng-status", timeout=60_000)
+        page.wait_for_selector(wait_for, timeout=60_000)
+        yield page
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    # no refresh daemon: the index stays behind after a commit until the status item is clicked
+    with lab_server(tmp_path_factory.mktemp("lab"), "--DirEngExtension.watch=False") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def page(lab, chromium):
+    with lab_page(lab, chromium) as page:
         yield page
 
 
@@ -189,10 +216,74 @@ def test_a_task_from_the_tasks_panel_runs_opens_its_notebook_and_replays(lab, pa
     panel.locator(".direng-task-final", has_text="succeeded").wait_for(timeout=30_000)
     assert panel.locator(".direng-event-message").count() > 3  # the live log streamed the run
     shot(page, "tasks-panel")
-    panel.locator("a.direng-open-notebook").click()
+    panel.locator(".direng-task-detail a.direng-open-notebook").click()
     page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text="output.ipynb").wait_for()
     open_side_panel(page, "direng-tasks")
-    panel.locator(".direng-replay").click()
-    result = panel.locator(".direng-replay-result[data-match='true']")
+    detail = panel.locator(".direng-task-detail")
+    detail.locator(".direng-replay").click()
+    result = detail.locator(".direng-replay-result[data-match='true']")
     result.wait_for(timeout=240_000)
     assert "matches" in result.inner_text()
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+def test_errors_show_inline_and_a_long_answer_is_cut_with_show_more(tmp_path, chromium):
+    with lab_server(tmp_path / "lab", "--DirEngExtension.watch=False", answerCutoff=1000) as lab, \
+            lab_page(lab, chromium) as page:
+        panel = open_side_panel(page, "direng-chat")
+        panel.locator(".direng-chat-hint").wait_for()
+        box = panel.locator("textarea")
+        box.fill("/graph charge_crad")
+        box.press("Enter")
+        answer = panel.locator(".direng-answer").last
+        answer.wait_for()
+        assert "charge_card" in answer.inner_text()  # DirEng's own answer names the close match
+        panel.locator(".direng-open-graph").last.click()  # the graph view asks the API itself: a 404
+        error = page.locator(".direng-error", has_text="unknown_symbol").first
+        error.wait_for()
+        assert "404" in error.inner_text() and "charge_card" in error.inner_text()
+        box.fill("how is a credit card charged at checkout?")
+        box.press("Enter")
+        more = panel.locator(".direng-show-more").last
+        more.wait_for()
+        cut = len(panel.locator(".direng-answer").last.inner_text())
+        more.click()
+        page.wait_for_function("() => !document.querySelector('#direng-chat .direng-show-more')")
+        assert len(panel.locator(".direng-answer").last.inner_text()) > cut
+        shot(page, "chat-errors")
+
+
+@contextmanager
+def lab_without_direng(work: Path):
+    """JupyterLab with the extension's frontend but the DirEng server extension disabled."""
+    require_chromium()
+    from test_server import Server
+
+    from conftest import make_repo
+
+    lab_settings(work)
+    srv = Server(make_repo(work / "repo"), work, '--ServerApp.jpserver_extensions={"direng_kernel": False}',
+                 app="jupyterlab")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if srv.request("GET", "status", base=srv.url + "/api", timeout=5)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.25)
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_without_the_server_extension_the_panel_says_so_in_one_line(tmp_path, chromium):
+    with lab_without_direng(tmp_path / "lab") as lab, \
+            lab_page(lab, chromium, wait_for="li[data-id='direng-chat']") as page:
+        panel = open_side_panel(page, "direng-chat")
+        banner = panel.locator(".direng-unavailable")
+        banner.wait_for()
+        text = banner.inner_text().strip()
+        assert text and "\n" not in text and "404" in text, text

@@ -62,7 +62,8 @@ class Server:
         cmd = [sys.executable, "-m", app, f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={self.token}", "--ServerApp.open_browser=False",
                "--allow-root", f"--ServerApp.root_dir={root}",
-               '--ServerApp.jpserver_extensions={"direng_kernel": True}', *extra]
+               *([] if any(e.startswith("--ServerApp.jpserver_extensions") for e in extra)
+                 else ['--ServerApp.jpserver_extensions={"direng_kernel": True}']), *extra]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 

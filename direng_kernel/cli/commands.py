@@ -19,6 +19,11 @@ def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _at(n) -> str:
+    """Where a graph node is: `path:line`, or `path:cell N:line` inside a notebook."""
+    return f"{n.path}:" + (f"cell {n.cell}:" if n.cell is not None else "")
+
+
 def _console():
     from rich.console import Console
 
@@ -96,7 +101,7 @@ def cmd_graph(args) -> int:
         return 0
     nodes = {n.id: n for n in result.nodes}
     center = nodes[result.center]
-    print(f"{center.name} ({center.kind}) {center.path}:{center.start_line}-{center.end_line}")
+    print(f"{center.name} ({center.kind}) {_at(center)}{center.start_line}-{center.end_line}")
     for e in result.edges:
         other, arrow = (e.target, "->") if e.source == result.center else (e.source, "<-")
         if result.center not in (e.source, e.target):
@@ -104,7 +109,7 @@ def cmd_graph(args) -> int:
             print(f"  {arrow} [{e.kind}] {other}")
             continue
         n = nodes[other]
-        where = f" {n.path}:{n.start_line}" if n.path else ""
+        where = f" {_at(n)}{n.start_line}" if n.path else ""
         flag = "" if e.resolved else " (unresolved)"
         print(f"  {arrow} [{e.kind}] {n.name}{where}{flag}")
     if result.truncated:

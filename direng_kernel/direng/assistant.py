@@ -179,16 +179,17 @@ class DirEng:
         import re
 
         hits = []
-        for path, start, end in re.findall(r"([\w./-]+\.\w+):(\d+)-(\d+)", markdown):
-            hits.append(self._hit_for(path, int(start), int(end)))
+        for path, cell, start, end in re.findall(r"([\w./-]+\.\w+):(?:cell (\d+):)?(\d+)-(\d+)", markdown):
+            hits.append(self._hit_for(path, int(start), int(end), int(cell) if cell else None))
         return [h for h in hits if h is not None]
 
-    def _hit_for(self, path: str, start: int, end: int):
-        row = self.wb.store.innermost_symbol(path, start, end)
+    def _hit_for(self, path: str, start: int, end: int, cell: int | None = None):
+        row = self.wb.store.innermost_symbol(path, start, end, cell)
         return Hit(path=path, symbol=row[0] if row else None, kind=row[1] if row else "text",
-                   start_line=start, end_line=end, score=0.0)
+                   start_line=start, end_line=end, score=0.0, cell=cell)
 
     @staticmethod
     def _hit(node):
         return Hit(path=node.path, symbol=node.name if node.kind not in ("file",) else None, kind=node.kind,
-                   start_line=node.start_line or 1, end_line=node.end_line or 1, score=node.importance)
+                   start_line=node.start_line or 1, end_line=node.end_line or 1, score=node.importance,
+                   cell=node.cell)

@@ -3,6 +3,8 @@
 No generative model: an answer is the best hits with their code and graph context, laid out
 as Markdown a person can act on — each claim carries a `path:start-end` citation, the code is
 quoted from the current file, and the call graph says who uses the best hit and what it uses.
+Inside a notebook a citation is `path:cell N:start-end` and the code quoted is that cell's, never
+the notebook's JSON.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import re
 from pathlib import Path
 
 from .. import confined
+from ..discovery import NOTEBOOK_SUFFIX
+from ..index.notebooks import cell_source
 from ..models import GraphResult, Hit, NotebookContext
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -29,23 +33,33 @@ class Composer:
         self.link_base = link_base  # directory the citations' links are relative to (the notebook's)
 
     # -- pieces -----------------------------------------------------------------
-    def link(self, hit_path: str, start: int, end: int) -> str:
+    def link(self, hit_path: str, start: int, end: int, cell: int | None = None) -> str:
         target = self.root / hit_path
         rel = os.path.relpath(target, self.link_base) if self.link_base else hit_path
+        if cell is not None:  # a notebook opens as a notebook: no line anchor to give
+            return f"[`{hit_path}:cell {cell}:{start}-{end}`]({rel.replace(os.sep, '/')})"
         # JupyterLab's file editor understands `#line=N` (0-based) and puts the cursor there.
         return f"[`{hit_path}:{start}-{end}`]({rel.replace(os.sep, '/')}#line={max(0, start - 1)})"
 
-    def excerpt(self, path: str, start: int, end: int, limit: int = EXCERPT_LINES) -> str:
+    def excerpt(self, path: str, start: int, end: int, limit: int = EXCERPT_LINES, cell: int | None = None) -> str:
         # The file may have changed since it was indexed, even into a link to /etc/passwd.
         try:
-            lines = confined.read_text(self.root, path).splitlines()
+            text = confined.read_text(self.root, path)
         except (confined.ConfinementError, OSError):
             return ""
+        if path.endswith(NOTEBOOK_SUFFIX):  # the cell's code, never the notebook's JSON
+            text = cell_source(text, cell) if cell is not None else None
+            if text is None:
+                return ""
+        lines = text.splitlines()
         body = lines[start - 1:min(end, start - 1 + limit)]
         more = "\n    …" if end - start + 1 > limit else ""
         return "\n".join(body) + more
 
-    def fence(self, path: str, code: str) -> str:
+    def fence(self, path: str, code: str, cell: int | None = None) -> str:
+        if code and cell is not None:  # a notebook cell: its own language (markdown, sql, python…)
+            lang = (self.wb.store.cell_language(path, cell) or "") if self.wb.is_indexed else ""
+            return f"```{FENCE.get(lang, lang)}\n{code}\n```"
         lang = FENCE.get((self.wb.store.file_language(path) or "") if self.wb.is_indexed else "", "") if code else ""
         return f"```{lang}\n{code}\n```" if code else ""
 
@@ -71,7 +85,8 @@ class Composer:
 
     def _node_ref(self, g: GraphResult, n) -> str:
         if n.path and n.start_line:
-            return f"`{n.name}` ({n.path}:{n.start_line})"
+            cell = f"cell {n.cell}:" if n.cell is not None else ""
+            return f"`{n.name}` ({n.path}:{cell}{n.start_line})"
         return f"`{n.name}` (unresolved)"
 
     # -- answers ----------------------------------------------------------------
@@ -100,28 +115,31 @@ class Composer:
                     "`%direng status` to see whether the index covers the code you mean.")
         top = hits[0]
         where = f"`{top.symbol}`" if top.symbol else f"`{top.path}`"
-        out = [f"The most relevant place for **{question}** is {where} in {self.link(top.path, top.start_line, top.end_line)}."]
+        out = [f"The most relevant place for **{question}** is {where} in "
+               f"{self.link(top.path, top.start_line, top.end_line, top.cell)}."]
         for hit in hits[:detail]:
             title = f"`{hit.symbol}` ({hit.kind})" if hit.symbol else f"`{hit.path}` ({hit.kind})"
-            block = [f"### {title} — {self.link(hit.path, hit.start_line, hit.end_line)}"]
+            block = [f"### {title} — {self.link(hit.path, hit.start_line, hit.end_line, hit.cell)}"]
             doc = self.docstring(hit.path, hit.symbol)
             if doc:
                 block.append(f"> {doc.splitlines()[0]}")
             context = self.neighbours(hit)
             if context:
                 block.append(context)
-            block.append(self.fence(hit.path, self.excerpt(hit.path, hit.start_line, hit.end_line)))
+            block.append(self.fence(hit.path, self.excerpt(hit.path, hit.start_line, hit.end_line, cell=hit.cell),
+                                    hit.cell))
             out.append("\n\n".join(b for b in block if b))
         if len(hits) > detail:
             out.append("Also relevant: " + ", ".join(
-                f"{self.link(h.path, h.start_line, h.end_line)}" + (f" `{h.symbol}`" if h.symbol else "")
+                f"{self.link(h.path, h.start_line, h.end_line, h.cell)}" + (f" `{h.symbol}`" if h.symbol else "")
                 for h in hits[detail:]))
         return "\n\n".join(out)
 
     def answer_graph(self, symbol: str, g: GraphResult, direction: str) -> str:
         center = next(n for n in g.nodes if n.id == g.center)
-        head = f"`{center.name}` ({center.kind}) at {self.link(center.path, center.start_line, center.end_line)}" \
-            if center.path else f"`{center.name}`"
+        head = f"`{center.name}`"
+        if center.path:
+            head += f" ({center.kind}) at {self.link(center.path, center.start_line, center.end_line, center.cell)}"
         verb = {"callers": "is called by", "callees": "calls", "both": "is connected to"}[direction]
         rows = []
         nodes = {n.id: n for n in g.nodes}
@@ -129,7 +147,8 @@ class Composer:
             other = nodes[e.source] if e.target == g.center else nodes[e.target] if e.source == g.center else None
             if other is None or other.kind == "file" and e.kind == "contains":
                 continue
-            where = self.link(other.path, other.start_line or 1, other.end_line or 1) if other.path else "unresolved"
+            where = self.link(other.path, other.start_line or 1, other.end_line or 1, other.cell) \
+                if other.path else "unresolved"
             arrow = "←" if e.target == g.center else "→"
             rows.append(f"- {arrow} **{e.kind}** `{other.name}` — {where}" + ("" if e.resolved else " *(unresolved)*"))
         if not rows:
@@ -143,10 +162,12 @@ class Composer:
             return f"`{symbol}` is not defined in this repository (it is {center.kind})."
         qual = center.name
         doc = self.docstring(center.path, qual) or "(no docstring)"
-        out = [f"**`{qual}`** is a {center.kind} defined at {self.link(center.path, center.start_line, center.end_line)}.",
+        out = [f"**`{qual}`** is a {center.kind} defined at "
+               f"{self.link(center.path, center.start_line, center.end_line, center.cell)}.",
                f"Signature: `{center.signature}`" if center.signature else "",
                f"> {doc}",
                self.neighbours(Hit(path=center.path, symbol=qual, kind=center.kind, start_line=center.start_line or 1,
-                                   end_line=center.end_line or 1, score=0.0)),
-               self.fence(center.path, self.excerpt(center.path, center.start_line or 1, center.end_line or 1, 30))]
+                                   end_line=center.end_line or 1, score=0.0, cell=center.cell)),
+               self.fence(center.path, self.excerpt(center.path, center.start_line or 1, center.end_line or 1, 30,
+                                                    cell=center.cell), center.cell)]
         return "\n\n".join(o for o in out if o)

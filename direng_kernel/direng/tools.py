@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 
 from .. import confined
+from ..discovery import NOTEBOOK_SUFFIX
 from ..errors import DirEngError
+from ..index.notebooks import cell_source
 from ..models import ToolCall, ToolSpec
 
 MAX_READ_LINES = 400
@@ -45,24 +47,32 @@ class ToolBox:
         hits = self.wb.search(query, k=min(int(k), 20))
         return "\n".join(f"{h.citation} {h.kind} {h.symbol or ''} {h.signature}".strip() for h in hits) or "no hits"
 
-    def read_file_range(self, path: str, start_line: int = 1, end_line: int = 80) -> str:
+    def read_file_range(self, path: str, start_line: int = 1, end_line: int = 80, cell: int | None = None) -> str:
         target = confine(self.root, path)
         start, end = max(1, int(start_line)), int(end_line)
         end = min(end, start + MAX_READ_LINES - 1)
         try:
             # Opened without following links: the checked path cannot be swapped for one meanwhile.
-            lines = confined.read_text(self.root, target).splitlines()[start - 1:end]
+            text = confined.read_text(self.root, target)
         except confined.ConfinementError as exc:
             raise ToolError(f"cannot read {path}: {exc}") from None
         except OSError:
             raise ToolError(f"no such file: {path}") from None
+        if str(path).endswith(NOTEBOOK_SUFFIX):  # a notebook is read a cell at a time, never as JSON
+            if cell is None:
+                raise ToolError(f"{path} is a notebook: give `cell` (0-based), as its citations do")
+            text = cell_source(text, int(cell))
+            if text is None:
+                raise ToolError(f"{path} has no cell {cell}")
+        lines = text.splitlines()[start - 1:end]
         return "\n".join(f"{start + i:5d}  {line}" for i, line in enumerate(lines))
 
     def graph_neighbours(self, symbol: str, direction: str = "both", depth: int = 1) -> str:
         if direction not in ("both", "callers", "callees"):
             raise ToolError("direction must be both, callers or callees")
         g = self.wb.graph(symbol, direction=direction, depth=min(int(depth), 3), max_nodes=60)
-        names = {n.id: f"{n.name} ({n.path}:{n.start_line})" if n.path else n.name for n in g.nodes}
+        names = {n.id: f"{n.name} ({n.path}:{'' if n.cell is None else f'cell {n.cell}:'}{n.start_line})"
+                 if n.path else n.name for n in g.nodes}
         return "\n".join(f"{names[e.source]} -[{e.kind}{'' if e.resolved else ', unresolved'}]-> {names[e.target]}"
                          for e in g.edges) or f"{symbol}: no edges"
 
@@ -109,7 +119,8 @@ class ToolBox:
                              "k": {"type": "integer", "minimum": 1, "maximum": 20}}, "required": ["query"]}),
         ToolSpec(name="read_file_range", description="Read lines of a file in the repository (max 400 lines).",
                  parameters={"type": "object", "properties": {"path": {"type": "string"},
-                             "start_line": {"type": "integer"}, "end_line": {"type": "integer"}},
+                             "start_line": {"type": "integer"}, "end_line": {"type": "integer"},
+                             "cell": {"type": "integer", "description": "0-based cell, for a .ipynb notebook"}},
                              "required": ["path"]}),
         ToolSpec(name="graph_neighbours", description="Callers, callees or all neighbours of a symbol in the code graph.",
                  parameters={"type": "object", "properties": {"symbol": {"type": "string"},

@@ -6,6 +6,11 @@ implements, references) and whether they were resolved. The persistent form is t
 `edges` table, patched per changed file; this in-memory graph mirrors it and is patched the
 same way in a long-running process.
 
+A notebook's code cells are symbols too (`nb.ipynb::cell[3]`, kind `cell`, with their `cell`):
+the notebook contains its cells, a cell contains its definitions and owns the edges of its
+top-level code, and the notebook's file node records which cells define and use what
+(`notebook_cells`, also its `cells` attribute).
+
 Importance is personalized PageRank over the symbol graph, as in aider's repo map: a symbol
 that many others call or inherit from matters more, and a personalization vector lets a
 question (or the files in focus) tilt the ranking towards its neighbourhood.
@@ -19,6 +24,7 @@ from collections import defaultdict
 
 import networkx as nx
 
+from ..discovery import NOTEBOOK_SUFFIX
 from ..errors import UnknownSymbolError
 from ..models import GraphEdge, GraphNode, GraphResult
 from .resolve import Resolver, file_node
@@ -51,7 +57,7 @@ def recompute_edges(store: IndexStore, changed: set[str], new_names: set[str]) -
     live = {r[0] for r in store.file_rows()}
     owners = affected & live
     resolver = Resolver(
-        store.symbols_rows(), store.file_rows(),
+        store.symbols_rows(cell=True), store.file_rows(),
         store.db.execute("SELECT path, kind, name, line, scope, module, alias FROM refs WHERE kind='import'").fetchall(),
         store.db.execute("SELECT path, name, scope FROM refs WHERE kind='inherits'").fetchall(),
     )
@@ -98,9 +104,9 @@ class CodeGraph:
 
     # -- building ---------------------------------------------------------------
     def _add_symbols(self, rows: list[tuple]) -> None:
-        for sid, path, qual, name, kind, start, end, sig, doc, _parent in rows:
+        for sid, path, qual, name, kind, start, end, sig, doc, _parent, cell in rows:
             self.g.add_node(sid, kind=kind, name=qual, path=path, start_line=start, end_line=end,
-                            signature=sig or "", doc=(doc or "")[:300])
+                            signature=sig or "", doc=(doc or "")[:300], cell=cell)
             self._names[qual].append(sid)
             self._by_path[path].add(sid)
             if qual != name:
@@ -126,8 +132,9 @@ class CodeGraph:
         self._names.clear()
         self._by_path.clear()
         self._add_files(self.store.file_rows())
-        self._add_symbols(self.store.symbols_rows())
+        self._add_symbols(self.store.symbols_rows(cell=True))
         self._add_edges(self.store.edge_rows())
+        self._annotate_notebooks(p for p in self._by_path if p.endswith(NOTEBOOK_SUFFIX))
         self._rank = None
 
     def patch(self, owners: set[str], changed: set[str]) -> None:
@@ -149,12 +156,41 @@ class CodeGraph:
         marks = ",".join("?" * len(changed)) if changed else "''"
         self._add_files(self.store.db.execute(
             f"SELECT path, language, lines, has_errors FROM files WHERE path IN ({marks})", list(changed)).fetchall())
-        self._add_symbols(self.store.symbols_rows(f"WHERE path IN ({marks})", tuple(changed)))
+        self._add_symbols(self.store.symbols_rows(f"WHERE path IN ({marks})", tuple(changed), cell=True))
         omarks = ",".join("?" * len(owners)) if owners else "''"
         self._add_edges(self.store.db.execute(
             f"SELECT src, dst, kind, line, resolved, owner FROM edges WHERE owner IN ({omarks})", list(owners)
         ).fetchall())
+        self._annotate_notebooks(p for p in owners | changed if p.endswith(NOTEBOOK_SUFFIX))
         self._rank = None  # re-read from the store, which the indexer keeps current enough
+
+    def notebook_cells(self, path: str) -> list[dict]:
+        """What each code cell of a notebook defines and uses, in cell order: `{"cell", "node",
+        "defines": [qualnames], "uses": [node ids]}` — uses are the targets of the edges of the
+        cell's code and of its definitions, other than the cell's own definitions."""
+        members: dict[int, set[str]] = defaultdict(set)
+        cells: dict[int, str] = {}
+        for n in self._by_path.get(path, ()):
+            d = self.g.nodes[n]
+            if d.get("cell") is not None:
+                members[d["cell"]].add(n)
+                if d.get("kind") == "cell":
+                    cells[d["cell"]] = n
+        out = []
+        for cell in sorted(cells):
+            own = members[cell]
+            uses = {v for m in own for _u, v, e in self.g.out_edges(m, data=True)
+                    if e["kind"] != "contains" and v not in own}
+            out.append({"cell": cell, "node": cells[cell],
+                        "defines": sorted(self.g.nodes[m]["name"] for m in own if m != cells[cell]),
+                        "uses": sorted(uses)})
+        return out
+
+    def _annotate_notebooks(self, paths) -> None:
+        for path in paths:
+            node = file_node(path)
+            if node in self.g:
+                self.g.nodes[node]["cells"] = self.notebook_cells(path)
 
     # -- lookup -----------------------------------------------------------------
     def find(self, symbol: str) -> list[str]:
@@ -250,7 +286,7 @@ class CodeGraph:
         d = self.g.nodes[n]
         return GraphNode(id=n, kind=d.get("kind", "external"), name=d.get("name", n), path=d.get("path"),
                          start_line=d.get("start_line"), end_line=d.get("end_line"),
-                         signature=d.get("signature", ""), importance=(rank or {}).get(n, 0.0))
+                         signature=d.get("signature", ""), importance=(rank or {}).get(n, 0.0), cell=d.get("cell"))
 
     def shortest_path(self, a: str, b: str) -> list[GraphNode]:
         """Shortest chain of resolved structural edges between two symbols (either direction)."""
@@ -278,14 +314,15 @@ class CodeGraph:
                     pers.setdefault(v, 0.5)
         rank = self.pagerank(pers) if pers else self.importance()
         symbols = sorted(
-            (n for n, d in self.g.nodes(data=True) if d.get("kind") not in ("file", "module", "external")),
+            (n for n, d in self.g.nodes(data=True) if d.get("kind") not in ("file", "module", "external", "cell")),
             key=lambda n: -rank.get(n, 0.0))
         budget = max_tokens * 4
         by_file: dict[str, list[str]] = defaultdict(list)
         used = 0
         for n in symbols:
             d = self.g.nodes[n]
-            line = f"  {d.get('start_line')}: {d.get('signature') or d.get('name')}"
+            cell = f"cell {d['cell']}:" if d.get("cell") is not None else ""
+            line = f"  {cell}{d.get('start_line')}: {d.get('signature') or d.get('name')}"
             cost = len(line) + 1 + (0 if d["path"] in by_file else len(d["path"]) + 2)
             if used + cost > budget:
                 break

@@ -6,6 +6,12 @@ in batches, each batch in one SQLite transaction together with a "pending edges"
 crash at any point leaves every file either fully old or fully new, and the next run redoes
 the graph edges it did not get to. Static vectors are computed inline (they are cheap);
 MiniLM vectors are filled afterwards (`fill_dense`), by the caller or the refresh daemon.
+
+Notebooks (`index/notebooks.py`) go the same way with three differences: their content hash
+covers the cells' sources only (a save that changes outputs re-parses nothing), the size that
+must fit `max_file_bytes` is that of their sources (the file itself may be up to
+`max_notebook_bytes` of outputs), and one that cannot be read is skipped under
+`notebooks.SKIP_REASON` with one warning line rather than indexed as anything.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from ..models import IndexReport
 from . import git
 from .chunks import chunks_for
 from .embed import embed_static
-from ..discovery import Candidate, discover, read_text
+from ..discovery import NOTEBOOK, Candidate, discover, read_text
 from .graph import compute_ranks, recompute_edges
 from .parse import parse_source
 from ..security.scrub import detection_pool, finish_scrub, scrub_many, submit_detection
@@ -60,14 +66,14 @@ def run_index(
     root = settings.root
     check_root(root)
     commit = git.head_commit(root)
-    found = discover(root, settings.max_file_bytes)
+    found = discover(root, settings.max_file_bytes, notebooks=True, max_notebook_bytes=settings.max_notebook_bytes)
     report = IndexReport(root=str(root), indexed_commit=commit)
     skipped = dict(found.skipped)
     known = store.file_states()
     if not found.files and not known:
         raise RootError(f"nothing to index under {root}: no source or text files found")
 
-    todo: list[tuple[Candidate, bytes, str]] = []
+    todo: list[tuple[Candidate, object, str]] = []  # (file, its bytes or its Notebook, content hash)
     present: set[str] = set()
     for cand in found.files:
         old = known.get(cand.path)
@@ -79,8 +85,15 @@ def run_index(
         if data is None:
             skipped[why] = skipped.get(why, 0) + 1
             continue
+        if cand.language == NOTEBOOK:
+            data, why = _read_notebook(cand, data, settings)
+            if data is None:
+                skipped[why] = skipped.get(why, 0) + 1
+                continue
+            digest = data.digest
+        else:
+            digest = hashlib.sha256(data).hexdigest()
         present.add(cand.path)
-        digest = hashlib.sha256(data).hexdigest()
         if old and old[0] == digest:
             store.touch_file(cand.path, cand.size, cand.mtime_ns)
             report.unchanged += 1
@@ -124,9 +137,28 @@ def run_index(
     return report
 
 
+def _read_notebook(cand: Candidate, data: bytes, settings: IndexSettings):
+    """(the Notebook, None), or (None, skip reason) with one warning line naming the file."""
+    from .notebooks import SKIP_REASON, NotebookError, read_notebook
+
+    try:
+        nb = read_notebook(cand.path, data)
+    except NotebookError as exc:
+        log.warning("skipped notebook %s: %s", cand.path, exc)
+        return None, SKIP_REASON
+    if nb.source_bytes > settings.max_file_bytes:
+        log.warning("skipped notebook %s: its sources are %d bytes (max %d)", cand.path, nb.source_bytes,
+                    settings.max_file_bytes)
+        return None, "too large"
+    return nb, None
+
+
 def _decode(batch, report) -> list[tuple[str, str]]:
     out = []
     for cand, data, _digest in batch:
+        if cand.language == NOTEBOOK:  # scrubbed as one text, line for line: the cells' sources
+            out.append((data.scrub_name(), data.document()))
+            continue
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -151,18 +183,24 @@ def _index_batches(settings, store, todo, report, pending, new_names, bar, pool)
             texts = _decode(batches[n + 1], report)
             futures = submit_detection(pool, texts) if pool is not None else None
         for (cand, data, digest), text in zip(batch, clean):
-            parsed = parse_source(cand.path, text.encode("utf-8"), cand.language) if cand.language else None
+            language, lines = cand.language, None
+            if cand.language == NOTEBOOK:
+                parsed, chunks = _notebook(data, text, settings)
+                language, lines = data.language, parsed.line_count
+            else:
+                parsed = parse_source(cand.path, text.encode("utf-8"), cand.language) if cand.language else None
+                chunks = chunks_for(parsed, cand.path, text, settings.chunk_lines)
             if parsed is not None and parsed.has_errors:
                 report.syntax_errors += 1
-            rows.append((cand, digest, text, parsed, chunks_for(parsed, cand.path, text, settings.chunk_lines)))
+            rows.append((cand, digest, text, parsed, chunks, language, lines))
         vectors = embed_static([c.text for r in rows for c in r[4]])
         offset = 0
         with store.transaction() as db:
-            for cand, digest, text, parsed, chunks in rows:
+            for cand, digest, text, parsed, chunks, language, lines in rows:
                 before = {r[0] for r in db.execute("SELECT name FROM symbols WHERE path=?", (cand.path,))}
                 store.replace_file(
                     db, path=cand.path, hash=digest, size=cand.size, mtime_ns=cand.mtime_ns,
-                    language=cand.language, lines=len(text.splitlines()),
+                    language=language, lines=len(text.splitlines()) if lines is None else lines,
                     has_errors=bool(parsed and parsed.has_errors),
                     symbols=parsed.symbols if parsed else [], refs=parsed.references if parsed else [],
                     chunks=chunks, static_vectors=vectors[offset:offset + len(chunks)],
@@ -173,6 +211,18 @@ def _index_batches(settings, store, todo, report, pending, new_names, bar, pool)
             _note_pending(store, pending, new_names)
         report.chunks_embedded += offset
         bar.update(len(batch))
+
+
+def _notebook(nb, text: str, settings: IndexSettings):
+    """(ParsedFile, chunks) of a notebook from its scrubbed document text."""
+    from ..security.scrub import scrub
+    from .notebooks import notebook_chunks, parse_notebook
+
+    sources = nb.split(text)
+    if sources is None:  # the scrub changed the line count: scrub cell by cell (values are learnt)
+        sources = [scrub(c.source, nb.scrub_name()) for c in nb.cells]
+    parsed, plans = parse_notebook(nb, sources)
+    return parsed, notebook_chunks(nb, sources, parsed, plans, settings.chunk_lines)
 
 
 def _refresh_ranks(store: IndexStore, changed: int, files: int) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import git
 
 log = logging.getLogger(__name__)
-IGNORED_PARTS = {".direng", "__pycache__", "node_modules", ".venv"}
+IGNORED_PARTS = {".direng", "__pycache__", "node_modules", ".venv", ".ipynb_checkpoints"}
 
 
 class RefreshDaemon:

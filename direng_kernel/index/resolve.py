@@ -8,6 +8,12 @@ directory. `self`/`this`/`Self` resolve through the enclosing class and then its
 classes. Anything else (a method on a value of unknown type, a library call) stays an
 unresolved edge to a placeholder node named as written: callers/callees queries can still
 show it, flagged, but it is never passed off as a fact.
+
+A notebook's cells share one namespace, in order: a name used in a cell's top-level code is
+bound by the latest definition or import of it in an earlier cell (or earlier in the same
+cell); one used before any binding takes the first binding after it (notebooks are often run
+out of order, and a name defined twice keeps one row); one used inside a definition sees the
+namespace once every cell has run.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import posixpath
 import re
 from collections import defaultdict
 
+from ..discovery import NOTEBOOK_SUFFIX
+from .notebooks import cell_of_scope
 from .store import symbol_id
 
 _SPLIT = re.compile(r"\.|::")
@@ -47,17 +55,18 @@ class Resolver:
     def __init__(self, symbol_rows: list[tuple], file_rows: list[tuple], import_refs: list[tuple],
                  inherit_refs: list[tuple]):
         self.files = {r[0]: r[1] for r in file_rows}  # path → language
+        self.notebooks = {p for p in self.files if p.endswith(NOTEBOOK_SUFFIX)}
         self.by_file: dict[str, dict[str, tuple]] = defaultdict(dict)
         self.by_name: dict[str, list[tuple]] = defaultdict(list)
         for row in symbol_rows:
-            # row: id, path, qualname, name, kind, start, end, signature, docstring, parent
+            # row: id, path, qualname, name, kind, start, end, signature, docstring, parent, cell
             self.by_file[row[1]][row[2]] = row
             self.by_name[row[3]].append(row)
         self.py_modules: dict[str, list[str]] = defaultdict(list)
         self.dirs: dict[str, list[str]] = defaultdict(list)
         for path, lang in self.files.items():
             self.dirs[posixpath.dirname(path)].append(path)
-            if lang == "python":
+            if lang == "python" and path not in self.notebooks:  # a notebook is no importable module
                 parts = python_module(path).split(".")
                 for i in range(len(parts)):  # every suffix: sdists put packages under src/ or deeper
                     self.py_modules[".".join(parts[i:])].append(path)
@@ -70,6 +79,7 @@ class Resolver:
         for ref in import_refs:
             self._import_refs[ref[0]].append(ref)
         self._imports: dict[str, dict[str, tuple[str, str | None]]] = {}
+        self._bindings: dict[str, dict[str, list[tuple]]] = {}
 
     def imports(self, path: str) -> dict[str, tuple[str, str | None]]:
         if path not in self._imports:
@@ -152,6 +162,51 @@ class Resolver:
             table[local] = target
         return table
 
+    # -- notebooks ----------------------------------------------------------------
+    def _cell_of(self, path: str, scope: str | None) -> int | None:
+        cell = cell_of_scope(scope)
+        if cell is None and scope:
+            row = self.by_file.get(path, {}).get(scope)
+            cell = row[10] if row is not None and len(row) > 10 else None
+        return cell
+
+    def notebook_bindings(self, path: str) -> dict[str, list[tuple]]:
+        """A notebook's top-level names in cell order: name → [((cell, line), "def" | "import", target)],
+        the target a symbol row or an import's (node, path)."""
+        if path not in self._bindings:
+            out: dict[str, list[tuple]] = defaultdict(list)
+            late = float("inf")
+            for qual, row in self.by_file.get(path, {}).items():
+                if "." not in qual and row[4] != "cell":
+                    out[qual].append(((late if row[10] is None else row[10], row[5]), "def", row))
+            for ref in self._import_refs.get(path, []):
+                cell = self._cell_of(path, ref[4])
+                for local, target in self.imports_of(path, [ref]).items():
+                    out[local].append(((late if cell is None else cell, ref[3]), "import", target))
+            for found in out.values():
+                found.sort(key=lambda b: b[0])
+            self._bindings[path] = dict(out)
+        return self._bindings[path]
+
+    def _binding(self, path: str, first: str, scope: str | None, line: int | None) -> tuple[str | None, object]:
+        """What binds `first` where it is used: ("def", symbol row), ("import", (node, path)) or (None, None)."""
+        if path in self.notebooks:
+            found = self.notebook_bindings(path).get(first)
+            if not found:
+                return None, None
+            cell = cell_of_scope(scope)
+            if cell is not None and line is not None:  # a cell's top-level code runs in order
+                before = [b for b in found if b[0] <= (cell, line)]
+                chosen = before[-1] if before else found[0]
+            else:  # inside a definition: the namespace once every cell has run
+                chosen = found[-1]
+            return chosen[1], chosen[2]
+        local = self.by_file.get(path, {})
+        if first in local:
+            return "def", local[first]
+        imp = self.imports(path).get(first)
+        return ("import", imp) if imp else (None, None)
+
     # -- names ------------------------------------------------------------------
     def _member(self, path: str, owner: str, member: str, depth: int = 0) -> tuple | None:
         """`owner.member` in `path`, else through the owner's bases (as far as they resolve)."""
@@ -179,8 +234,8 @@ class Resolver:
             scope = parent if row else (scope.rsplit(".", 1)[0] if "." in scope else None)
         return None
 
-    def lookup(self, path: str, name: str, scope: str | None) -> tuple | None:
-        """The symbol row a name refers to, or None."""
+    def lookup(self, path: str, name: str, scope: str | None, line: int | None = None) -> tuple | None:
+        """The symbol row a name refers to, or None (`line`: where it is used, for notebooks)."""
         parts = [p for p in _SPLIT.split(name) if p]
         if not parts:
             return None
@@ -201,17 +256,27 @@ class Resolver:
             return self._member(path, owner, parts[1])
         first, rest = parts[0], parts[1:]
         row = None
-        if scope and local.get(scope, (None,) * 5)[4] in FUNCY and f"{scope}.{first}" in local:
+        nested = bool(scope) and local.get(scope, (None,) * 5)[4] in FUNCY and f"{scope}.{first}" in local
+        binding, target = (None, None) if nested else self._binding(path, first, scope, line)
+        if nested:
             row = local[f"{scope}.{first}"]
-        elif first in local:
-            row = local[first]
+        elif binding == "def":
+            row = target
         else:
-            imp = self.imports(path).get(first)
+            imp = target if binding == "import" else None
             if imp:
                 node, target_path = imp
                 if node.startswith("file:") and target_path:
                     if not rest:
                         return None
+                    if self.files.get(target_path) == "python" and len(parts) > 2:
+                        # `import a.b` binds `a` to a/b.py's module: `a.b.f` is its `f`
+                        module = python_module(target_path)
+                        for k in range(len(parts) - 1, 1, -1):
+                            written = ".".join(parts[:k])
+                            if module == written or module.endswith("." + written):
+                                rest = parts[k:]
+                                break
                     row = self.by_file.get(target_path, {}).get(".".join(rest))
                     return row or self.by_file.get(target_path, {}).get(rest[0])
                 row = self.by_file.get(target_path or "", {}).get(node.split("::", 1)[-1]) if target_path else None
@@ -242,7 +307,7 @@ class Resolver:
                 out.append((src, node, edge_kind, line, int(not node.startswith("module:")), path, target_path,
                             last_segment(name)))
                 continue
-            row = self.lookup(path, name, scope)
+            row = self.lookup(path, name, scope, line)
             if row:
                 out.append((src, row[0], edge_kind, line, 1, path, row[1], row[3]))
             else:

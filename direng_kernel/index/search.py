@@ -9,6 +9,7 @@ gives a gentle prior towards code the rest of the repo depends on. "What calls X
 question, answered from call edges rather than from text.
 
 Only chunk ids present in the SQLite store are trusted, so every hit cites current lines.
+A hit inside a notebook also names its cell (`Hit.cell`; the lines are within that cell).
 """
 
 from __future__ import annotations
@@ -214,25 +215,25 @@ class Searcher:
         hits = []
         for score, c in ranked:
             lines = c.text.splitlines()
-            start, end = c.start_line, c.end_line
+            start, end, cell = c.start_line, c.end_line, c.cell
             if c.symbol:  # cite the whole definition, not just the part that matched
-                start, end = sigs.get((c.path, c.symbol), ("", start, end))[1:]
+                start, end, cell = sigs.get((c.path, c.symbol), ("", start, end, cell))[1:]
             hits.append(Hit(
                 path=c.path, symbol=c.symbol, kind=c.kind, start_line=start, end_line=end,
                 score=round(score, 6), snippet="\n".join(lines[1:4])[:300],
                 signature=sigs.get((c.path, c.symbol), ("",))[0] if c.symbol else "",
-                sources=sorted(set(sources.get(c.id, []))),
+                sources=sorted(set(sources.get(c.id, []))), cell=cell,
             ))
         return hits
 
-    def _signatures(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int, int]]:
+    def _signatures(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, int, int, int | None]]:
         out = {}
         for path, qual in keys:
             row = self.store.db.execute(
-                "SELECT signature, start_line, end_line FROM symbols WHERE path=? AND qualname=?", (path, qual)
+                "SELECT signature, start_line, end_line, cell FROM symbols WHERE path=? AND qualname=?", (path, qual)
             ).fetchone()
             if row:
-                out[(path, qual)] = (row[0] or "", row[1], row[2])
+                out[(path, qual)] = (row[0] or "", row[1], row[2], row[3])
         return out
 
     def callers_hits(self, target: str, k: int) -> list[Hit]:
@@ -250,16 +251,17 @@ class Searcher:
         for src, line in rows:
             if src.startswith("file:"):
                 path = src[5:]
-                sym = None
+                sym, cell = None, None
                 start, end, kind, sig = line or 1, line or 1, "file", ""
             else:
                 row = self.store.db.execute(
-                    "SELECT path, qualname, kind, start_line, end_line, signature FROM symbols WHERE id=?",
+                    "SELECT path, qualname, kind, start_line, end_line, signature, cell FROM symbols WHERE id=?",
                     (src,)).fetchone()
                 if row is None:
                     continue
-                path, sym, kind, start, end, sig = row
+                path, sym, kind, start, end, sig, cell = row
+            where = f"cell {cell} line {line}" if cell is not None else f"line {line}"
             hits.append(Hit(path=path, symbol=sym, kind=kind, start_line=start, end_line=end,
                             score=round(1.0 + rank.get(src, 0.0), 6), signature=sig or "",
-                            snippet=f"calls {target} at line {line}", sources=["graph"]))
+                            snippet=f"calls {target} at {where}", sources=["graph"], cell=cell))
         return sorted(hits, key=lambda h: (-h.score, h.path, h.start_line))[:k]

@@ -6,6 +6,10 @@ in one transaction: a crash (Ctrl-C, kill -9) leaves either the old rows or the 
 never a mix. Vectors live in chromadb and are keyed by chunk ids that change whenever the
 content does; search only trusts a vector whose chunk id is still in this database, so a
 vector orphaned by a crash can never cite stale line ranges.
+
+A notebook's symbols and chunks carry the 0-based `cell` their lines are in (NULL elsewhere).
+An older store is migrated in place when it opens (`MIGRATIONS`, one transaction: a crash
+leaves it at its old version, and the next open migrates again); a newer one is refused.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ..errors import StoreError
 from ..models import Chunk, Reference, Symbol
 from .tokens import code_terms
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "index.sqlite3"
 
 SCHEMA = """
@@ -34,7 +38,8 @@ CREATE TABLE IF NOT EXISTS files (
   language TEXT, lines INTEGER, has_errors INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS symbols (
   id TEXT PRIMARY KEY, path TEXT NOT NULL, qualname TEXT NOT NULL, name TEXT NOT NULL,
-  kind TEXT, start_line INTEGER, end_line INTEGER, signature TEXT, docstring TEXT, parent TEXT);
+  kind TEXT, start_line INTEGER, end_line INTEGER, signature TEXT, docstring TEXT, parent TEXT,
+  cell INTEGER);
 CREATE INDEX IF NOT EXISTS symbols_path ON symbols(path);
 CREATE INDEX IF NOT EXISTS symbols_name ON symbols(name);
 CREATE INDEX IF NOT EXISTS symbols_qualname ON symbols(qualname);
@@ -53,12 +58,17 @@ CREATE INDEX IF NOT EXISTS edges_dst ON edges(dst);
 CREATE TABLE IF NOT EXISTS ranks (node TEXT PRIMARY KEY, rank REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
   rid INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, path TEXT NOT NULL, symbol TEXT, kind TEXT, start_line INTEGER,
-  end_line INTEGER, text TEXT, language TEXT, dense INTEGER DEFAULT 0, svec BLOB);
+  end_line INTEGER, text TEXT, language TEXT, dense INTEGER DEFAULT 0, svec BLOB, cell INTEGER);
 CREATE INDEX IF NOT EXISTS chunks_path ON chunks(path);
 CREATE INDEX IF NOT EXISTS chunks_dense ON chunks(dense);
 -- rowid = chunks.rid, so a file's rows are deleted by key, not by scanning.
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(name, body, tokenize = 'porter unicode61');
 """
+# version → the statements that take a store from it to the next version. 1 → 2: notebook cells
+# (no notebook was indexed before, so NULL is every old row's right value).
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE symbols ADD COLUMN cell INTEGER", "ALTER TABLE chunks ADD COLUMN cell INTEGER"),
+}
 
 
 def symbol_id(path: str, qualname: str) -> str:
@@ -90,11 +100,24 @@ class IndexStore:
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) < SCHEMA_VERSION and int(version) in MIGRATIONS:
+            self._migrate()
         elif int(version) != SCHEMA_VERSION:
             raise StoreError(
                 f"index store {self.dir} has schema {version}, this version needs {SCHEMA_VERSION}; "
                 "delete it and re-index"
             )
+
+    def _migrate(self) -> None:
+        """Bring an older store to SCHEMA_VERSION in one transaction (SQLite's DDL is
+        transactional): all of it or, after a crash, none of it."""
+        with self.transaction() as db:
+            version = int(self.get_meta("schema_version"))  # again: another process may have done it
+            while version < SCHEMA_VERSION:
+                for statement in MIGRATIONS[version]:
+                    db.execute(statement)
+                version += 1
+            self.set_meta("schema_version", str(version))
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -176,10 +199,11 @@ class IndexStore:
             (path, hash, size, mtime_ns, language, lines, int(has_errors)),
         )
         db.executemany(
-            "INSERT OR REPLACE INTO symbols VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO symbols (id, path, qualname, name, kind, start_line, end_line, signature,"
+            " docstring, parent, cell) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (symbol_id(path, s.qualname), path, s.qualname, s.name, s.kind.value, s.start_line,
-                 s.end_line, s.signature, s.docstring, s.parent)
+                 s.end_line, s.signature, s.docstring, s.parent, s.cell)
                 for s in symbols
             ],
         )
@@ -188,11 +212,11 @@ class IndexStore:
             [(path, r.kind.value, r.name, r.line, r.scope, r.module, r.alias) for r in refs],
         )
         db.executemany(
-            "INSERT OR REPLACE INTO chunks (id, path, symbol, kind, start_line, end_line, text, language, dense, svec)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO chunks (id, path, symbol, kind, start_line, end_line, text, language, dense, svec,"
+            " cell) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             [
                 (c.id, c.path, c.symbol, c.kind, c.start_line, c.end_line, c.text, c.language,
-                 int(c.id in dense_before), static_vectors[i].astype(np.float32).tobytes())
+                 int(c.id in dense_before), static_vectors[i].astype(np.float32).tobytes(), c.cell)
                 for i, c in enumerate(chunks)
             ],
         )
@@ -223,7 +247,7 @@ class IndexStore:
         }
 
     def chunks(self, ids: Iterable[str] | None = None) -> list[Chunk]:
-        cols = "id, path, symbol, kind, start_line, end_line, text, language"
+        cols = "id, path, symbol, kind, start_line, end_line, text, language, cell"
         if ids is None:
             rows = self.db.execute(f"SELECT {cols} FROM chunks ORDER BY path, start_line").fetchall()
         else:
@@ -235,7 +259,8 @@ class IndexStore:
                     f"SELECT {cols} FROM chunks WHERE id IN ({','.join('?' * len(part))})", part
                 ).fetchall()
         return [
-            Chunk(id=r[0], path=r[1], symbol=r[2], kind=r[3], start_line=r[4], end_line=r[5], text=r[6], language=r[7])
+            Chunk(id=r[0], path=r[1], symbol=r[2], kind=r[3], start_line=r[4], end_line=r[5], text=r[6], language=r[7],
+                  cell=r[8])
             for r in rows
         ]
 
@@ -304,15 +329,28 @@ class IndexStore:
                               (path, qualname)).fetchone()
         return (row[0], row[1]) if row else None
 
+    def cell_language(self, path: str, cell: int) -> str | None:
+        """The language a notebook cell was indexed in (`python`, `markdown`, `sql`…), or None."""
+        row = self.db.execute("SELECT language FROM chunks WHERE path=? AND cell=? AND kind != 'file' "
+                              "AND language IS NOT NULL LIMIT 1", (path, cell)).fetchone()
+        return row[0] if row else None
+
+    def symbol_location(self, path: str, qualname: str) -> tuple[int, int, int | None] | None:
+        """(start_line, end_line, cell) of a definition (cell: a notebook's, else None), or None."""
+        row = self.db.execute("SELECT start_line, end_line, cell FROM symbols WHERE path=? AND qualname=?",
+                              (path, qualname)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
     def symbol_docstring(self, path: str, qualname: str) -> str:
         row = self.db.execute("SELECT docstring FROM symbols WHERE path=? AND qualname=?", (path, qualname)).fetchone()
         return (row[0] or "") if row else ""
 
-    def innermost_symbol(self, path: str, start: int, end: int) -> tuple[str, str] | None:
-        """(qualname, kind) of the smallest definition enclosing lines start..end, or None."""
+    def innermost_symbol(self, path: str, start: int, end: int, cell: int | None = None) -> tuple[str, str] | None:
+        """(qualname, kind) of the smallest definition enclosing lines start..end (of `cell`, in a
+        notebook), or None."""
         row = self.db.execute(
-            "SELECT qualname, kind FROM symbols WHERE path=? AND start_line<=? AND end_line>=? "
-            "ORDER BY end_line-start_line LIMIT 1", (path, start, end)).fetchone()
+            "SELECT qualname, kind FROM symbols WHERE path=? AND start_line<=? AND end_line>=? AND cell IS ? "
+            "ORDER BY end_line-start_line LIMIT 1", (path, start, end, cell)).fetchone()
         return (row[0], row[1]) if row else None
 
     def qualnames_starting(self, prefix: str, limit: int) -> list[str]:
@@ -324,10 +362,12 @@ class IndexStore:
             "ORDER BY length(qualname), qualname LIMIT ?", (like, limit)).fetchall()
         return [r[0] for r in rows]
 
-    def symbols_rows(self, where: str = "", args: tuple = ()) -> list[tuple]:
+    def symbols_rows(self, where: str = "", args: tuple = (), *, cell: bool = False) -> list[tuple]:
+        """(id, path, qualname, name, kind, start_line, end_line, signature, docstring, parent), and the
+        notebook `cell` at the end with `cell=True` (lane notebooks unpack the ten columns)."""
         return self.db.execute(
-            "SELECT id, path, qualname, name, kind, start_line, end_line, signature, docstring, parent "
-            f"FROM symbols {where}", args
+            "SELECT id, path, qualname, name, kind, start_line, end_line, signature, docstring, parent"
+            f"{', cell' if cell else ''} FROM symbols {where}", args
         ).fetchall()
 
     def refs_rows(self, paths: Iterable[str] | None = None) -> list[tuple]:
