@@ -287,3 +287,28 @@ def test_without_the_server_extension_the_panel_says_so_in_one_line(tmp_path, ch
         banner.wait_for()
         text = banner.inner_text().strip()
         assert text and "\n" not in text and "404" in text, text
+
+
+def test_a_notebook_cell_citation_opens_the_notebook_at_that_cell(lab, page):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Gadgets"),
+                nbformat.v4.new_code_cell("import math\n\n\ndef polish_gadgets(n):\n    return math.sqrt(n)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, lab.root / "gadgets.ipynb")
+    status, _ = lab.post("index/refresh")
+    assert status == 200
+    panel = open_side_panel(page, "direng-chat")
+    panel.locator(".direng-new-conversation, button:has-text('New conversation')").first.click()
+    box = panel.locator("textarea")
+    box.fill("where is polish_gadgets defined?")
+    box.press("Enter")
+    citation = panel.locator("a.direng-citation", has_text="gadgets.ipynb:cell 1:").first
+    citation.wait_for()
+    assert re.fullmatch(r"gadgets\.ipynb:cell 1:4-5", citation.inner_text()), citation.inner_text()
+    citation.click()
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text="gadgets.ipynb").wait_for()
+    wait_text(page.get_by_text(re.compile(r"^Cell \d+/\d+$")), r"^Cell 2/2$")  # the second cell is active
+    wait_text(page.get_by_text(re.compile(r"^Ln \d+, Col \d+$")), r"^Ln 4,")  # on the definition's line
+    shot(page, "notebook-citation")

@@ -229,6 +229,8 @@ def _node_json(n: GraphNode) -> dict[str, Any]:
                          "end_line": n.end_line, "signature": n.signature}
     if n.importance > 0:
         d["importance"] = float(f"{n.importance:.3g}")
+    if n.cell is not None:  # a notebook symbol: its lines are within that cell
+        d["cell"] = n.cell
     return d
 
 

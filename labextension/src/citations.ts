@@ -1,5 +1,6 @@
 /**
- * Citations in DirEng answers: `path:start-end` (1-based, inclusive line numbers).
+ * Citations in DirEng answers: `path:start-end` (1-based, inclusive line numbers), and for a
+ * notebook `path:cell N:start-end` (N the 0-based cell index, lines within that cell).
  *
  * Pure: no DOM, no JupyterLab. A citation's path is a relative or absolute POSIX path
  * whose segments are letters, digits, `_`, `.` and `-` (`direng_kernel/index/indexer.py`,
@@ -12,6 +13,8 @@ export interface Citation {
   path: string;
   start: number;
   end: number;
+  /** The notebook cell (0-based) the lines are in; absent for plain files. */
+  cell?: number;
 }
 
 export interface CitationMatch extends Citation {
@@ -26,7 +29,7 @@ const BEFORE = String.raw`(?<![\w.\-/:@~#%+=?&\\])`;
 const PATH = String.raw`\/?(?:[\w.\-]+\/)*[\w.\-]+`;
 // Nor may the character after it continue a word, a number, a time or a path.
 const AFTER = String.raw`(?![\w:/\\]|\.\d|-\d)`;
-const SOURCE = String.raw`${BEFORE}(${PATH}):(\d{1,9})-(\d{1,9})${AFTER}`;
+const SOURCE = String.raw`${BEFORE}(${PATH}):(?:cell (\d{1,6}):)?(\d{1,9})-(\d{1,9})${AFTER}`;
 
 function plausiblePath(path: string): boolean {
   return (
@@ -43,11 +46,11 @@ export function findCitations(text: string): CitationMatch[] {
   const re = new RegExp(SOURCE, 'g');
   let m: RegExpExecArray | null;
   while ((m = re.exec(text)) !== null) {
-    const [whole, path, a, b] = m;
+    const [whole, path, cell, a, b] = m;
     const start = Number(a);
     const end = Number(b);
     if (plausiblePath(path) && start >= 1 && end >= start) {
-      out.push({ path, start, end, text: whole, index: m.index });
+      out.push({ path, start, end, ...(cell !== undefined ? { cell: Number(cell) } : {}), text: whole, index: m.index });
     }
   }
   return out;
@@ -58,13 +61,13 @@ export function parseCitation(text: string): Citation | null {
   const trimmed = text.trim().replace(/^`+|`+$/g, '');
   const found = findCitations(trimmed);
   if (found.length === 1 && found[0].index === 0 && found[0].text.length === trimmed.length) {
-    const { path, start, end } = found[0];
-    return { path, start, end };
+    const { text: _text, index: _index, ...citation } = found[0];
+    return citation;
   }
   return null;
 }
 
-/** `path:start-end`. */
+/** `path:start-end`, or `path:cell N:start-end` in a notebook. */
 export function formatCitation(c: Citation): string {
-  return `${c.path}:${c.start}-${c.end}`;
+  return c.cell !== undefined ? `${c.path}:cell ${c.cell}:${c.start}-${c.end}` : `${c.path}:${c.start}-${c.end}`;
 }

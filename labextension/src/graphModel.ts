@@ -16,6 +16,8 @@ export interface GraphNode {
   end_line?: number | null;
   signature?: string;
   importance?: number;
+  /** A notebook symbol's cell (0-based); its lines are within that cell. */
+  cell?: number | null;
 }
 
 export interface GraphEdge {

@@ -9,6 +9,7 @@ import { Widget } from '@lumino/widgets';
 import type cytoscapeType from 'cytoscape';
 
 import { citationLink } from './answer';
+import { formatCitation } from './citations';
 import { DirEngAPI, DirEngAPIError } from './api';
 import { DirEngConfig } from './config';
 import { GRAPH_MIME_TYPE, GraphData, GraphEdge, GraphNode, isGraphData, mergeGraph, normalizeGraph } from './graphModel';
@@ -338,10 +339,13 @@ export class GraphView extends Widget implements IRenderMime.IRenderer {
     name.textContent = node.name;
     head.append(name, document.createTextNode(` ${node.kind} `));
     if (node.path && node.start_line) {
-      const c = { path: node.path, start: node.start_line, end: node.end_line || node.start_line };
-      head.appendChild(
-        citationLink(c, `${c.path}:${c.start}-${c.end}`, { openCitation: cc => this.config.openCitation?.(cc) })
-      );
+      const c = {
+        path: node.path,
+        start: node.start_line,
+        end: node.end_line || node.start_line,
+        ...(node.cell !== undefined && node.cell !== null ? { cell: node.cell } : {})
+      };
+      head.appendChild(citationLink(c, formatCitation(c), { openCitation: cc => this.config.openCitation?.(cc) }));
     }
     const close = this.button('×', 'direng-graph-code-close', 'Close', () => {
       pane.hidden = true;

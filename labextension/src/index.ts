@@ -139,8 +139,19 @@ const workspacePlugin: JupyterFrontEndPlugin<IDirEngWorkspace> = {
         }
         app.shell.activateById(widget.id);
         await widget.context.ready;
-        const content = widget.content as unknown as { editor?: CodeEditor.IEditor };
-        const editor = content.editor;
+        const content = widget.content as unknown as {
+          editor?: CodeEditor.IEditor;
+          activeCellIndex?: number;
+          activeCell?: { editor: CodeEditor.IEditor | null } | null;
+          widgets?: readonly unknown[];
+          scrollToItem?: (index: number) => Promise<void>;
+        };
+        if (c.cell !== undefined && content.activeCellIndex !== undefined) {
+          // a notebook: the cited cell becomes the active one, scrolled into view, cursor on the line
+          content.activeCellIndex = Math.max(0, Math.min(c.cell, (content.widgets?.length ?? 1) - 1));
+          await content.scrollToItem?.(content.activeCellIndex);
+        }
+        const editor = content.editor ?? content.activeCell?.editor ?? null;
         if (editor) {
           const line = Math.max(0, Math.min(c.start - 1, editor.lineCount - 1));
           const pos = { line, column: 0 };

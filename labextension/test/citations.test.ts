@@ -83,3 +83,18 @@ describe('parseCitation', () => {
     expect(parseCitation(formatCitation(c))).toEqual(c);
   });
 });
+
+describe('notebook cell citations', () => {
+  it('finds path:cell N:start-end with the cell', () => {
+    const [c] = findCitations('the loader runs in notebooks/clean.ipynb:cell 4:1-3 first');
+    expect(c).toMatchObject({ path: 'notebooks/clean.ipynb', cell: 4, start: 1, end: 3,
+                              text: 'notebooks/clean.ipynb:cell 4:1-3' });
+  });
+
+  it('round-trips through parse and format, and plain citations have no cell', () => {
+    expect(parseCitation('`a/b.ipynb:cell 0:2-5`')).toEqual({ path: 'a/b.ipynb', cell: 0, start: 2, end: 5 });
+    expect(formatCitation({ path: 'a/b.ipynb', cell: 0, start: 2, end: 5 })).toBe('a/b.ipynb:cell 0:2-5');
+    expect(parseCitation('a/b.py:2-5')).toEqual({ path: 'a/b.py', start: 2, end: 5 });
+    expect(findCitations('x.ipynb:cell :1-2').map(c => c.cell)).toEqual([]);
+  });
+});
