@@ -312,3 +312,18 @@ def test_a_notebook_cell_citation_opens_the_notebook_at_that_cell(lab, page):
     wait_text(page.get_by_text(re.compile(r"^Cell \d+/\d+$")), r"^Cell 2/2$")  # the second cell is active
     wait_text(page.get_by_text(re.compile(r"^Ln \d+, Col \d+$")), r"^Ln 4,")  # on the definition's line
     shot(page, "notebook-citation")
+
+
+def test_the_panel_sends_where_the_user_is_with_each_message(lab, page):
+    """With a notebook open, a message carries its path and the active cell (never kernel values)."""
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="gadgets.ipynb").click()
+    panel = open_side_panel(page, "direng-chat")
+    box = panel.locator("textarea")
+    box.fill("what does this cell compute?")
+    with page.expect_request(lambda r: r.method == "POST" and re.search(r"/direng/api/chat(\?|$)", r.url)) as sent:
+        box.press("Enter")
+    body = json.loads(sent.value.post_data)
+    assert body["context"]["path"] == "gadgets.ipynb"
+    assert body["context"]["cell"] == 1 and "def polish_gadgets" in body["context"]["cell_source"]
+    assert "namespace" not in body["context"]
+    panel.locator(".direng-answer").last.wait_for()

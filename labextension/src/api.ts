@@ -33,6 +33,13 @@ export interface Hit {
   signature?: string;
 }
 
+/** What the panel tells DirEng about the document the user is in (never kernel values). */
+export interface NotebookContext {
+  path?: string;
+  cell?: number;
+  cell_source?: string;
+}
+
 export interface Answer {
   markdown: string;
   intent: string;
@@ -183,8 +190,9 @@ export class DirEngAPI {
     return this.request('POST', ['index', 'refresh'], { body: {} });
   }
 
-  chat(message: string, session: string): Promise<Answer> {
-    return this.request('POST', ['chat'], { body: { message, session } });
+  /** Ask DirEng; `context` is where the user is (`NotebookContext` in docs/api.yaml). */
+  chat(message: string, session: string, context?: NotebookContext | null): Promise<Answer> {
+    return this.request('POST', ['chat'], { body: context ? { message, session, context } : { message, session } });
   }
 
   resetChat(session: string): Promise<{ ok: boolean }> {

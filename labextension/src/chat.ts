@@ -7,7 +7,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Widget } from '@lumino/widgets';
 
 import { AnswerActions, RenderedAnswer, renderAnswer } from './answer';
-import { Answer, DirEngAPI, DirEngAPIError, Hit, unavailableMessage } from './api';
+import { Answer, DirEngAPI, DirEngAPIError, Hit, NotebookContext, unavailableMessage } from './api';
 import { formatCitation } from './citations';
 import { DirEngConfig } from './config';
 import { InputHistory } from './history';
@@ -40,6 +40,8 @@ export interface ChatPanelOptions {
   openGraph: (symbol: string) => void;
   /** Bring the panel to the front. */
   activate: () => void;
+  /** Where the user is, sent with each message (setting `sendContext`). */
+  context?: () => NotebookContext | null;
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text?: string): HTMLElementTagNameMap[K] {
@@ -85,6 +87,7 @@ export class ChatPanel extends Widget implements IDirEngChat {
   private readonly logs = new Map<string, HTMLElement>();
   private readonly rendered: RenderedAnswer[] = [];
   private readonly history = new InputHistory();
+  private readonly contextFn: () => NotebookContext | null;
   private path: string | null = null;
   private healthChecked = false;
 
@@ -100,6 +103,7 @@ export class ChatPanel extends Widget implements IDirEngChat {
     this.actions = options.actions;
     this.openGraph = options.openGraph;
     this.activateFn = options.activate;
+    this.contextFn = options.context ?? (() => null);
 
     this.id = CHAT_ID;
     this.addClass('direng-chat');
@@ -326,7 +330,8 @@ export class ChatPanel extends Widget implements IDirEngChat {
         const hits = await this.api.search(slash.arg, this.config.settings.hits);
         answer = { markdown: hitsMarkdown(slash.arg, hits), intent: 'search', provider: 'index', citations: [] };
       } else {
-        answer = await this.api.chat(slash ? slashMessage(slash) : message, session);
+        const context = this.config.settings.sendContext ? this.contextFn() : null;
+        answer = await this.api.chat(slash ? slashMessage(slash) : message, session, context);
         if (slash?.command === 'graph') {
           graphSymbol = slash.arg.replace(/^@/, '');
         }

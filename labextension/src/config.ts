@@ -21,6 +21,7 @@ export interface DirEngSettings {
   conversationPerFile: boolean;
   /** Answers longer than this (characters) are cut, with a "show more" button. */
   answerCutoff: number;
+  sendContext: boolean;
   /** Seconds between polls of the index status (status bar). */
   statusInterval: number;
 }
@@ -30,6 +31,7 @@ export const DEFAULT_SETTINGS: DirEngSettings = {
   graphNodeCap: 150,
   conversationPerFile: true,
   answerCutoff: 12000,
+  sendContext: true,
   statusInterval: 5
 };
 

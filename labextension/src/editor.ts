@@ -44,6 +44,20 @@ export class Editors {
     return fromNotebook() ?? fromFile();
   }
 
+  /** The document the user is in: its path, and in a notebook the active cell (index, source). */
+  context(maxSource = 4000): { path: string; cell?: number; cell_source: string } | null {
+    const ctx = this.current();
+    if (!ctx) {
+      return null;
+    }
+    const source = ctx.editor.model.sharedModel.getSource().slice(0, maxSource);
+    const nb = this.notebooks?.currentWidget;
+    if (ctx.cell && nb) {
+      return { path: ctx.path, cell: nb.content.activeCellIndex, cell_source: source };
+    }
+    return { path: ctx.path, cell_source: source };
+  }
+
   /** The selected text of the current editor, or its whole text when nothing is selected. */
   selection(): { text: string; path: string; line: number } | null {
     const ctx = this.current();

@@ -252,6 +252,7 @@ const chatPlugin: JupyterFrontEndPlugin<IDirEngChat> = {
     const panel = new ChatPanel({
       api,
       config: cfg,
+      context: () => edit.context(),
       rendermime,
       actions: {
         openCitation: c => void workspace.openCitation(c),
