@@ -129,6 +129,16 @@ def contents(lab, path: str) -> dict:
         return json.loads(resp.read())
 
 
+def write_notebook(path: Path, *cells) -> None:
+    """A python3 notebook of `cells` (nbformat cell objects) at `path`."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = list(cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
 def run_menu(page, menu: str, item: str) -> None:
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{menu}$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(f"^{item}$")).click()
@@ -137,11 +147,8 @@ def run_menu(page, menu: str, item: str) -> None:
 def test_a_graph_cell_is_drawn_and_saved_small(lab, page):
     import nbformat
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext direng_kernel"),
-                nbformat.v4.new_code_cell("%direng graph charge_card --depth 2")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, lab.root / "graph.ipynb")
+    write_notebook(lab.root / "graph.ipynb", nbformat.v4.new_code_cell("%load_ext direng_kernel"),
+                   nbformat.v4.new_code_cell("%direng graph charge_card --depth 2"))
     page.goto(f"{lab.url}/lab/tree/graph.ipynb?token={lab.token}")
     page.locator(".jp-Notebook").wait_for(timeout=90_000)
     page.get_by_text(re.compile(r"^Python 3 \(ipykernel\) \| Idle$")).wait_for(timeout=90_000)
@@ -292,11 +299,8 @@ def test_without_the_server_extension_the_panel_says_so_in_one_line(tmp_path, ch
 def test_a_notebook_cell_citation_opens_the_notebook_at_that_cell(lab, page):
     import nbformat
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_markdown_cell("# Gadgets"),
-                nbformat.v4.new_code_cell("import math\n\n\ndef polish_gadgets(n):\n    return math.sqrt(n)")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, lab.root / "gadgets.ipynb")
+    write_notebook(lab.root / "gadgets.ipynb", nbformat.v4.new_markdown_cell("# Gadgets"),
+                   nbformat.v4.new_code_cell("import math\n\n\ndef polish_gadgets(n):\n    return math.sqrt(n)"))
     status, _ = lab.post("index/refresh")
     assert status == 200
     panel = open_side_panel(page, "direng-chat")

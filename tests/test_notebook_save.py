@@ -1,7 +1,7 @@
 """A notebook saved through the Jupyter server is searchable soon after, cited by its cell.
 
 A real server with the refresh daemon; the notebook is saved through the contents API exactly
-as JupyterLab saves it. How soon is a benchmark figure (`benchmarks/notebook_save_bench.py`),
+as JupyterLab saves it. How soon is a benchmark figure (`benchmarks/notebook_bench.py`),
 not asserted here: the test only bounds it generously.
 """
 
