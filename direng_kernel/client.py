@@ -23,10 +23,11 @@ import urllib.request
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from . import sse
 from .errors import DirEngError, from_reply
 from .index import git
 from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, Answer, ChatMessage, GraphNode, GraphResult, Hit,
-                     IndexReport, IndexStatus, NotebookContext, Passport, ReplayReport, Task, TaskEvent)
+                     IndexReport, IndexStatus, NotebookContext, OnEvent, Passport, ReplayReport, Task, TaskEvent)
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ class Client(Protocol):
               code: bool = False) -> GraphResult: ...
     def path(self, source: str, target: str) -> list[GraphNode]: ...
     def repo_map(self, tokens: int = 1024, focus: list[str] | None = None) -> str: ...
-    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None) -> Answer: ...
+    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None,
+             on_event: OnEvent | None = None) -> Answer: ...
     def history(self, session: str = "default") -> list[ChatMessage]: ...
     def reset(self, session: str = "default") -> None: ...
     def complete(self, prefix: str, limit: int = 30) -> list[str]: ...
@@ -73,25 +75,32 @@ class HttpClient:
         self.timeout = timeout
         self.root = None
 
-    def _request(self, method: str, path: str, params: dict | list | None = None, body: dict | None = None,
-                 timeout: float | None = None):
+    def _open(self, method: str, path: str, params: dict | list | None = None, body: dict | None = None,
+              timeout: float | None = None, stream: bool = False):
+        """The open response (a context manager), or the server's error rebuilt as an exception."""
         url = urllib.parse.urljoin(self.base, path)
         if params:
             pairs = params.items() if isinstance(params, dict) else params
             url += "?" + urllib.parse.urlencode([(k, v) for k, v in pairs if v is not None])
         data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
         req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        if stream:
+            req.add_header("Accept", sse.MEDIA_TYPE)
         if self.token:
             req.add_header("Authorization", f"token {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
-                return json.loads(resp.read() or b"null")
+            return urllib.request.urlopen(req, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as err:
             try:
                 payload = json.loads(err.read() or b"{}")
             except ValueError:
                 payload = {}
             raise from_reply(err.code, payload if isinstance(payload, dict) else {}) from None
+
+    def _request(self, method: str, path: str, params: dict | list | None = None, body: dict | None = None,
+                 timeout: float | None = None):
+        with self._open(method, path, params, body, timeout) as resp:
+            return json.loads(resp.read() or b"null")
 
     def health(self, timeout: float | None = None) -> dict:
         return self._request("GET", "health", timeout=timeout)
@@ -119,11 +128,22 @@ class HttpClient:
     def repo_map(self, tokens: int = 1024, focus: list[str] | None = None) -> str:
         return self._request("GET", "map", [("tokens", tokens)] + [("focus", f) for f in focus or []])["map"]
 
-    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None) -> Answer:
+    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None,
+             on_event: OnEvent | None = None) -> Answer:
         body = {"message": message, "session": session}
         if context is not None:
             body["context"] = context.model_dump(mode="json")
-        return Answer.model_validate(self._request("POST", "chat", body=body))
+        if on_event is None:
+            return Answer.model_validate(self._request("POST", "chat", body=body))
+        with self._open("POST", "chat", body={**body, "stream": True}, stream=True) as resp:
+            for event in sse.parse(resp):
+                payload = event.json()
+                if event.event == "answer":
+                    return Answer.model_validate(payload)
+                if event.event == "error":
+                    raise from_reply(int(payload.get("status") or 500), payload)
+                on_event(event.event, payload)
+        raise DirEngError("the server's chat stream ended without an answer")
 
     def history(self, session: str = "default") -> list[ChatMessage]:
         data = self._request("GET", "chat/history", {"session": session})

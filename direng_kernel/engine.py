@@ -18,7 +18,7 @@ from .broker.policy import Policy, policy_for, validate_policy
 from .direng.assistant import DirEng, LocalProvider
 from .errors import DirEngError
 from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, TASK_ACTIONS, Answer, ChatMessage, GraphNode,
-                     GraphResult, Hit, IndexReport, IndexStatus, NotebookContext, Task)
+                     GraphResult, Hit, IndexReport, IndexStatus, NotebookContext, OnEvent, Task)
 from .pas.allowlist import lane_limits
 from .pas.executor import check_lane
 from .pas.lanes import registry
@@ -208,8 +208,9 @@ class Engine:
                 out[nid] = self.direng.composer.excerpt(path, span[0], span[1], max_lines, cell=span[2])
         return out
 
-    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None) -> Answer:
-        return self.direng.chat(message, session=session, context=context)
+    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None,
+             on_event: OnEvent | None = None) -> Answer:
+        return self.direng.chat(message, session=session, context=context, on_event=on_event)
 
     def history(self, session: str = "default") -> list[ChatMessage]:
         return self.direng.history(session)

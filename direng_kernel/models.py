@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Literal, Optional, get_args
+from typing import Callable, Literal, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -370,6 +370,17 @@ class Answer(BaseModel):
     provider: str = "local"
     usages: list[Usage] = Field(default_factory=list)
     notices: list[str] = Field(default_factory=list)  # e.g. "fell back to in-process engine"
+
+
+#: The events of a streamed chat answer (`POST /chat` with `"stream": true`, server-sent events),
+#: in the order they may come: `tool` (the model calls a tool: {name}), `delta` (more of the answer:
+#: {text}), `replace` (the answer so far, as a whole: {text}), `reset` (drop the text so far: {}),
+#: then exactly one of `answer` (the final `Answer`, which a client shows in place of the streamed
+#: text) or `error` ({status, code, message}).
+ChatEvent = Literal["tool", "delta", "replace", "reset", "answer", "error"]
+CHAT_EVENTS: tuple[str, ...] = get_args(ChatEvent)
+#: What receives a streamed answer's events before the final one: (kind, payload).
+OnEvent = Callable[[str, dict], None]
 
 
 # -- Delegation: PEX tasks, PLMS estimates, PAS runs and passports (issue 4) --

@@ -6,6 +6,11 @@ Anthropic messages (`POST .../v1/messages`). It is scripted: queue `FakeReply`s 
 calls, token counts, an HTTP error status such as 500/429, or a delay past the client's
 timeout); with nothing queued it answers "ok". Every request it receives is recorded (path,
 headers, JSON body), so tests can assert what a provider did — or never did — receive.
+
+A request with `"stream": true` is answered in the protocol's streaming form (server-sent
+events: OpenAI chunks ending in `[DONE]`, Anthropic's message/content-block events), the text in
+pieces of `piece_chars` with `piece_delay_s` between them; `cut_after` closes the connection
+after that many pieces (a stream broken mid-answer), `no_stream` answers plain JSON anyway.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Optional
@@ -29,6 +35,13 @@ class FakeReply:
     status: int = 200
     delay_s: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    piece_chars: int = 4
+    piece_delay_s: float = 0.0
+    cut_after: Optional[int] = None
+    no_stream: bool = False
+
+    def pieces(self) -> list[str]:
+        return [self.content[i:i + self.piece_chars] for i in range(0, len(self.content), self.piece_chars)]
 
 
 @dataclass
@@ -60,6 +73,53 @@ def _anthropic_body(reply: FakeReply, model: str) -> dict:
             "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}}
 
 
+def _openai_events(reply: FakeReply, model: str) -> list[Optional[dict]]:
+    """The chunks of a streamed chat completion; None marks where each text piece ends."""
+    def chunk(delta: dict, finish: Optional[str] = None) -> dict:
+        return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    out: list[Optional[dict]] = [chunk({"role": "assistant", "content": ""})]
+    for piece in reply.pieces():
+        out += [chunk({"content": piece}), None]
+    for i, c in enumerate(reply.tool_calls):
+        args = json.dumps(c.get("arguments", {}))
+        half = len(args) // 2
+        out.append(chunk({"tool_calls": [{"index": i, "id": c["id"], "type": "function",
+                                          "function": {"name": c["name"], "arguments": args[:half]}}]}))
+        out.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": args[half:]}}]}))
+    out.append(chunk({}, "tool_calls" if reply.tool_calls else "stop"))
+    out.append({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [],
+                "usage": {"prompt_tokens": reply.input_tokens, "completion_tokens": reply.output_tokens}})
+    return out
+
+
+def _anthropic_events(reply: FakeReply, model: str) -> list[Optional[dict]]:
+    out: list[Optional[dict]] = [
+        {"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                                              "content": [], "usage": {"input_tokens": reply.input_tokens,
+                                                                       "output_tokens": 1}}},
+        {"type": "ping"}]
+    index = 0
+    if reply.content:
+        out.append({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        for piece in reply.pieces():
+            out += [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}, None]
+        out.append({"type": "content_block_stop", "index": 0})
+        index = 1
+    for i, c in enumerate(reply.tool_calls, start=index):
+        args = json.dumps(c.get("arguments", {}))
+        out.append({"type": "content_block_start", "index": i,
+                    "content_block": {"type": "tool_use", "id": c["id"], "name": c["name"], "input": {}}})
+        for part in (args[:len(args) // 2], args[len(args) // 2:]):
+            out.append({"type": "content_block_delta", "index": i,
+                        "delta": {"type": "input_json_delta", "partial_json": part}})
+        out.append({"type": "content_block_stop", "index": i})
+    out.append({"type": "message_delta", "delta": {"stop_reason": "tool_use" if reply.tool_calls else "end_turn"},
+                "usage": {"output_tokens": reply.output_tokens}})
+    out.append({"type": "message_stop"})
+    return out
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
 
@@ -86,8 +146,33 @@ class _Handler(BaseHTTPRequestHandler):
                    if anthropic else {"error": {"message": f"fake failure {reply.status}", "type": "server_error"}})
             return self._send(reply.status, err, reply.headers)
         model = body.get("model", "") if isinstance(body, dict) else ""
+        if isinstance(body, dict) and body.get("stream") and not reply.no_stream:
+            return self._stream(reply, _anthropic_events(reply, model) if anthropic else _openai_events(reply, model),
+                                anthropic)
         out = _anthropic_body(reply, model) if anthropic else _openai_body(reply, model)
         self._send(200, out, reply.headers)
+
+    def _stream(self, reply: FakeReply, events: list[Optional[dict]], anthropic: bool) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.end_headers()  # no content-length: the stream ends when the connection closes
+        self.close_connection = True
+        pieces = 0
+        for ev in events:
+            if ev is None:  # the end of a text piece
+                pieces += 1
+                self.wfile.flush()
+                if reply.cut_after is not None and pieces >= reply.cut_after:
+                    return  # the connection closes mid-answer
+                if reply.piece_delay_s:
+                    self.server.fake._stop.wait(reply.piece_delay_s)
+                continue
+            name = f"event: {ev['type']}\n" if anthropic else ""
+            self.wfile.write(f"{name}data: {json.dumps(ev)}\n\n".encode())
+        if not anthropic:
+            self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
 
     def _send(self, status: int, obj: dict, headers: dict[str, str]) -> None:
         data = json.dumps(obj).encode()
@@ -166,3 +251,26 @@ class FakeModelServer:
     def _record(self, req: RecordedRequest) -> None:
         with self._lock:
             self.requests.append(req)
+
+
+@contextmanager
+def route_chat_to(server, fake: FakeModelServer, key_env: str = "FAKE_OPENAI_KEY"):
+    """A running DirEng server's `chat` lane routed to `fake` over the OpenAI protocol (local as
+    the fallback) through `POST /policy`, and the original policy restored afterwards. The
+    server's environment must hold `key_env`."""
+    def call(method: str, body=None) -> dict:
+        status, data = server.request(method, "policy", body=body)
+        assert status == 200, (method, status, data)
+        return data
+
+    original = call("GET")["policy"]
+    changed = json.loads(json.dumps(original))
+    changed["providers"]["fake-openai"] = {"type": "openai", "base_url": fake.url, "api_key_env": key_env,
+                                           "external": True, "prices": {"input_per_1k": 1.0, "output_per_1k": 2.0}}
+    changed["lanes"]["chat"] = {"primary": {"provider": "fake-openai", "model": "fake-model"},
+                                "fallbacks": [{"provider": "local", "model": "retrieval"}], "retries": 0}
+    assert call("POST", {"policy": changed, "apply": True}) == {"valid": True, "issues": [], "applied": True}
+    try:
+        yield
+    finally:
+        assert call("POST", {"policy": original, "apply": True})["applied"] is True

@@ -15,12 +15,15 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import jwt
 import pytest
 
 from conftest import FIXTURES
-from fake_providers import FakeModelServer, FakeReply
+from direng_kernel import sse
+from direng_kernel.client import HttpClient
+from fake_providers import FakeModelServer, FakeReply, route_chat_to
 from test_server import running_server
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -38,7 +41,9 @@ def server(tmp_path_factory, fake_model):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DIRENG_LANES_PATH", str(FIXTURES / "test_lanes"))  # the server and the CLI both see it
         mp.setenv("FAKE_OPENAI_KEY", "fake-key-for-the-test")
-        with running_server(tmp_path_factory.mktemp("e2e-rest"), "--DirEngExtension.watch=False") as srv:
+        # streams end after 1 s, so following a task's events takes several connections
+        with running_server(tmp_path_factory.mktemp("e2e-rest"), "--DirEngExtension.watch=False",
+                            "--DirEngExtension.stream_max_seconds=1") as srv:
             yield srv
 
 
@@ -115,6 +120,45 @@ def test_cancel_stops_a_running_task(server):
     assert ok(server, "POST", f"tasks/{tid}/start")["state"] == "cancelled"  # a final state is kept
 
 
+def stream_events(server, task_id: str, last_id: str | None) -> list[sse.Event]:
+    """One connection to the task's event stream (resuming after `last_id`), read to its end."""
+    req = urllib.request.Request(f"{server.url}/direng/api/tasks/{task_id}/events/stream",
+                                 headers={"Authorization": f"token {server.token}", "Accept": sse.MEDIA_TYPE,
+                                          **({"Last-Event-ID": last_id} if last_id else {})})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert resp.headers["Content-Type"].startswith(sse.MEDIA_TYPE)
+        return list(sse.parse(resp))
+
+
+@pytest.mark.slow
+@pytest.mark.e2e("GET /tasks/{id}/events/stream")
+def test_the_event_stream_resumes_after_the_last_id_and_loses_nothing(server):
+    """The server ends each stream after 1 s (`stream_max_seconds`); a client that reconnects with
+    the last id it saw (as EventSource does) gets every event of the run exactly once, then `end`."""
+    tid = approved(server, mode="sleep", seconds=3)
+    ok(server, "POST", f"tasks/{tid}/start")
+    seen: list[dict] = []
+    last_id, connections, end = None, 0, None
+    while end is None and connections < 200:
+        connections += 1
+        for event in stream_events(server, tid, last_id):
+            if event.event == "end":
+                end = event.json()
+            else:
+                assert event.event == "task" and event.id == str(event.json()["seq"])
+                seen.append(event.json())
+                last_id = event.id
+    assert end is not None and end["state"] == "succeeded", (end, seen[-3:])
+    assert connections >= 3, "the run outlasted one stream: it had to resume"
+    everything = ok(server, "GET", f"tasks/{tid}/events")["events"]
+    assert [e["seq"] for e in seen] == [e["seq"] for e in everything] and end["last_seq"] == everything[-1]["seq"]
+    assert seen == everything
+    # resuming after the end replays nothing and ends at once; an unknown task is a plain 404
+    assert [e.event for e in stream_events(server, tid, last_id)] == ["end"]
+    status, reply = server.get("tasks/no-such-task/events/stream")
+    assert status == 404 and reply["code"] == "task_not_found", reply
+
+
 @pytest.fixture(scope="module")
 def served_run(server) -> dict:
     """A task created, approved and started with the CLI while the server owns the store."""
@@ -166,34 +210,49 @@ QUESTION = "how does the shop charge a customer's credit card?"
 
 @pytest.mark.e2e("GET /policy", "POST /policy", "POST /chat")
 def test_applying_a_changed_policy_changes_the_route(server, fake_model):
-    original = ok(server, "GET", "policy")["policy"]
     before = ok(server, "POST", "chat", {"message": QUESTION, "session": "route-before"})
     assert before["intent"] == "ask" and before["provider"] == "local"
-    assert fake_model.requests == []
-
-    changed = json.loads(json.dumps(original))
-    changed["providers"]["fake-openai"] = {"type": "openai", "base_url": fake_model.url,
-                                           "api_key_env": "FAKE_OPENAI_KEY", "external": True,
-                                           "prices": {"input_per_1k": 1.0, "output_per_1k": 2.0}}
-    changed["lanes"]["chat"] = {"primary": {"provider": "fake-openai", "model": "fake-model"},
-                                "fallbacks": [{"provider": "local", "model": "retrieval"}], "retries": 0}
-    assert ok(server, "POST", "policy", {"policy": changed, "apply": True}) == \
-        {"valid": True, "issues": [], "applied": True}
-    assert ok(server, "GET", "policy")["policy"]["lanes"]["chat"]["primary"] == \
-        {"provider": "fake-openai", "model": "fake-model"}
-    try:
+    seen = len(fake_model.requests)
+    with route_chat_to(server, fake_model):
+        assert ok(server, "GET", "policy")["policy"]["lanes"]["chat"]["primary"] == \
+            {"provider": "fake-openai", "model": "fake-model"}
         fake_model.reply(FakeReply(content="Cards are charged in `charge_card` (shop/payment.py:10-14).",
                                    input_tokens=120, output_tokens=30))
         after = ok(server, "POST", "chat", {"message": QUESTION, "session": "route-after"})
         assert after["provider"] == "fake-openai", after
         assert [(u["provider"], u["model"]) for u in after["usages"]] == [("fake-openai", "fake-model")]
         assert "charge_card" in after["markdown"]
-        assert len(fake_model.requests) == 1 and fake_model.requests[0].body["model"] == "fake-model"
-        assert fake_model.requests[0].headers["authorization"] == "Bearer fake-key-for-the-test"
-    finally:
-        assert ok(server, "POST", "policy", {"policy": original, "apply": True})["applied"] is True
+        assert len(fake_model.requests) == seen + 1 and fake_model.requests[-1].body["model"] == "fake-model"
+        assert fake_model.requests[-1].headers["authorization"] == "Bearer fake-key-for-the-test"
     again = ok(server, "POST", "chat", {"message": QUESTION, "session": "route-restored"})
-    assert again["provider"] == "local" and len(fake_model.requests) == 1  # back on the old route
+    assert again["provider"] == "local" and len(fake_model.requests) == seen + 1  # back on the old route
+
+
+@pytest.mark.e2e("POST /chat")
+def test_a_generative_answer_streams_as_it_is_written(server, fake_model):
+    """`"stream": true`: the text arrives in pieces while the model is still writing, redacted as it
+    goes, and ends with the same Answer a plain request gets."""
+    client = HttpClient(server.url + "/direng/api", token=server.token)
+    text = ("Cards are charged in `charge_card` (shop/payment.py:10-14). The test key AKIAIOSFODNN7EXAMPLE "
+            "is never shown. " + "The basket is priced first, then the card is charged once. " * 3)
+    with route_chat_to(server, fake_model):
+        fake_model.reply(FakeReply(content=text, piece_chars=6, piece_delay_s=0.05, output_tokens=60))
+        events: list[tuple[float, str, dict]] = []
+        answer = client.chat(QUESTION, session="stream", on_event=lambda k, p: events.append((time.monotonic(), k, p)))
+        done = time.monotonic()
+        assert fake_model.requests[-1].body["stream"] is True
+    deltas = [(t, p["text"]) for t, k, p in events if k == "delta"]
+    assert len(deltas) >= 5, events
+    assert done - deltas[0][0] > 0.5, "the first piece came only with the answer: nothing streamed"
+    shown = "".join(t for _, t in deltas)
+    assert "AKIAIOSFODNN7EXAMPLE" not in json.dumps(events) and "AKIAIOSFODNN7EXAMPLE" not in answer.markdown
+    assert answer.provider == "fake-openai" and shown == answer.markdown
+    # the local provider answers whole; a bad flag is refused before any stream opens
+    later: list = []
+    local = client.chat(QUESTION, session="stream-local", on_event=lambda k, p: later.append(k))
+    assert local.provider == "local" and "charge_card" in local.markdown and later == []
+    status, reply = server.request("POST", "chat", body={"message": QUESTION, "stream": "yes"})
+    assert status == 400 and reply["message"] == "'stream' must be true or false"
 
 
 # -- search and auth -----------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fake_providers import FakeModelServer, FakeReply, route_chat_to
 from lab_browser import browser_page, chromium_browser, require_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -62,9 +63,13 @@ def lab_page(lab, browser, wait_for: str = ".direng-status"):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
-    # no refresh daemon: the index stays behind after a commit until the status item is clicked
-    with lab_server(tmp_path_factory.mktemp("lab"), "--DirEngExtension.watch=False") as srv:
-        yield srv
+    # no refresh daemon: the index stays behind after a commit until the status item is clicked;
+    # event streams end after 1 s, so the tasks panel must resume them to see a whole run
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAKE_OPENAI_KEY", "fake-key-for-the-lab")  # for route_chat_to
+        with lab_server(tmp_path_factory.mktemp("lab"), "--DirEngExtension.watch=False",
+                        "--DirEngExtension.stream_max_seconds=1") as srv:
+            yield srv
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +123,31 @@ def test_ask_in_the_panel_and_open_a_citation_at_its_line(lab, page):
         time.sleep(0.2)
     shot(page, "citation-opened")
     assert position.inner_text().startswith(f"Ln {start},"), position.inner_text()
+
+
+def test_a_generative_answer_streams_into_the_panel(lab, page):
+    """With the chat lane on a model that streams (the FAKE OpenAI-protocol server), the answer
+    shows while it is being written, then is replaced by the final answer with its meta line."""
+    text = ("Cards are charged by `charge_card` (shop/payment.py:1-5) once the basket is priced. "
+            + "The charge happens once per order, after the total is known. " * 4)
+    with FakeModelServer() as fake, route_chat_to(lab, fake):
+        fake.reply(FakeReply(content=text, piece_chars=8, piece_delay_s=0.05, output_tokens=70))
+        panel = open_side_panel(page, "direng-chat")
+        before = panel.locator(".direng-answer-block").count()
+        box = panel.locator("textarea")
+        box.fill("how does the shop charge a customer's credit card?")
+        box.press("Enter")
+        live = panel.locator(".direng-streaming")
+        live.wait_for(timeout=30_000)
+        partial = live.inner_text()
+        shot(page, "chat-streaming")
+        block = panel.locator(".direng-answer-block").nth(before)
+        block.wait_for(timeout=30_000)
+        final = block.locator(".direng-answer").inner_text()
+        assert fake.requests[-1].body["stream"] is True
+    assert partial.strip() and len(partial) < len(final) and final.startswith(partial.strip()[:20]), (partial, final)
+    assert "fake-openai" in block.locator(".direng-answer-meta").inner_text()
+    assert panel.locator(".direng-streaming").count() == 0
 
 
 def contents(lab, path: str) -> dict:
@@ -222,6 +252,13 @@ def test_a_task_from_the_tasks_panel_runs_opens_its_notebook_and_replays(lab, pa
     assert ended.get_attribute("data-state") == "succeeded", panel.locator(".direng-task-detail").inner_text()
     panel.locator(".direng-task-final", has_text="succeeded").wait_for(timeout=30_000)
     assert panel.locator(".direng-event-message").count() > 3  # the live log streamed the run
+    # every event once, in order, although each stream ended after 1 s and had to be resumed
+    detail = panel.locator(".direng-task-detail")
+    task_id = detail.get_attribute("data-task-id")
+    status, reply = lab.get(f"tasks/{task_id}/events")
+    shown = [int(s) for s in panel.locator(".direng-event").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    assert status == 200 and shown == [e["seq"] for e in reply["events"]]
+    assert int(detail.get_attribute("data-streams")) >= 2, "the run outlasted a stream: the panel resumed it"
     shot(page, "tasks-panel")
     panel.locator(".direng-task-detail a.direng-open-notebook").click()
     page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text="output.ipynb").wait_for()

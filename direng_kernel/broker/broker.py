@@ -11,6 +11,11 @@ Idea: a lane's chain is its primary route followed by its fallbacks. For each ro
    `retries` (honouring Retry-After), anything else (timeouts, 4xx, bad replies) moves on.
 Every call is recorded in the ledger (JSONL usage log + in-memory totals). When no route
 serves the request, `BrokerError` lists every route tried and why it failed.
+
+Streaming (`on_delta`): the serving provider's text pieces go to `on_delta` as they arrive. An
+attempt that fails after streaming some text is followed by `on_reset()` before the next
+attempt or fallback starts, so the caller drops the partial text instead of showing two
+answers run together.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from ..errors import DirEngError
 from ..models import ProviderRequest, ProviderResponse
 from .budget import Ledger, Reservation, UsageRecord, estimate_tokens, utc_day
 from .policy import Policy, ProviderConfig, ResolvedLane, Route
-from .providers.base import Provider, ProviderError
+from .providers.base import OnDelta, Provider, ProviderError
 
 log = logging.getLogger("direng.broker")
 
@@ -53,6 +58,30 @@ def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class _Stream:
+    """The caller's callbacks for one request, knowing whether any text went out yet."""
+
+    def __init__(self, on_delta: Optional[OnDelta], on_reset: Optional[Callable[[], None]]):
+        self.on_delta, self.on_reset, self.started = on_delta, on_reset, False
+
+    def delta(self, text: str) -> None:
+        if text:
+            self.started = True
+            self.on_delta(text)
+
+    def restart(self) -> None:
+        """Before an attempt: a previous attempt's partial text is void."""
+        if self.started:
+            self.started = False
+            if self.on_reset is not None:
+                self.on_reset()
+
+    def call(self, provider: Provider, request: ProviderRequest) -> ProviderResponse:
+        self.restart()
+        # Providers that cannot stream (test doubles, plugins) keep the one-argument form.
+        return provider.complete(request, on_delta=self.delta) if self.on_delta else provider.complete(request)
+
+
 class Broker:
     """Routes `ProviderRequest`s by lane with fallbacks, retries, budgets and data rules."""
 
@@ -70,13 +99,16 @@ class Broker:
 
     # -- public API ------------------------------------------------------------------------
     def complete(self, request: ProviderRequest, *, task_id: Optional[str] = None,
-                 content_flags: Iterable[str] = frozenset()) -> ProviderResponse:
-        """Serve `request` from the first route of its lane that is allowed, affordable and up."""
+                 content_flags: Iterable[str] = frozenset(), on_delta: Optional[OnDelta] = None,
+                 on_reset: Optional[Callable[[], None]] = None) -> ProviderResponse:
+        """Serve `request` from the first route of its lane that is allowed, affordable and up
+        (streaming its text to `on_delta` when given, see the module docstring)."""
         lane = self.policy.resolve(request.lane)
         if lane is None:
             raise BrokerError(f"lane {request.lane!r} is not configured in the model policy "
                               f"(configured: {', '.join(self.policy.lanes) or 'none'})")
         flags = {str(f).lower() for f in content_flags}
+        stream = _Stream(on_delta, on_reset)
         attempts: list[Attempt] = []
         for route in lane.chain:
             cfg = self.policy.providers.get(route.provider)
@@ -85,7 +117,7 @@ class Broker:
                 continue
             refusal = self._data_refusal(lane, route, cfg, flags, attempts)
             if refusal is None:
-                response, refusal = self._try_route(lane, route, cfg, request, task_id)
+                response, refusal = self._try_route(lane, route, cfg, request, task_id, stream)
                 if response is not None:
                     if attempts:
                         log.info("lane %s served by fallback %s after: %s", lane.name, route.label,
@@ -136,7 +168,7 @@ class Broker:
                 f"{route.provider!r} (rule {rule})")
 
     def _try_route(self, lane: ResolvedLane, route: Route, cfg: ProviderConfig, request: ProviderRequest,
-                   task_id: Optional[str]) -> tuple[Optional[ProviderResponse], str]:
+                   task_id: Optional[str], stream: _Stream) -> tuple[Optional[ProviderResponse], str]:
         """(response, "") on success, else (None, why this route failed)."""
         est_in, est_out = estimate_tokens(request)
         est_money = cfg.prices.cost(est_in, est_out)
@@ -154,7 +186,7 @@ class Broker:
                 return None, str(exc)
             t0 = time.perf_counter()
             try:
-                response = provider.complete(request)
+                response = stream.call(provider, request)
             except ProviderError as exc:
                 self._record_failure(lane, route, task_id, day, held, t0, exc)
                 reason = str(exc)

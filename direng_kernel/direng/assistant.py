@@ -7,6 +7,10 @@ a tool-calling loop over the same tools (search, read a file range, graph neighb
 index status). If the broker fails (provider down, over budget) DirEng still answers from
 retrieval and says why. Conversation memory is per session and bounded.
 
+With `on_event`, a generative answer streams as it is written (`stream.RedactedStream`: the
+same redaction as the final answer, applied as the text grows); every other answer arrives whole
+as the return value, which is also the authority on what the streamed answer finally says.
+
 One `DirEng` serves concurrent requests (the server shares it), so everything about one message
 — its data-rule flags, the hits it cites — lives in locals of that call, never on the instance.
 """
@@ -18,10 +22,11 @@ import time
 from collections import deque
 
 from ..errors import DirEngError, UnknownSymbolError
-from ..models import Answer, ChatMessage, Hit, NotebookContext, ProviderRequest, ProviderResponse, Usage
+from ..models import Answer, ChatMessage, Hit, NotebookContext, OnEvent, ProviderRequest, ProviderResponse, Usage
 from ..security.scrub import learn, scrub
 from .compose import Composer
 from .router import Intent, route
+from .stream import RedactedStream
 from .tools import ToolBox
 
 log = logging.getLogger(__name__)
@@ -54,7 +59,8 @@ class LocalProvider:
     def __init__(self, direng: "DirEng"):
         self.direng = direng
 
-    def complete(self, request: ProviderRequest) -> ProviderResponse:
+    def complete(self, request: ProviderRequest, on_delta=None) -> ProviderResponse:
+        """Retrieval answers at once: there is nothing to stream (`on_delta` is not called)."""
         t0 = time.perf_counter()
         question = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
         markdown, hits = self.direng.retrieve_answer(question, request.context)
@@ -91,9 +97,11 @@ class DirEng:
             markdown = about + "\n\n" + markdown
         return markdown, hits
 
-    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None) -> Answer:
+    def chat(self, message: str, session: str = "default", context: NotebookContext | None = None,
+             on_event: OnEvent | None = None) -> Answer:
         """Answer `message`; `context` (the live notebook: path, cell, error, namespace summary)
-        is seen by the answer as the message is, under the same data rules."""
+        is seen by the answer as the message is, under the same data rules. `on_event` receives
+        a generative answer's text as it streams (see the module docstring)."""
         message = message.strip()
         if not message:
             return Answer(markdown=HELP, intent="help")
@@ -103,7 +111,7 @@ class DirEng:
         message = scrub(message)
         intent = route(message)
         try:
-            answer = self._answer(intent, session, flags, context)
+            answer = self._answer(intent, session, flags, context, on_event)
         except UnknownSymbolError as exc:
             suggestions = ", ".join(f"`{s}`" for s in exc.suggestions) or "none"
             answer = Answer(markdown=f"I don't know a symbol named `{exc.name}`. Close names: {suggestions}.",
@@ -117,7 +125,8 @@ class DirEng:
                        ChatMessage(role="assistant", content=answer.markdown))
         return answer
 
-    def _answer(self, intent: Intent, session: str, flags: set[str], context: NotebookContext | None = None) -> Answer:
+    def _answer(self, intent: Intent, session: str, flags: set[str], context: NotebookContext | None = None,
+                on_event: OnEvent | None = None) -> Answer:
         name, arg = intent.name, intent.arg
         if name == "help":
             return Answer(markdown=HELP, intent=name)
@@ -141,9 +150,10 @@ class DirEng:
             return Answer(intent=name, markdown=(
                 "Delegation to PEX (estimate → approve → run in a lane) is not available in this version yet; "
                 "I can answer questions, search, and show the graph."))
-        return self._ask(intent.text, session, flags, context)
+        return self._ask(intent.text, session, flags, context, on_event)
 
-    def _ask(self, question: str, session: str, flags: set[str], context: NotebookContext | None = None) -> Answer:
+    def _ask(self, question: str, session: str, flags: set[str], context: NotebookContext | None = None,
+             on_event: OnEvent | None = None) -> Answer:
         if self.broker is None:
             markdown, hits = self.retrieve_answer(question, context)
             return Answer(markdown=markdown, intent="ask", citations=hits, provider="local")
@@ -153,17 +163,25 @@ class DirEng:
         messages = [*system, *self.history(session), ChatMessage(role="user", content=question)]
         usages, notices = [], []
         flags = set(flags)
+        stream = RedactedStream(on_event) if on_event is not None else None
+        live = {"on_delta": stream.delta, "on_reset": stream.reset} if stream else {}
         try:
             for _round in range(MAX_TOOL_ROUNDS):
                 resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=self.tools.specs(),
-                                                            context=context), content_flags=frozenset(flags))
+                                                            context=context), content_flags=frozenset(flags), **live)
                 usages.append(resp.usage)
+                if stream and resp.tool_calls:
+                    stream.reset()  # what the model said before calling tools is not the answer
+                elif stream:
+                    stream.finish()
                 if not resp.tool_calls:
                     hits = resp.citations if resp.usage.provider == "local" else self._cited_hits(resp.content)
                     return Answer(markdown=resp.content, intent="ask", citations=hits,
                                   provider=resp.usage.provider, usages=usages)
                 messages.append(ChatMessage(role="assistant", content=resp.content or "", tool_calls=resp.tool_calls))
                 for call in resp.tool_calls:  # tool output is redacted before any provider sees it
+                    if stream:
+                        stream.tool(call.name)
                     raw = self.tools.call(call)
                     flags |= learn(raw)
                     messages.append(ChatMessage(role="tool", name=call.name, tool_call_id=call.id,
@@ -172,6 +190,8 @@ class DirEng:
         except DirEngError as exc:
             notices.append(f"model broker: {exc}; answered from the index instead")
             log.warning("broker failed: %s", exc)
+        if stream:
+            stream.reset()
         markdown, hits = self.retrieve_answer(question, context)
         return Answer(markdown=markdown, intent="ask", citations=hits, provider="local", usages=usages, notices=notices)
 

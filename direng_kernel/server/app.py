@@ -94,6 +94,14 @@ class DirEngExtension(ExtensionApp):
     max_body_bytes = Integer(
         8 * 1024 * 1024, config=True,
         help="Largest JSON request body (bytes) the API parses; bigger ones are 413s.")
+    stream_keepalive_seconds = Float(
+        15.0, config=True,
+        help="A streamed reply (chat answers, task events) writes a keep-alive comment after this many "
+             "seconds without an event, so proxies keep the connection open.")
+    stream_max_seconds = Float(
+        300.0, config=True,
+        help="A task event stream ends after this many seconds; clients reconnect after the last event id "
+             "they saw, so nothing is lost. Bounds how long idle connections are held.")
     audit_refusal_window = Float(
         60.0, config=True,
         help="Refusals (401/403) are audited at most once per client address and reason in this many seconds; "
@@ -123,6 +131,8 @@ class DirEngExtension(ExtensionApp):
 
         self.settings["direng_audit_limit"] = RateLimit(self.audit_refusal_window)
         self.settings["direng_max_body_bytes"] = self.max_body_bytes
+        self.settings["direng_stream_keepalive_s"] = self.stream_keepalive_seconds
+        self.settings["direng_stream_max_s"] = self.stream_max_seconds
         self._token_refresher = None
         self.engine = None
         self._executor = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="direng-api")

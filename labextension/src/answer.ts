@@ -7,6 +7,7 @@ import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 
 import { Answer, hitCitation } from './api';
+import { StreamedAnswer, emptyStream, reduceChatEvent } from './chatStream';
 import { Citation, findCitations, formatCitation, parseCitation } from './citations';
 import { formatCost, formatMs, summarizeUsage } from './format';
 import { truncateMarkdown } from './text';
@@ -236,4 +237,74 @@ export async function renderAnswer(
     node: block,
     dispose: () => renderer?.dispose()
   };
+}
+
+/**
+ * An answer while it streams: the text so far rendered as Markdown into `host` (at most every
+ * `intervalMs`, since each render replaces the last), or the tool the model is calling. The
+ * final answer is rendered by `renderAnswer` in its place.
+ */
+export class LiveAnswer {
+  private state: StreamedAnswer = emptyStream();
+  private renderer: IRenderMime.IRenderer | null = null;
+  private timer: number | null = null;
+  private rendering: Promise<void> = Promise.resolve();
+  private disposed = false;
+  readonly node: HTMLDivElement;
+
+  constructor(
+    private readonly host: HTMLElement,
+    private readonly rendermime: IRenderMimeRegistry,
+    private readonly intervalMs = 80
+  ) {
+    this.node = document.createElement('div');
+    this.node.className = 'direng-answer direng-streaming';
+  }
+
+  update(kind: string, data: Record<string, unknown>): void {
+    this.state = reduceChatEvent(this.state, kind, data);
+    this.host.dataset.streamEvents = String(this.state.events);
+    if (this.timer === null) {
+      this.timer = window.setTimeout(() => {
+        this.timer = null;
+        this.rendering = this.rendering.then(() => this.render());
+      }, this.intervalMs);
+    }
+  }
+
+  private async render(): Promise<void> {
+    const { text, tool } = this.state;
+    if (this.disposed) {
+      return;
+    }
+    if (!text) {
+      this.node.remove();
+      this.host.textContent = tool ? `DirEng is using ${tool}…` : 'DirEng is thinking…';
+      return;
+    }
+    const renderer = this.rendermime.createRenderer('text/markdown');
+    await renderer.renderModel(new MimeModel({ data: { 'text/markdown': text }, trusted: false }));
+    if (this.disposed) {
+      renderer.dispose();
+      return;
+    }
+    this.renderer?.dispose();
+    this.renderer = renderer;
+    this.node.textContent = '';
+    this.node.appendChild(renderer.node);
+    if (!this.node.isConnected) {
+      this.host.textContent = '';
+      this.host.appendChild(this.node);
+    }
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    if (this.timer !== null) {
+      window.clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.renderer?.dispose();
+    this.renderer = null;
+  }
 }

@@ -10,6 +10,7 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import { Citation } from './citations';
 import { TaskEvent } from './events';
+import { SSEEvent, readEvents } from './sse';
 import { Estimate, IndexStatus, Usage } from './format';
 import { GraphData } from './graphModel';
 
@@ -120,6 +121,33 @@ export class DirEngAPIError extends Error {
 
 type Query = Record<string, string | number | boolean | undefined>;
 
+/** How a task event stream ended: `end` when the task's state is final, else null (reconnect). */
+export interface StreamEnd {
+  end: { state: string; last_seq: number } | null;
+}
+
+function parseJSON(text: string): unknown {
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The error an API reply stands for (`{status, code, message}`, or what the response says). */
+function replyError(response: Response, data: unknown, text: string): DirEngAPIError {
+  const body = (data && typeof data === 'object' ? data : {}) as Record<string, unknown>;
+  const message =
+    typeof body.message === 'string' && body.message ? body.message : response.statusText || text.slice(0, 200) || 'request failed';
+  const code = typeof body.code === 'string' ? body.code : response.status === 404 ? 'not_found' : '';
+  return new DirEngAPIError(response.status, code, message, body);
+}
+
+/** An `error` event of a stream: the reply a plain request would have had. */
+function eventError(data: Record<string, unknown>): DirEngAPIError {
+  return new DirEngAPIError(Number(data.status) || 500, String(data.code ?? ''), String(data.message ?? 'error'), data);
+}
+
 export class DirEngAPI {
   private healthPromise: Promise<Health> | null = null;
 
@@ -150,22 +178,51 @@ export class DirEngAPI {
       throw new DirEngAPIError(0, 'network', err instanceof Error ? err.message : String(err));
     }
     const text = await response.text();
-    let data: unknown = null;
-    try {
-      data = text ? JSON.parse(text) : null;
-    } catch {
-      data = null;
-    }
+    const data = parseJSON(text);
     if (!response.ok) {
-      const body = (data && typeof data === 'object' ? data : {}) as Record<string, unknown>;
-      const message =
-        typeof body.message === 'string' && body.message
-          ? body.message
-          : response.statusText || text.slice(0, 200) || 'request failed';
-      const code = typeof body.code === 'string' ? body.code : response.status === 404 ? 'not_found' : '';
-      throw new DirEngAPIError(response.status, code, message, body);
+      throw replyError(response, data, text);
     }
     return data as T;
+  }
+
+  /**
+   * A request answered with server-sent events: `onEvent` is called for each as it arrives and
+   * the promise resolves when the stream ends. A JSON reply instead (a server that does not
+   * stream this) resolves with its data; an error reply rejects as `request` does.
+   */
+  async stream(
+    method: 'GET' | 'POST',
+    parts: string[],
+    onEvent: (ev: SSEEvent) => void,
+    opts: { query?: Query; body?: unknown; signal?: AbortSignal } = {}
+  ): Promise<unknown> {
+    const headers: Record<string, string> = { Accept: 'text/event-stream' };
+    const init: RequestInit = { method, headers, signal: opts.signal };
+    if (opts.body !== undefined) {
+      init.body = JSON.stringify(opts.body);
+      headers['Content-Type'] = 'application/json';
+    }
+    let response: Response;
+    try {
+      response = await ServerConnection.makeRequest(this.url(parts, opts.query), init, this.serverSettings);
+    } catch (err) {
+      throw new DirEngAPIError(0, 'network', err instanceof Error ? err.message : String(err));
+    }
+    if (!response.ok || !(response.headers.get('Content-Type') ?? '').includes('text/event-stream') || !response.body) {
+      const text = await response.text();
+      const data = parseJSON(text);
+      if (!response.ok) {
+        throw replyError(response, data, text);
+      }
+      return data;
+    }
+    try {
+      await readEvents(response.body, onEvent);
+    } catch (err) {
+      // A connection lost mid-stream: the caller decides whether to resume.
+      throw new DirEngAPIError(0, 'network', err instanceof Error ? err.message : String(err));
+    }
+    return null;
   }
 
   /** `GET /health`, remembered once it succeeded (`refresh` asks again). */
@@ -193,6 +250,45 @@ export class DirEngAPI {
   /** Ask DirEng; `context` is where the user is (`NotebookContext` in docs/api.yaml). */
   chat(message: string, session: string, context?: NotebookContext | null): Promise<Answer> {
     return this.request('POST', ['chat'], { body: context ? { message, session, context } : { message, session } });
+  }
+
+  /**
+   * Ask DirEng with the answer streamed: `onEvent(kind, data)` gets the events before the final
+   * answer (`chatStream.ts`), which the promise resolves with.
+   */
+  async chatStream(
+    message: string,
+    session: string,
+    context: NotebookContext | null | undefined,
+    onEvent: (kind: string, data: Record<string, unknown>) => void,
+    signal?: AbortSignal
+  ): Promise<Answer> {
+    let answer: Answer | null = null;
+    let error: DirEngAPIError | null = null;
+    const body = { message, session, stream: true, ...(context ? { context } : {}) };
+    const plain = await this.stream(
+      'POST',
+      ['chat'],
+      ev => {
+        const data = (parseJSON(ev.data) ?? {}) as Record<string, unknown>;
+        if (ev.event === 'answer') {
+          answer = data as unknown as Answer;
+        } else if (ev.event === 'error') {
+          error = eventError(data);
+        } else {
+          onEvent(ev.event, data);
+        }
+      },
+      { body, signal }
+    );
+    if (error) {
+      throw error;
+    }
+    answer = answer ?? (plain as Answer | null);
+    if (!answer) {
+      throw new DirEngAPIError(0, 'network', 'the answer stream ended before the answer');
+    }
+    return answer;
   }
 
   resetChat(session: string): Promise<{ ok: boolean }> {
@@ -245,6 +341,35 @@ export class DirEngAPI {
   async events(id: string, after: number): Promise<TaskEvent[]> {
     const r = await this.request<{ events: TaskEvent[] }>('GET', ['tasks', id, 'events'], { query: { after } });
     return r.events ?? [];
+  }
+
+  /**
+   * Follow `GET /tasks/{id}/events/stream` after sequence `after` until the server ends that
+   * stream: with `end` once the task's state is final, else (its time bound, a lost connection
+   * is a rejection) the caller resumes after the last seq it took.
+   */
+  async followEvents(id: string, after: number, onEvent: (ev: TaskEvent) => void, signal?: AbortSignal): Promise<StreamEnd> {
+    let end: StreamEnd['end'] = null;
+    let error: DirEngAPIError | null = null;
+    await this.stream(
+      'GET',
+      ['tasks', id, 'events', 'stream'],
+      ev => {
+        const data = (parseJSON(ev.data) ?? {}) as Record<string, unknown>;
+        if (ev.event === 'task') {
+          onEvent(data as unknown as TaskEvent);
+        } else if (ev.event === 'end') {
+          end = data as unknown as StreamEnd['end'];
+        } else if (ev.event === 'error') {
+          error = eventError(data);
+        }
+      },
+      { query: { after }, signal }
+    );
+    if (error) {
+      throw error;
+    }
+    return { end };
   }
 
   async runs(): Promise<Run[]> {

@@ -6,7 +6,7 @@
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Widget } from '@lumino/widgets';
 
-import { AnswerActions, RenderedAnswer, renderAnswer } from './answer';
+import { AnswerActions, LiveAnswer, RenderedAnswer, renderAnswer } from './answer';
 import { Answer, DirEngAPI, DirEngAPIError, Hit, NotebookContext, unavailableMessage } from './api';
 import { formatCitation } from './citations';
 import { DirEngConfig } from './config';
@@ -331,7 +331,15 @@ export class ChatPanel extends Widget implements IDirEngChat {
         answer = { markdown: hitsMarkdown(slash.arg, hits), intent: 'search', provider: 'index', citations: [] };
       } else {
         const context = this.config.settings.sendContext ? this.contextFn() : null;
-        answer = await this.api.chat(slash ? slashMessage(slash) : message, session, context);
+        // A generative provider's text shows as it is written; the local provider answers whole.
+        const live = new LiveAnswer(pending, this.rendermime);
+        try {
+          answer = await this.api.chatStream(slash ? slashMessage(slash) : message, session, context, (kind, data) =>
+            live.update(kind, data)
+          );
+        } finally {
+          live.dispose();
+        }
         if (slash?.command === 'graph') {
           graphSymbol = slash.arg.replace(/^@/, '');
         }

@@ -91,6 +91,8 @@ export class TasksPanel extends Widget {
   private runs: Run[] = [];
   private selected: string | null = null;
   private followSerial = 0;
+  /** Aborts the event stream being read (a new follow, or the panel closing, ends it). */
+  private followAbort: AbortController | null = null;
   private log: EventLog = emptyLog();
   private lanesLoaded = false;
 
@@ -171,6 +173,7 @@ export class TasksPanel extends Widget {
 
   dispose(): void {
     this.followSerial++;
+    this.followAbort?.abort();
     this.poll.dispose();
     super.dispose();
   }
@@ -358,19 +361,58 @@ export class TasksPanel extends Widget {
     }
   }
 
-  /** Follow a task's events until its state is final, resuming after the last seq. */
+  /**
+   * Follow a task's events until its state is final. Live over the event stream, resuming after
+   * the last seq taken whenever a stream ends early (the server's time bound, a lost connection:
+   * retried with backoff), so no event is lost or shown twice; by polling `?after=` against a
+   * server without the stream.
+   */
   private follow(task: Task): void {
     const serial = ++this.followSerial;
+    this.followAbort?.abort();
     const sameTask = this.detail.dataset.taskId === task.id && this.log.events.length && this.log.events[0].task_id === task.id;
     if (!sameTask) {
       this.log = emptyLog(task.state);
       (this.detail.querySelector('.direng-event-log') as HTMLElement).textContent = '';
+      this.detail.dataset.streams = '0';
     }
     const live = () => serial === this.followSerial && !this.isDisposed && this.selected === task.id;
+    const take = (batch: TaskEvent[]) => {
+      const before = this.log;
+      this.log = reduceEvents(before, batch);
+      this.appendEvents(this.log.events.slice(before.events.length));
+    };
     void (async () => {
       let polls = 0;
+      let failures = 0;
+      let streaming = true;
       let wasFinal = isFinalState(task.state);
       while (live()) {
+        if (streaming && !wasFinal) {
+          const abort = new AbortController();
+          this.followAbort = abort;
+          try {
+            this.detail.dataset.streams = String(Number(this.detail.dataset.streams ?? 0) + 1);
+            const { end } = await this.api.followEvents(task.id, this.log.lastSeq, ev => {
+              if (live()) {
+                take([ev]);
+              }
+            }, abort.signal);
+            failures = 0;
+            wasFinal = !!end || this.log.final;
+          } catch (err) {
+            if (!live()) {
+              return;
+            }
+            if (err instanceof DirEngAPIError && err.status === 404 && err.code !== 'task_not_found') {
+              streaming = false; // a server without the event stream: poll instead
+              continue;
+            }
+            this.detailError(describe(err));
+            await sleep(Math.min(500 * 2 ** failures++, 10000));
+          }
+          continue;
+        }
         let batch: TaskEvent[] = [];
         try {
           batch = await this.api.events(task.id, this.log.lastSeq);
@@ -382,9 +424,7 @@ export class TasksPanel extends Widget {
         if (!live()) {
           return;
         }
-        const before = this.log;
-        this.log = reduceEvents(before, batch);
-        this.appendEvents(this.log.events.slice(before.events.length));
+        take(batch);
         if (this.log.final || wasFinal) {
           await this.showResult(task.id);
           return;

@@ -5,6 +5,11 @@ Wire format: `POST {base_url}/chat/completions` with `model`, `messages`, `max_t
 description, parameters}}]`. An assistant turn that called tools carries `tool_calls` (arguments
 as a JSON *string*); each tool result is a `{"role": "tool", "tool_call_id", "content"}` message.
 The reply's `choices[0].message` gives content and tool calls, `usage` the token counts.
+
+Streamed (`"stream": true`, with `stream_options.include_usage` so the last chunk carries the
+token counts): `data:` chunks whose `choices[0].delta` holds a piece of content or pieces of tool
+calls (keyed by `index`; the id and name come first, the JSON arguments in fragments), ended by
+`data: [DONE]`. The chunks are assembled into the reply a plain call would get.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any
+import time
+from typing import Any, Optional
 
 from ...models import ChatMessage, ProviderRequest, ProviderResponse, ToolCall, ToolSpec, Usage
-from .base import HTTPProvider, ProviderError
+from .base import HTTPProvider, OnDelta, ProviderError
 
 log = logging.getLogger("direng.broker.providers.openai")
 
@@ -66,9 +72,54 @@ class OpenAIProvider(HTTPProvider):
             body["tool_choice"] = "auto"
         return body
 
-    def complete(self, request: ProviderRequest) -> ProviderResponse:
+    def complete(self, request: ProviderRequest, on_delta: Optional[OnDelta] = None) -> ProviderResponse:
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        data, latency_ms = self._post(f"{self.base_url}/chat/completions", headers, self.build_body(request))
+        url = f"{self.base_url}/chat/completions"
+        if on_delta is None:
+            data, latency_ms = self._post(url, headers, self.build_body(request))
+            return self._response(request, data, latency_ms)
+        body = {**self.build_body(request), "stream": True, "stream_options": {"include_usage": True}}
+        t0 = time.perf_counter()
+        content: list[str] = []
+        calls: dict[int, dict] = {}
+        finish, usage = None, None
+        for event in self._post_stream(url, headers, body):
+            if event.event == "json":  # the server did not stream
+                data = self._stream_json(url, event)
+                response = self._response(request, data, round((time.perf_counter() - t0) * 1000, 2))
+                if response.content:
+                    on_delta(response.content)
+                return response
+            if event.data.strip() == "[DONE]":
+                finish = finish or "stop"
+                break
+            chunk = self._stream_json(url, event)
+            if chunk.get("error"):
+                err = chunk["error"]
+                raise ProviderError(f"{self.name}: stream error from {url}: "
+                                    f"{err.get('message', err) if isinstance(err, dict) else err}")
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if text := delta.get("content"):
+                    content.append(text)
+                    on_delta(text)
+                for part in delta.get("tool_calls") or []:
+                    slot = calls.setdefault(int(part.get("index", len(calls))), {"id": None, "name": "", "args": ""})
+                    slot["id"] = part.get("id") or slot["id"]
+                    fn = part.get("function") or {}
+                    slot["name"] += fn.get("name") or ""
+                    args = fn.get("arguments")
+                    slot["args"] = args if isinstance(args, dict) else slot["args"] + (args or "")
+                finish = choice.get("finish_reason") or finish
+        if finish is None:  # no [DONE] and no finish reason: the connection broke mid-answer
+            raise ProviderError(f"{self.name}: the stream from {url} ended before the answer did", retryable=True)
+        message = {"content": "".join(content), "tool_calls": [
+            {"id": c["id"], "function": {"name": c["name"], "arguments": c["args"]}} for _, c in sorted(calls.items())]}
+        data = {"choices": [{"message": message, "finish_reason": finish}], "usage": usage or {}}
+        return self._response(request, data, round((time.perf_counter() - t0) * 1000, 2))
+
+    def _response(self, request: ProviderRequest, data: dict, latency_ms: float) -> ProviderResponse:
         try:
             choice = data["choices"][0]
             message = choice.get("message") or {}

@@ -2,15 +2,27 @@
 
 Sessions are names (default `"default"`); memory is per session, held by the server's
 engine, so every notebook and kernel sharing a session name shares the conversation.
+
+With `"stream": true` the answer comes as server-sent events (`models.CHAT_EVENTS`): a
+generative provider's text as it is written (`delta`, `replace`, `reset`, and `tool` when the
+model calls one), then the final `answer` — the same `Answer` a plain request returns — or an
+`error` with the reply a plain request would have had. Bad requests are refused before the
+stream opens, as plain JSON errors.
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
 
 from pydantic import ValidationError
 from tornado import web
 
 from ...models import NotebookContext
-from .base import ApiError, DirEngHandler
+from .base import ApiError, DirEngHandler, jsonable
+from .stream import EventStreamHandler, error_payload
+
+log = logging.getLogger(__name__)
 
 
 def _session(value) -> str:
@@ -21,7 +33,7 @@ def _session(value) -> str:
     return value
 
 
-class ChatHandler(DirEngHandler):
+class ChatHandler(EventStreamHandler):
     scopes = {"POST": "index:read"}  # asking questions reads the index
 
     @web.authenticated
@@ -38,8 +50,41 @@ class ChatHandler(DirEngHandler):
                 first = exc.errors()[0]
                 where = ".".join(map(str, first.get("loc", ()))) or "context"
                 raise ApiError(400, f"'context' is not a notebook context: {where}: {first.get('msg')}") from None
-        answer = await self.run(self.engine.chat, message, session=_session(body.get("session")), context=context)
-        self.reply(answer)
+        stream = body.get("stream", False)
+        if not isinstance(stream, bool):
+            raise ApiError(400, "'stream' must be true or false")
+        session = _session(body.get("session"))
+        if stream:
+            await self._stream(message, session, context)
+        else:
+            self.reply(await self.run(self.engine.chat, message, session=session, context=context))
+
+    async def _stream(self, message: str, session: str, context: NotebookContext | None) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def on_event(kind: str, payload: dict) -> None:  # on a worker thread
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, payload))
+
+        job = asyncio.ensure_future(self.run(self.engine.chat, message, session=session, context=context,
+                                             on_event=on_event))
+        # The engine's calls to on_event were scheduled before its result, so None comes last.
+        job.add_done_callback(lambda _: queue.put_nowait(None))
+        await self.open_stream()
+        while True:
+            alive, item = await self.next_or_keepalive(queue.get())
+            if not alive or item is None or not await self.send(*item):
+                break
+        try:
+            answer = await job  # the answer is remembered in the session even when the client left
+        except Exception as exc:  # noqa: BLE001 — the status is sent already: the error is an event
+            if not isinstance(exc, ApiError):
+                log.exception("DirEng: streamed chat failed")
+            await self.send("error", error_payload(exc))
+        else:
+            await self.send("answer", jsonable(answer))
+        if self._stream_open:
+            self.finish()
 
 
 class ChatResetHandler(DirEngHandler):

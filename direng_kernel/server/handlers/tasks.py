@@ -3,17 +3,31 @@
     GET  /tasks                       list          POST /tasks            create (Idempotency-Key honoured)
     GET  /tasks/{id}                  one task      POST /tasks/{id}/{estimate|approve|start|cancel}
     GET  /tasks/{id}/events?after=N   the task's event log after sequence N (poll to follow live)
+    GET  /tasks/{id}/events/stream?after=N   the same, live, as server-sent events (see below)
     GET  /runs                        runs with KPIs   GET /runs/{id}   the run's passport
     POST /runs/{id}/replay            {"dry_run": bool} → replay report (`match`)
     GET  /pas/health                  sandbox mode, lanes and their limits, queue
+
+The event stream sends each event as `event: task` with `id:` its sequence number, from after
+`after` (or the `Last-Event-ID` header an EventSource sends when it reconnects, whichever is
+later), and ends with `event: end` ({state, last_seq}) once the task's state is final. A stream
+also ends, without `end`, after `stream_max_seconds`; the client reconnects after the last id it
+saw, so nothing is lost and nothing repeats.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 from tornado import web
 
-from ...models import TASK_ACTIONS
-from .base import ApiError, DirEngHandler
+from ...models import FINAL_STATES, TASK_ACTIONS
+from .base import ApiError, DirEngHandler, jsonable
+from .stream import EventStreamHandler, error_payload
+
+#: How often a task event stream looks for new events in the task store.
+STREAM_POLL_S = 0.25
 
 #: A task action → the scope a token needs for it (approving or starting runs code: runs:execute).
 ACTION_SCOPES = {"estimate": "tasks:write", "cancel": "tasks:write", "approve": "runs:execute",
@@ -81,6 +95,47 @@ class TaskEventsHandler(DirEngHandler):
         self.reply({"events": await self.run(self.engine.task_events, task_id, after)})
 
 
+class TaskEventStreamHandler(EventStreamHandler):
+    scopes = {"GET": "tasks:read"}
+
+    @web.authenticated
+    async def get(self, task_id):
+        after = self.int_arg("after", 0, low=0)
+        last_id = (self.request.headers.get("Last-Event-ID") or "").strip()
+        if last_id.isdigit():
+            after = max(after, int(last_id))
+        engine = self.engine
+        await self.run(engine.task, task_id)  # an unknown id is a plain 404, before the stream opens
+        deadline, quiet_since = self.deadline(), time.monotonic()
+        await self.open_stream()
+        try:
+            while True:
+                # The state first: once it is final, every event of the task is in the store.
+                state = getattr((task := await self.run(engine.task, task_id)).state, "value", task.state)
+                events = await self.run(engine.task_events, task_id, after)
+                for ev in events:
+                    if not await self.send("task", jsonable(ev), id=ev.seq):
+                        return
+                    after = ev.seq
+                now = time.monotonic()
+                if state in FINAL_STATES:
+                    await self.send("end", {"state": state, "last_seq": after})
+                    break
+                if now >= deadline:
+                    break
+                if events:
+                    quiet_since = now
+                elif now - quiet_since >= self.keepalive_s:
+                    if not await self.keepalive():
+                        return
+                    quiet_since = now
+                await asyncio.sleep(STREAM_POLL_S)
+        except ApiError as exc:
+            await self.send("error", error_payload(exc))
+        if self._stream_open:
+            self.finish()
+
+
 class RunsHandler(DirEngHandler):
     scopes = {"GET": "tasks:read"}
 
@@ -121,6 +176,7 @@ ROUTES = [
     (r"/tasks/([\w-]+)", TaskHandler),
     (rf"/tasks/([\w-]+)/({'|'.join(TASK_ACTIONS)})", TaskActionHandler),
     (r"/tasks/([\w-]+)/events", TaskEventsHandler),
+    (r"/tasks/([\w-]+)/events/stream", TaskEventStreamHandler),
     (r"/runs", RunsHandler),
     (r"/runs/([\w-]+)", RunHandler),
     (r"/runs/([\w-]+)/replay", ReplayHandler),
