@@ -153,7 +153,9 @@ class Engine:
     def direng(self):
         with self._lock:
             if self._direng is None:
-                self._direng = DirEng(self.workbench, broker=None, link_base=self._link_base)
+                # DirEng hands large work to PEX: the orchestrator is built when first needed.
+                self._direng = DirEng(self.workbench, broker=None, link_base=self._link_base,
+                                      tasks=lambda: self.orchestrator)
                 self._direng.broker = self.broker
             return self._direng
 

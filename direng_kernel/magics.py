@@ -271,6 +271,12 @@ class DirEngMagics(Magics):
     def _show(self, answer):
         for notice in answer.notices:
             print(f"DirEng: {notice}", file=sys.stderr)
+        if answer.proposed_task is not None:  # large work: the proposal with its Approve button
+            from .widgets.delegate import Delegation
+
+            display(Markdown(answer.markdown))
+            Delegation.for_task(self.client, answer.proposed_task).buttons()
+            return None
         display(Markdown(answer.markdown))
         return None
 

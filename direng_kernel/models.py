@@ -370,6 +370,8 @@ class Answer(BaseModel):
     provider: str = "local"
     usages: list[Usage] = Field(default_factory=list)
     notices: list[str] = Field(default_factory=list)  # e.g. "fell back to in-process engine"
+    #: Large work handed to PEX: the task created and estimated (state `estimated`), waiting for approval.
+    proposed_task: Optional["Task"] = None
 
 
 #: The events of a streamed chat answer (`POST /chat` with `"stream": true`, server-sent events),
@@ -442,6 +444,9 @@ class Task(BaseModel):
     error: Optional[str] = None
     created_at: datetime
     updated_at: datetime
+
+
+Answer.model_rebuild()  # its `proposed_task` is a Task, defined after it
 
 
 class TaskEvent(BaseModel):

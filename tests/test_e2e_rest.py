@@ -229,6 +229,18 @@ def test_applying_a_changed_policy_changes_the_route(server, fake_model):
 
 
 @pytest.mark.e2e("POST /chat")
+def test_chat_hands_large_work_to_pex_as_a_proposed_task(server):
+    answer = ok(server, "POST", "chat", {"message": "find dead code in the shop package", "session": "deleg"})
+    task = answer["proposed_task"]
+    assert answer["intent"] == "delegate" and task["lane"] == "graph-ops" and task["state"] == "estimated"
+    assert task["estimate"]["duration_p90_s"] >= task["estimate"]["duration_p50_s"] > 0
+    assert ok(server, "GET", f"tasks/{task['id']}")["state"] == "estimated"  # created, not run
+    assert task["id"] in ok(server, "POST", "chat", {"message": f"task {task['id']}", "session": "deleg"})["markdown"]
+    assert ok(server, "POST", "chat", {"message": "what calls charge_card?"})["proposed_task"] is None
+    ok(server, "POST", f"tasks/{task['id']}/cancel")
+
+
+@pytest.mark.e2e("POST /chat")
 def test_a_generative_answer_streams_as_it_is_written(server, fake_model):
     """`"stream": true`: the text arrives in pieces while the model is still writing, redacted as it
     goes, and ends with the same Answer a plain request gets."""

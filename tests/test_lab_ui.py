@@ -125,6 +125,24 @@ def test_ask_in_the_panel_and_open_a_citation_at_its_line(lab, page):
     assert position.inner_text().startswith(f"Ln {start},"), position.inner_text()
 
 
+def test_work_asked_in_the_panel_is_proposed_approved_run_and_relayed(lab, page):
+    panel = open_side_panel(page, "direng-chat")
+    box = panel.locator("textarea")
+    box.fill("document the shop package")
+    box.press("Enter")
+    card = panel.locator(".direng-proposed-task").last
+    card.wait_for(timeout=60_000)
+    assert card.get_attribute("data-state") == "estimated" and "narrative" in card.inner_text()
+    task_id = card.get_attribute("data-task-id")
+    assert lab.get(f"tasks/{task_id}")[1]["state"] == "estimated"  # nothing runs before Approve
+    card.locator(".direng-proposed-approve").click()
+    panel.locator(f".direng-proposed-task[data-task-id='{task_id}'][data-state='succeeded']").wait_for(timeout=240_000)
+    relay = panel.locator(".direng-answer", has_text=task_id).last  # DirEng relays the result
+    relay.locator("a", has_text="output.ipynb").wait_for(timeout=60_000)
+    assert "succeeded" in relay.inner_text() and "docs_coverage" in relay.inner_text()
+    shot(page, "chat-delegation")
+
+
 def test_a_generative_answer_streams_into_the_panel(lab, page):
     """With the chat lane on a model that streams (the FAKE OpenAI-protocol server), the answer
     shows while it is being written, then is replaced by the final answer with its meta line."""

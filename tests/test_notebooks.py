@@ -66,8 +66,9 @@ def test_magics_in_the_python3_kernel(nb_repo):
         "%direng reset\nlen(_dirEng_hist := get_ipython().run_line_magic('direng', 'history'))",
         "1/0",
         "%direng explain-error",
+        "%direng ask document the shop package",
     ], nb_repo)
-    ask, search, callers, js, graph, bogus, status, history, reset, _err, explain = nb.cells[1:]
+    ask, search, callers, js, graph, bogus, status, history, reset, _err, explain, work = nb.cells[1:]
     assert "shop/payment.py:10-14" in text_of(ask) and "charge_card" in text_of(ask)
     assert "shop/shipping.py:9-11" in text_of(search) and "shipping_cost" in text_of(search)
     assert "checkout" in text_of(callers) and "shop/payment.py:17" in text_of(callers)
@@ -82,6 +83,10 @@ def test_magics_in_the_python3_kernel(nb_repo):
     assert "what calls charge_card?" in text_of(history)  # {fn} was filled from the namespace
     assert text_of(reset).strip().endswith("0")
     assert "ZeroDivisionError" in text_of(explain)
+    # large work is a proposal with an Approve button (ipywidgets), and nothing ran
+    assert "lane **narrative**" in text_of(work) and "Estimate: p50" in text_of(work)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in work.outputs)
+    assert "succeeded" not in text_of(work)
 
 
 def test_direng_kernel_mixes_prose_and_python(nb_repo):

@@ -15,8 +15,8 @@ from typing import Sequence
 
 from ..errors import DirEngError
 from ..models import DEFAULT_SEARCH_MODE, SEARCH_MODES
-from . import (artifacts_cmd, audit_cmd, commands, plms_cmd, policy_cmd, scan_cmd, secrets_cmd, tasks_cmd,
-               token_cmd)
+from . import (artifacts_cmd, ask_cmd, audit_cmd, commands, plms_cmd, policy_cmd, scan_cmd, secrets_cmd,
+               tasks_cmd, token_cmd)
 
 log = logging.getLogger("direng")
 
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=commands.cmd_status)
 
+    ask_cmd.add_parsers(sub, _add_root)
     policy_cmd.add_parser(sub)
     tasks_cmd.add_parsers(sub)
     plms_cmd.add_parser(sub)

@@ -1,7 +1,10 @@
 """DirEng: route a message, answer small tasks directly, consult the broker for questions.
 
 Small tasks — search, callers/callees, graph, explain, status, help — are answered straight
-from the index. A free-form question goes to the broker's `chat` lane: with the embedded
+from the index. Large work (the router's `delegate`, or a generative provider calling the
+`delegate` tool) becomes a proposed task for PEX: created and estimated, returned on the answer
+as `proposed_task`, and run only once the user approves it; `task ID` relays its progress and
+result. A free-form question goes to the broker's `chat` lane: with the embedded
 `local` provider that is retrieval composed into an answer; with a generative provider it is
 a tool-calling loop over the same tools (search, read a file range, graph neighbours, git,
 index status). If the broker fails (provider down, over budget) DirEng still answers from
@@ -21,10 +24,14 @@ import logging
 import time
 from collections import deque
 
-from ..errors import DirEngError, UnknownSymbolError
-from ..models import Answer, ChatMessage, Hit, NotebookContext, OnEvent, ProviderRequest, ProviderResponse, Usage
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import DirEngError, NotFoundError, UnknownSymbolError
+from ..models import (Answer, ChatMessage, Hit, NotebookContext, OnEvent, ProviderRequest, ProviderResponse, Task,
+                      ToolCall, ToolSpec, Usage)
 from ..security.scrub import learn, scrub
-from .compose import Composer
+from .compose import Composer, task_proposal, task_report
 from .router import Intent, route
 from .stream import RedactedStream
 from .tools import ToolBox
@@ -32,6 +39,17 @@ from .tools import ToolBox
 log = logging.getLogger(__name__)
 MEMORY_TURNS = 20
 MAX_TOOL_ROUNDS = 6
+TITLE_CHARS = 80
+DELEGATE_TOOL = ToolSpec(
+    name="delegate",
+    description=("Propose a task for PEX, the orchestrator: large work whose result is an artifact (documentation, "
+                 "a patch, a report on dead code or breaking API changes, a re-index) runs in a lane, and only after "
+                 "the user approves it. Returns the proposed task with its lane and estimate; tell the user what "
+                 "will run and that it waits for their approval."),
+    parameters={"type": "object", "required": ["brief"], "properties": {
+        "brief": {"type": "string", "description": "what the lane should do, in the user's words"},
+        "title": {"type": "string", "description": "a short title (at most 80 characters)"},
+        "lane": {"type": "string", "description": "a lane id, when one is clearly right; else PEX routes"}}})
 SYSTEM_PROMPT = (
     "You are DirEng, an engineering assistant that knows this codebase through tools. "
     "Use the tools to find evidence; answer concisely in Markdown; cite every claim as "
@@ -72,11 +90,16 @@ class LocalProvider:
 
 
 class DirEng:
-    def __init__(self, workbench, broker=None, link_base: str | None = None):
+    def __init__(self, workbench, broker=None, link_base: str | None = None,
+                 tasks: Callable[[], Any] | None = None):
+        """`tasks` returns PEX's orchestrator (new_task, estimate, status, tasks.list_runs); without
+        it DirEng answers but cannot delegate."""
         self.wb = workbench
         self.tools = ToolBox(workbench)
         self.composer = Composer(workbench, link_base)
+        self.link_base = link_base
         self.broker = broker
+        self.tasks = tasks
         self._memory: dict[str, deque[ChatMessage]] = {}
 
     # -- memory -----------------------------------------------------------------
@@ -147,10 +170,38 @@ class DirEng:
             hits = self.wb.search(arg, k=10)
             return Answer(intent=name, markdown=self.composer.answer_hits(arg, hits, detail=1), citations=hits)
         if name == "delegate":
-            return Answer(intent=name, markdown=(
-                "Delegation to PEX (estimate → approve → run in a lane) is not available in this version yet; "
-                "I can answer questions, search, and show the graph."))
+            task = self.propose(arg)
+            return Answer(intent=name, markdown=task_proposal(task), proposed_task=task)
+        if name == "task":
+            return Answer(intent=name, markdown=self.task_report(arg))
         return self._ask(intent.text, session, flags, context, on_event)
+
+    # -- delegation -------------------------------------------------------------
+    def _orchestrator(self):
+        if self.tasks is None:
+            raise DirEngError("delegation needs PEX, and this DirEng was built without it")
+        return self.tasks()
+
+    def propose(self, brief: str, title: str | None = None, lane: str | None = None) -> Task:
+        """A task for `brief`, created and estimated but not approved: nothing runs yet."""
+        brief = brief.strip()
+        if not brief:
+            raise DirEngError("a task needs a brief: say what should be done")
+        title = (title or brief).strip()
+        if len(title) > TITLE_CHARS:
+            title = title[:TITLE_CHARS - 1].rstrip() + "…"
+        orch = self._orchestrator()
+        task, _created = orch.new_task(title, brief, lane or None)
+        return orch.estimate(task.id)
+
+    def task_report(self, task_id: str) -> str:
+        orch = self._orchestrator()
+        try:
+            task = orch.status(task_id)
+        except NotFoundError:
+            return f"I know no task `{task_id}`."
+        run = next((r for r in orch.tasks.list_runs() if r["id"] == task.run_id), None) if task.run_id else None
+        return task_report(task, run, Path(self.wb.settings.store), Path(self.wb.root), self.link_base)
 
     def _ask(self, question: str, session: str, flags: set[str], context: NotebookContext | None = None,
              on_event: OnEvent | None = None) -> Answer:
@@ -163,11 +214,13 @@ class DirEng:
         messages = [*system, *self.history(session), ChatMessage(role="user", content=question)]
         usages, notices = [], []
         flags = set(flags)
+        proposed: Task | None = None
+        specs = self.tools.specs() + ([DELEGATE_TOOL] if self.tasks is not None else [])
         stream = RedactedStream(on_event) if on_event is not None else None
         live = {"on_delta": stream.delta, "on_reset": stream.reset} if stream else {}
         try:
             for _round in range(MAX_TOOL_ROUNDS):
-                resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=self.tools.specs(),
+                resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=specs,
                                                             context=context), content_flags=frozenset(flags), **live)
                 usages.append(resp.usage)
                 if stream and resp.tool_calls:
@@ -176,12 +229,16 @@ class DirEng:
                     stream.finish()
                 if not resp.tool_calls:
                     hits = resp.citations if resp.usage.provider == "local" else self._cited_hits(resp.content)
-                    return Answer(markdown=resp.content, intent="ask", citations=hits,
-                                  provider=resp.usage.provider, usages=usages)
+                    return Answer(markdown=resp.content, intent="delegate" if proposed else "ask", citations=hits,
+                                  provider=resp.usage.provider, usages=usages, proposed_task=proposed)
                 messages.append(ChatMessage(role="assistant", content=resp.content or "", tool_calls=resp.tool_calls))
                 for call in resp.tool_calls:  # tool output is redacted before any provider sees it
                     if stream:
                         stream.tool(call.name)
+                    if call.name == DELEGATE_TOOL.name and self.tasks is not None:
+                        proposed, raw = self._delegate_call(call)
+                        messages.append(ChatMessage(role="tool", name=call.name, tool_call_id=call.id, content=raw))
+                        continue
                     raw = self.tools.call(call)
                     flags |= learn(raw)
                     messages.append(ChatMessage(role="tool", name=call.name, tool_call_id=call.id,
@@ -194,6 +251,17 @@ class DirEng:
             stream.reset()
         markdown, hits = self.retrieve_answer(question, context)
         return Answer(markdown=markdown, intent="ask", citations=hits, provider="local", usages=usages, notices=notices)
+
+    def _delegate_call(self, call: ToolCall) -> tuple[Task | None, str]:
+        """The `delegate` tool: (the proposed task, the tool result the model reads)."""
+        args = call.arguments if isinstance(call.arguments, dict) else {}
+        try:
+            task = self.propose(str(args.get("brief") or ""), args.get("title") or None, args.get("lane") or None)
+        except DirEngError as exc:
+            return None, f"error: {exc}"
+        return task, (f"proposed task {task.id} on lane {task.lane} ({task.title}); state {task.state.value}; "
+                      f"p50 {task.estimate.duration_p50_s:.1f}s, p90 {task.estimate.duration_p90_s:.1f}s. "
+                      "It waits for the user's approval.")
 
     def _cited_hits(self, markdown: str):
         import re

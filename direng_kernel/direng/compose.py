@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import confined
 from ..discovery import NOTEBOOK_SUFFIX
 from ..index.notebooks import cell_source
-from ..models import GraphResult, Hit, NotebookContext
+from ..models import GraphResult, Hit, NotebookContext, Task
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _QUOTED = re.compile(r"""[`'"]([^`'"\n]{1,80})[`'"]""")
@@ -171,3 +171,57 @@ class Composer:
                self.fence(center.path, self.excerpt(center.path, center.start_line or 1, center.end_line or 1, 30,
                                                     cell=center.cell), center.cell)]
         return "\n\n".join(o for o in out if o)
+
+
+# -- delegated work: proposals and results ---------------------------------------------------------
+
+_DONE_MARK = {"succeeded": "✅", "failed": "❌", "cancelled": "⏹"}
+
+
+def estimate_line(task: Task) -> str:
+    """PLMS's estimate for a task, in one line of Markdown."""
+    e = task.estimate
+    if e is None:
+        return "No estimate yet."
+    basis = "prior: fewer than the minimum runs" if e.prior_only else f"{e.n_history} calibrated runs"
+    drift = " — **drift**: recent runs left the calibrated band" if e.drift else ""
+    cost = f", cost p90 {e.cost_p90:.4f}" if e.cost_p90 else ""
+    return f"Estimate: p50 **{e.duration_p50_s:.1f} s**, p90 **{e.duration_p90_s:.1f} s**{cost} ({basis}){drift}"
+
+
+def task_proposal(task: Task) -> str:
+    """What DirEng says when it hands work to PEX: what would run, the estimate, how to approve."""
+    return (f"This is work for a lane rather than a quick answer, so I propose a task for PEX:\n\n"
+            f"**Task `{task.id}`** → lane **{task.lane}**: {task.title}\n\n{estimate_line(task)}.\n\n"
+            f"Nothing runs until you approve it: **Approve** in the DirEng panel or under this answer in a "
+            f"notebook, or `direng task approve {task.id}` then `direng task start {task.id}`. "
+            f"Ask `task {task.id}` for its progress.")
+
+
+def task_report(task: Task, run: dict | None, store: Path, root: Path, link_base: str | None = None) -> str:
+    """A task's state and, once it ran, its KPIs, duration, cost and links to the output notebook
+    and the passport (relative to `link_base`, the directory the reader's links start from, else
+    to the root, as JupyterLab opens paths)."""
+    state = task.state.value if hasattr(task.state, "value") else str(task.state)
+    head = f"**Task `{task.id}`** → lane **{task.lane}**: {task.title}\n\n" \
+           f"State: **{state}** {_DONE_MARK.get(state, '')}".rstrip()
+    if task.error:
+        head += f" — {task.error}"
+    lines = [head]
+    if state in ("new", "estimated"):
+        lines.append(estimate_line(task) + ". Waiting for approval.")
+    if run:
+        kpis = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}"
+                         for k, v in sorted((run.get("kpis") or {}).items()))
+        cost = run.get("cost")
+        lines.append(f"Run `{run['id']}`: {run.get('state')}, {(run.get('duration_s') or 0):.1f} s"
+                     + (f", cost {cost:.4f}" if isinstance(cost, (int, float)) else "")
+                     + f", sandbox {run.get('sandbox') or '-'}. KPIs: {kpis or 'none'}.")
+        if state in _DONE_MARK:
+            links = []
+            for label, path in (("output notebook", store / "runs" / run["id"] / "output.ipynb"),
+                                ("passport", store / "passports" / f"{run['id']}.json")):
+                rel = os.path.relpath(path, link_base or root)
+                links.append(f"- {label}: [{path.name}]({rel.replace(os.sep, '/')})")
+            lines += ["\n".join(links), f"Replay it: `direng replay {run['id']}`"]
+    return "\n\n".join(lines)

@@ -3,6 +3,13 @@
 Small tasks (search, graph, explain, status) are recognised by their phrasing and answered
 directly from the index; everything else is a question (`ask`). A generative provider, when
 the policy configures one, may refine `ask` with tool calls, but routing never needs one.
+
+The boundary between small and large (`delegate`, handed to PEX as a proposed task): a request
+for work whose result is an artifact — documentation, a patch, a report, a re-index — phrased as
+an imperative ("document the shop package", "find dead code", "refactor checkout", "delegate:
+…"), is large. A question (it ends with `?` or starts with what/how/where/why/which/who/when/is/
+does/can/should) and a lookup (search, callers, callees, graph, explain, status) stay small,
+however big the code they are about. `task ID` asks how a delegated task is doing.
 """
 
 from __future__ import annotations
@@ -11,6 +18,13 @@ import re
 from dataclasses import dataclass, field
 
 SYMBOL = r"[`'\"]?@?([A-Za-z_][\w.:/-]*)[`'\"]?(?:\(\))?"
+#: Imperatives that ask for an artifact (the lanes' work), at the start of a message.
+WORK = (r"(?:please\s+|can you\s+|could you\s+)?(?:document|write\s+(?:up\s+)?(?:the\s+)?(?:docs|documentation|"
+        r"reference|api docs)|generate\s+(?:the\s+)?(?:docs|documentation|reference)|implement|refactor|fix|patch|"
+        r"apply\s+(?:the\s+|this\s+)?(?:patch|diff)|migrate|find\s+(?:the\s+)?(?:dead|unused|unreferenced)\s+code|"
+        r"find\s+(?:import\s+|dependency\s+)?cycles|report\s+(?:the\s+)?(?:breaking\s+)?(?:api\s+)?changes|"
+        r"check\s+(?:the\s+)?(?:public\s+)?api\s+for\s+breaking|validate\s+(?:the\s+)?(?:data|schema|json)|"
+        r"re-?index|rebuild\s+the\s+index)\b")
 PATTERNS: list[tuple[str, re.Pattern]] = [
     ("help", re.compile(r"^\s*(?:help|\?|what can you do\??)\s*$", re.I)),
     ("status", re.compile(r"^\s*(?:status|index status|is the index (?:fresh|up to date)\??)\s*$", re.I)),
@@ -22,7 +36,13 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
     ("explain", re.compile(rf"^\s*(?:explain|describe|what is|what's)\s+{SYMBOL}\s*\??\s*$", re.I)),
     ("search", re.compile(r"^\s*(?:search|find|grep|look up)\s+(?:for\s+)?(.+?)\s*$", re.I)),
     ("delegate", re.compile(r"^\s*delegate\s*:?\s+(.+?)\s*$", re.I | re.S)),
+    ("task", re.compile(r"^\s*(?:(?:status\s+of|how\s+is)\s+)?(?:the\s+)?(?:task\s+)?`?(task-[0-9a-f]{6,})`?"
+                        r"(?:\s+going)?\s*\??\s*$", re.I)),
+    # after the lookups: "find dead code" is work, "find charge_card" a search — hence the
+    # delegate-worthy finds are listed in WORK and matched before "search" below
 ]
+_QUESTION = re.compile(r"^\s*(?:what|how|where|why|which|who|when|is|are|does|do|can|could|should|would)\b", re.I)
+_WORK = re.compile(rf"^\s*({WORK}.*?)\s*$", re.I | re.S)
 
 
 @dataclass
@@ -34,6 +54,8 @@ class Intent:
 
 
 def route(text: str) -> Intent:
+    if is_work(text):
+        return Intent("delegate", text.strip(), text)
     for name, pattern in PATTERNS:
         m = pattern.match(text)
         if m:
@@ -42,6 +64,16 @@ def route(text: str) -> Intent:
                 break  # "what is the retry policy" is a question, not a symbol lookup
             return Intent(name, arg.strip(), text)
     return Intent("ask", text.strip(), text)
+
+
+def is_work(text: str) -> bool:
+    """Is `text` an imperative request for large work (see the module docstring)?"""
+    stripped = text.strip()
+    if not stripped or stripped.endswith("?"):
+        return False
+    if _QUESTION.match(stripped) and not re.match(r"^\s*(?:can|could)\s+you\b", stripped, re.I):
+        return False
+    return bool(_WORK.match(stripped))
 
 
 def _looks_like_symbol(arg: str) -> bool:

@@ -1,9 +1,10 @@
 """`%direng delegate`: a task from brief to result, visible in the notebook.
 
-Creates the task (routed to a lane unless one is named), shows PLMS's estimate with an
-Approve button (or approves at once with `--yes`, as papermill runs need), then follows the
-task's event log live until it ends and shows the result: state, KPIs, and links to the
-output notebook and the run passport.
+Creates the task (routed to a lane unless one is named) — or takes the task DirEng proposed in
+a chat answer (`Delegation.for_task`) — shows PLMS's estimate with an Approve button (or
+approves at once with `--yes`, as papermill runs need), then follows the task's event log live
+until it ends and shows the result: state, KPIs, duration, cost, and links to the output
+notebook and the run passport (the wording is DirEng's own, `direng/compose.py`).
 """
 
 from __future__ import annotations
@@ -15,31 +16,39 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from ..models import FINAL_STATES
+from ..direng.compose import estimate_line, task_report
+from ..models import FINAL_STATES, Task
 
 
 class Delegation:
     def __init__(self, client, brief: str, lane: str | None = None, title: str | None = None,
-                 parameters: dict | None = None, timeout: float = 3600.0):
+                 parameters: dict | None = None, timeout: float = 3600.0, *, task: Task | None = None):
         self.client = client
-        self.task = client.new_task(title or brief[:80], brief, lane, parameters or {})
-        self.task = client.task_action(self.task.id, "estimate")
+        if task is None:
+            task = client.new_task(title or brief[:80], brief, lane, parameters or {})
+            task = client.task_action(task.id, "estimate")
+        self.task = task
         self.timeout = timeout
         self._seen = 0
 
+    @classmethod
+    def for_task(cls, client, task: Task, timeout: float = 3600.0) -> "Delegation":
+        """The Approve / Cancel buttons for a task that exists already (DirEng's proposal)."""
+        return cls(client, task.brief, task.lane, task.title, timeout=timeout, task=task)
+
     def estimate_markdown(self) -> str:
-        t, e = self.task, self.task.estimate
-        basis = "prior (fewer than the minimum runs)" if e.prior_only else f"{e.n_history} calibrated runs"
-        drift = " — **drift**: recent runs left the calibrated band" if e.drift else ""
-        return (f"**Task `{t.id}`** → lane **{t.lane}**: {t.title}\n\n"
-                f"Estimate: p50 **{e.duration_p50_s:.1f} s**, p90 **{e.duration_p90_s:.1f} s**"
-                + (f", cost p90 {e.cost_p90:.4f}" if e.cost_p90 else "") + f" ({basis}){drift}")
+        t = self.task
+        return f"**Task `{t.id}`** → lane **{t.lane}**: {t.title}\n\n{estimate_line(t)}"
 
     def show(self, auto_approve: bool = False):
         display(Markdown(self.estimate_markdown()))
         if auto_approve:
             self._run(self._print)
             return None
+        return self.buttons()
+
+    def buttons(self):
+        """Approve / Cancel; Approve runs the task and follows it below the buttons."""
         import ipywidgets as w
 
         approve, cancel = w.Button(description="Approve", button_style="success"), w.Button(description="Cancel")
@@ -83,15 +92,5 @@ class Delegation:
     def result_markdown(self) -> str:
         t = self.task
         run = next((r for r in self.client.runs() if r["id"] == t.run_id), None) if t.run_id else None
-        lines = [f"**Task `{t.id}` {t.state.value}**" + (f": {t.error}" if t.error else "")]
-        if run:
-            kpis = ", ".join(f"{k} = {v:g}" for k, v in sorted(run["kpis"].items()))
-            lines.append(f"KPIs: {kpis or 'none'}; sandbox: {run.get('sandbox') or '-'}; "
-                         f"{(run.get('duration_s') or 0):.1f} s")
-            store = Path(self.client.health()["store"])
-            for label, path in (("output notebook", store / "runs" / run["id"] / "output.ipynb"),
-                                ("passport", store / "passports" / f"{run['id']}.json")):
-                rel = os.path.relpath(path, os.getcwd()).replace(os.sep, "/")
-                lines.append(f"- {label}: [{path.name}]({rel})")
-            lines.append(f"Replay it: `direng replay {run['id']}`")
-        return "\n\n".join(lines)
+        health = self.client.health()
+        return task_report(t, run, Path(health["store"]), Path(health["root"]), link_base=os.getcwd())

@@ -48,6 +48,8 @@ export interface Answer {
   provider?: string;
   usages?: Usage[];
   notices?: string[];
+  /** Large work handed to PEX: created and estimated, waiting for approval. */
+  proposed_task?: Task | null;
 }
 
 export interface ChatMessage {

@@ -7,9 +7,12 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Widget } from '@lumino/widgets';
 
 import { AnswerActions, LiveAnswer, RenderedAnswer, renderAnswer } from './answer';
-import { Answer, DirEngAPI, DirEngAPIError, Hit, NotebookContext, unavailableMessage } from './api';
+import { Answer, DirEngAPI, DirEngAPIError, Hit, NotebookContext, Task, unavailableMessage } from './api';
 import { formatCitation } from './citations';
 import { DirEngConfig } from './config';
+import { emptyLog, reduceEvents } from './events';
+import { followTask } from './follow';
+import { formatEstimate } from './format';
 import { InputHistory } from './history';
 import { chatIcon } from './icons';
 import {
@@ -301,14 +304,16 @@ export class ChatPanel extends Widget implements IDirEngChat {
   }
 
   /** Send one message (or `/command`) in the current conversation and render the reply. */
-  async send(text: string): Promise<void> {
+  async send(text: string, where?: { session: string; log: HTMLElement }): Promise<void> {
     const message = text.trim();
     if (!message) {
       return;
     }
-    this.history.push(message);
-    const session = this.session;
-    const log = this.currentLog();
+    if (!where) {
+      this.history.push(message); // what the user typed, not what the panel says for them
+    }
+    const session = where?.session ?? this.session;
+    const log = where?.log ?? this.currentLog();
     log.querySelector('.direng-chat-hint')?.remove();
     const turn = el('div', 'direng-turn');
     turn.appendChild(el('div', 'direng-user', message));
@@ -350,6 +355,9 @@ export class ChatPanel extends Widget implements IDirEngChat {
       });
       this.rendered.push(r);
       pending.replaceWith(r.node);
+      if (answer.proposed_task) {
+        r.node.appendChild(this.proposal(answer.proposed_task, session, log));
+      }
       if (graphSymbol) {
         const symbol = graphSymbol;
         const open = el('button', 'jp-Button jp-mod-minimal jp-mod-styled direng-button direng-open-graph', `Open graph of ${symbol}`);
@@ -365,6 +373,71 @@ export class ChatPanel extends Widget implements IDirEngChat {
       }
     }
     this.scrollToEnd(log);
+  }
+
+  /**
+   * A task DirEng proposed: **Approve** approves and starts it, then the card follows its state
+   * live and, at the end, DirEng relays the result (`task ID`: state, KPIs, duration, cost, links
+   * to the output notebook and the passport) as a new turn; **Cancel** cancels it.
+   */
+  private proposal(task: Task, session: string, log: HTMLElement): HTMLElement {
+    const card = el('div', 'direng-proposed-task');
+    card.dataset.taskId = task.id;
+    card.dataset.state = task.state;
+    card.appendChild(el('div', 'direng-proposed-head', `${task.lane} · ${task.title}`));
+    if (task.estimate) {
+      card.appendChild(el('div', 'direng-proposed-estimate', formatEstimate(task.estimate)));
+    }
+    const state = el('div', 'direng-proposed-state', `state: ${task.state}`);
+    const approve = el('button', 'jp-Button jp-mod-accept jp-mod-styled direng-button direng-proposed-approve', 'Approve');
+    const cancel = el('button', 'jp-Button jp-mod-reject jp-mod-styled direng-button direng-proposed-cancel', 'Cancel');
+    approve.type = cancel.type = 'button';
+    const bar = el('div', 'direng-proposed-actions');
+    bar.append(approve, cancel);
+    card.append(bar, state);
+    const show = (s: string, text = `state: ${s}`) => {
+      card.dataset.state = s;
+      state.textContent = text;
+    };
+    const fail = (err: unknown) => {
+      approve.disabled = cancel.disabled = true;
+      state.textContent = err instanceof DirEngAPIError ? err.describe() : String(err);
+      state.classList.add('direng-error');
+    };
+    approve.addEventListener('click', () => {
+      approve.disabled = cancel.disabled = true;
+      void (async () => {
+        try {
+          await this.api.taskAction(task.id, 'approve');
+          show((await this.api.taskAction(task.id, 'start')).state);
+          let events = emptyLog(card.dataset.state ?? null);
+          const ended = await followTask(this.api, task.id, {
+            after: () => events.lastSeq,
+            take: batch => {
+              events = reduceEvents(events, batch);
+              const last = events.events[events.events.length - 1];
+              if (last) {
+                show(events.state ?? card.dataset.state ?? '', `${events.state ?? 'running'}: ${last.message ?? last.kind}`);
+              }
+            },
+            final: () => events.final,
+            live: () => !this.isDisposed && card.isConnected
+          });
+          if (ended) {
+            const final = await this.api.task(task.id);
+            show(final.state);
+            await this.send(`task ${task.id}`, { session, log }); // DirEng relays the result
+          }
+        } catch (err) {
+          fail(err);
+        }
+      })();
+    });
+    cancel.addEventListener('click', () => {
+      approve.disabled = cancel.disabled = true;
+      this.api.taskAction(task.id, 'cancel').then(t => show(t.state), fail);
+    });
+    return card;
   }
 
   private addError(host: HTMLElement, err: unknown): void {

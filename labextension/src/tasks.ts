@@ -10,6 +10,7 @@ import { Widget } from '@lumino/widgets';
 import { DirEngAPI, DirEngAPIError, ReplayReport, Run, Task, TaskAction } from './api';
 import { DirEngConfig } from './config';
 import { EventLog, TaskEvent, emptyLog, isFinalState, reduceEvents } from './events';
+import { followTask } from './follow';
 import { formatAge, formatCost, formatDuration, formatEstimate, formatEstimateShort, formatKpis } from './format';
 import { tasksIcon } from './icons';
 import { runFiles } from './paths';
@@ -66,7 +67,6 @@ function describe(err: unknown): string {
   return err instanceof DirEngAPIError ? err.describe() : err instanceof Error ? err.message : String(err);
 }
 
-const sleep = (ms: number) => new Promise(resolve => window.setTimeout(resolve, ms));
 
 export interface TasksPanelOptions {
   api: DirEngAPI;
@@ -361,12 +361,7 @@ export class TasksPanel extends Widget {
     }
   }
 
-  /**
-   * Follow a task's events until its state is final. Live over the event stream, resuming after
-   * the last seq taken whenever a stream ends early (the server's time bound, a lost connection:
-   * retried with backoff), so no event is lost or shown twice; by polling `?after=` against a
-   * server without the stream.
-   */
+  /** Follow a task's events until its state is final (`follow.ts`), then show its result. */
   private follow(task: Task): void {
     const serial = ++this.followSerial;
     this.followAbort?.abort();
@@ -382,67 +377,27 @@ export class TasksPanel extends Widget {
       this.log = reduceEvents(before, batch);
       this.appendEvents(this.log.events.slice(before.events.length));
     };
+    const abort = new AbortController();
+    this.followAbort = abort;
     void (async () => {
-      let polls = 0;
-      let failures = 0;
-      let streaming = true;
-      let wasFinal = isFinalState(task.state);
-      while (live()) {
-        if (streaming && !wasFinal) {
-          const abort = new AbortController();
-          this.followAbort = abort;
-          try {
+      let ended = isFinalState(task.state);
+      if (ended) {
+        take(await this.api.events(task.id, this.log.lastSeq).catch(() => []));
+      } else {
+        ended = await followTask(this.api, task.id, {
+          after: () => this.log.lastSeq,
+          take,
+          final: () => this.log.final,
+          live,
+          onError: err => this.detailError(describe(err)),
+          onStream: () => {
             this.detail.dataset.streams = String(Number(this.detail.dataset.streams ?? 0) + 1);
-            const { end } = await this.api.followEvents(task.id, this.log.lastSeq, ev => {
-              if (live()) {
-                take([ev]);
-              }
-            }, abort.signal);
-            failures = 0;
-            wasFinal = !!end || this.log.final;
-          } catch (err) {
-            if (!live()) {
-              return;
-            }
-            if (err instanceof DirEngAPIError && err.status === 404 && err.code !== 'task_not_found') {
-              streaming = false; // a server without the event stream: poll instead
-              continue;
-            }
-            this.detailError(describe(err));
-            await sleep(Math.min(500 * 2 ** failures++, 10000));
-          }
-          continue;
-        }
-        let batch: TaskEvent[] = [];
-        try {
-          batch = await this.api.events(task.id, this.log.lastSeq);
-        } catch (err) {
-          this.detailError(describe(err));
-          await sleep(3000);
-          continue;
-        }
-        if (!live()) {
-          return;
-        }
-        take(batch);
-        if (this.log.final || wasFinal) {
-          await this.showResult(task.id);
-          return;
-        }
-        if (++polls % 5 === 0) {
-          // A state the log missed (e.g. cancelled before it ran) still ends the follow.
-          try {
-            const t = await this.api.task(task.id);
-            wasFinal = isFinalState(t.state);
-            this.renderDetailHead(t);
-            if (wasFinal) {
-              continue;
-            }
-          } catch {
-            // keep following
-          }
-        }
-        await sleep(1000);
+          },
+          signal: abort.signal
+        });
+      }
+      if (ended && live()) {
+        await this.showResult(task.id);
       }
     })();
   }
