@@ -296,6 +296,9 @@ class ProviderRequest(BaseModel):
     # The live notebook, structured, for providers that answer from it directly (`local`); a
     # generative provider sees it rendered in a system message instead.
     context: Optional["NotebookContext"] = None
+    #: The version of the agent contract (contracts.py) whose text is the system prompt; recorded
+    #: with the request's usage.
+    contract_version: Optional[str] = None
 
 
 class ProviderResponse(BaseModel):
@@ -483,6 +486,8 @@ class Passport(BaseModel):
     kpis: dict[str, float] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
     sandbox: str = "none"  # bubblewrap | rlimits-only | none
+    #: The agent contracts (name → version) a model consulted by the lane worked under.
+    contracts: dict[str, str] = Field(default_factory=dict)
     status: str = "running"
     error: Optional[str] = None
     started_at: Optional[datetime] = None

@@ -67,6 +67,9 @@ def test_chat_proposes_a_task_that_runs_only_when_approved_and_relays_the_result
     assert "docs_coverage" in report.markdown and "cost" in report.markdown
     assert f".direng/runs/{run['id']}/output.ipynb" in report.markdown
     assert f".direng/passports/{run['id']}.json" in report.markdown
+    from direng_kernel import contracts
+
+    assert engine.passport(run["id"]).contracts == {contracts.PEX: contracts.load(contracts.PEX).version}
     assert "I know no task `task-000000000000`" in engine.chat("task task-000000000000").markdown
     assert engine.chat("what calls charge_card?").proposed_task is None  # small stays direct
 

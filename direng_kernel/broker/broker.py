@@ -188,7 +188,7 @@ class Broker:
             try:
                 response = stream.call(provider, request)
             except ProviderError as exc:
-                self._record_failure(lane, route, task_id, day, held, t0, exc)
+                self._record_failure(lane, route, task_id, day, held, t0, exc, request.contract_version)
                 reason = str(exc)
                 if exc.retryable and attempt < lane.retries:
                     wait = exc.retry_after if exc.retry_after is not None else self.backoff_s * 2 ** attempt
@@ -202,9 +202,9 @@ class Broker:
                 return None, reason + (f" (after {tries} attempts)" if tries > 1 else "")
             except Exception as exc:  # noqa: BLE001 — a broken provider is one more reason to fall back
                 log.debug("provider %s raised", route.label, exc_info=True)
-                self._record_failure(lane, route, task_id, day, held, t0, exc)
+                self._record_failure(lane, route, task_id, day, held, t0, exc, request.contract_version)
                 return None, f"{type(exc).__name__}: {exc}"
-            self._record_success(lane, route, cfg, task_id, day, held, t0, response)
+            self._record_success(lane, route, cfg, task_id, day, held, t0, response, request.contract_version)
             return response, ""
         return None, reason  # pragma: no cover - the loop always returns
 
@@ -240,12 +240,14 @@ class Broker:
         self.ledger.record(rec, held)
 
     def _record_failure(self, lane: ResolvedLane, route: Route, task_id: Optional[str], day: str,
-                        held: Reservation, t0: float, exc: BaseException) -> None:
+                        held: Reservation, t0: float, exc: BaseException, contract: Optional[str]) -> None:
         self._record(held, day=day, lane=lane.name, task_id=task_id, provider=route.provider, model=route.model,
+                     contract_version=contract,
                      latency_ms=round((time.perf_counter() - t0) * 1000, 2), ok=False, error=str(exc)[:500])
 
     def _record_success(self, lane: ResolvedLane, route: Route, cfg: ProviderConfig, task_id: Optional[str],
-                        day: str, held: Reservation, t0: float, response: ProviderResponse) -> None:
+                        day: str, held: Reservation, t0: float, response: ProviderResponse,
+                        contract: Optional[str]) -> None:
         usage = response.usage
         # Usage names the policy's provider id and model, so accounting matches the policy.
         usage.provider, usage.model = route.provider, route.model
@@ -254,5 +256,6 @@ class Broker:
         if not usage.latency_ms:
             usage.latency_ms = round((time.perf_counter() - t0) * 1000, 2)
         self._record(held, day=day, lane=lane.name, task_id=task_id, provider=route.provider, model=route.model,
-                     input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=usage.cost,
+                     contract_version=contract, input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                     cost=usage.cost,
                      latency_ms=usage.latency_ms)

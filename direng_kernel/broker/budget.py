@@ -53,6 +53,7 @@ class UsageRecord(Usage):
     ok: bool = True
     error: Optional[str] = None
     policy_hash: Optional[str] = None
+    contract_version: Optional[str] = None  # the agent contract the request was made under
 
     @property
     def tokens(self) -> int:

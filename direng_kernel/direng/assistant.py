@@ -27,6 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import contracts
 from ..errors import DirEngError, NotFoundError, UnknownSymbolError
 from ..models import (Answer, ChatMessage, Hit, NotebookContext, OnEvent, ProviderRequest, ProviderResponse, Task,
                       ToolCall, ToolSpec, Usage)
@@ -50,11 +51,6 @@ DELEGATE_TOOL = ToolSpec(
         "brief": {"type": "string", "description": "what the lane should do, in the user's words"},
         "title": {"type": "string", "description": "a short title (at most 80 characters)"},
         "lane": {"type": "string", "description": "a lane id, when one is clearly right; else PEX routes"}}})
-SYSTEM_PROMPT = (
-    "You are DirEng, an engineering assistant that knows this codebase through tools. "
-    "Use the tools to find evidence; answer concisely in Markdown; cite every claim as "
-    "`path:start-end` from tool results. If the index has no evidence, say so."
-)
 HELP = """**DirEng** answers questions about this repository from its code index.
 
 | you type | you get |
@@ -208,7 +204,14 @@ class DirEng:
         if self.broker is None:
             markdown, hits = self.retrieve_answer(question, context)
             return Answer(markdown=markdown, intent="ask", citations=hits, provider="local")
-        system = [ChatMessage(role="system", content=SYSTEM_PROMPT)]
+        try:  # the agent contract is the system prompt; without one no model is asked
+            contract = contracts.load(contracts.DIRENG)
+        except contracts.ContractError as exc:
+            log.warning("%s", exc)
+            markdown, hits = self.retrieve_answer(question, context)
+            return Answer(markdown=markdown, intent="ask", citations=hits, provider="local",
+                          notices=[f"{exc}; answered from the index instead"])
+        system = [ChatMessage(role="system", content=contract.text)]
         if context is not None and (rendered := context.render()):
             system.append(ChatMessage(role="system", content="The user's live notebook:\n\n" + scrub(rendered)))
         messages = [*system, *self.history(session), ChatMessage(role="user", content=question)]
@@ -220,8 +223,9 @@ class DirEng:
         live = {"on_delta": stream.delta, "on_reset": stream.reset} if stream else {}
         try:
             for _round in range(MAX_TOOL_ROUNDS):
-                resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=specs,
-                                                            context=context), content_flags=frozenset(flags), **live)
+                resp = self.broker.complete(ProviderRequest(lane="chat", messages=messages, tools=specs, context=context,
+                                                            contract_version=contract.version),
+                                            content_flags=frozenset(flags), **live)
                 usages.append(resp.usage)
                 if stream and resp.tool_calls:
                     stream.reset()  # what the model said before calling tools is not the answer

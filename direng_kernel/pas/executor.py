@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
-from .. import confined
+from .. import confined, contracts
 from ..errors import DirEngError
 from ..models import ArtifactRef, Passport, Task, TaskState
 from ..security.scrub import scrub, scrub_obj
@@ -46,6 +46,15 @@ from .lanes import registry as default_lanes
 log = logging.getLogger(__name__)
 LEASE_S = 30.0
 HEARTBEAT_S = 1.0
+
+
+def _contracts() -> dict[str, str]:
+    """The agent contracts a model consulted by a lane works under (name → version); a missing
+    or unversioned contract is left out (the lane then consults no model, `pas.complete`)."""
+    try:
+        return {contracts.PEX: contracts.load(contracts.PEX).version}
+    except contracts.ContractError:
+        return {}
 
 
 class RunQueue(Protocol):
@@ -276,7 +285,7 @@ class Executor:
             run_id=run_id, task_id=task_id, lane=lane, lane_notebook_sha256=notebook_sha256(nb),
             parameters=scrub_obj(task.parameters), git=gitstate.capture(self.root, self.artifacts),
             environment=environment(self.artifacts), policy_sha256=self._policy_hash(), inputs=[notebook_ref],
-            sandbox=sandbox_mode, started_at=started,
+            sandbox=sandbox_mode, contracts=_contracts(), started_at=started,
         )
         self.passports.save(passport)
         self.tasks.add_event(task_id, "log", f"lane {lane} starting (sandbox: {sandbox_mode})",

@@ -305,9 +305,18 @@ def complete(prompt: str, lane: Optional[str] = None, *, system: Optional[str] =
     primary = policy.providers.get(resolved.chain[0].provider)
     if primary is None or primary.type == "local":
         return None
-    messages = ([ChatMessage(role="system", content=system)] if system else []) + [
-        ChatMessage(role="user", content=prompt)]
-    request = ProviderRequest(lane=name, messages=messages, max_output_tokens=max_output_tokens, temperature=0.0)
+    from .. import contracts
+
+    try:  # the model works under PEX's contract, then whatever the lane adds
+        contract = contracts.load(contracts.PEX)
+    except contracts.ContractError as exc:
+        log(f"model not consulted for lane {name}: {exc}")
+        return None
+    messages = [ChatMessage(role="system", content=contract.text),
+                *([ChatMessage(role="system", content=system)] if system else []),
+                ChatMessage(role="user", content=prompt)]
+    request = ProviderRequest(lane=name, messages=messages, max_output_tokens=max_output_tokens, temperature=0.0,
+                              contract_version=contract.version)
     broker = Broker(policy, usage_log=ctx.run_dir / "provider_usage.jsonl")
     try:
         response = broker.complete(request, task_id=ctx.task_id or None)
