@@ -42,7 +42,7 @@ class Corpus:
     registry: str  # "pypi" or "npm"
     package: str
     version: str
-    purpose: str  # "eval" | "bench" | "extra"
+    purpose: str  # "eval" | "bench" | "notebooks" | "extra"
     note: str = ""
 
     @property
@@ -67,11 +67,14 @@ CORPORA: dict[str, Corpus] = {
         Corpus("flask", "pypi", "flask", "3.0.3", "eval", "web micro-framework, src/ layout"),
         Corpus("attrs", "pypi", "attrs", "23.2.0", "eval", "class-boilerplate library, src/ layout"),
         Corpus("django", "pypi", "django", "5.1.4", "bench", "large: >100k lines of Python"),
+        Corpus("control", "pypi", "control", "0.10.1", "notebooks",
+               "python-control: 38 example notebooks that call the package (11 copied under doc/)"),
     ]
 }
 
 EVAL_CORPORA = [c.name for c in CORPORA.values() if c.purpose == "eval"]
 BENCH_CORPUS = "django"
+NOTEBOOK_CORPUS = "control"  # notebook_eval.py: work that lives in notebooks
 
 
 def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:

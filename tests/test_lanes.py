@@ -113,14 +113,17 @@ def run_lane(lane: str, root: Path, parameters: dict | None = None, *,
                         notebooks={lane: notebook} if notebook else None, workbench=Workbench(root, store_dir))
     executor.drain(until_task=task.id, timeout=900)
     done = tasks.get_task(task.id)
-    assert done.run_id == run_id and done.state in (TaskState.succeeded, TaskState.failed), done
+    assert done.run_id == run_id and done.state in (TaskState.succeeded, TaskState.failed, TaskState.escalated), done
     run = collect(store_dir / "runs" / run_id)
     run.state, run.error = done.state.value, done.error
     run.task_events = [e.message for e in tasks.events(task.id)]
     passport = json.loads((store_dir / "passports" / f"{run_id}.json").read_text())
-    assert passport["status"] == done.state.value and passport["lane"] == lane
+    # an escalated task's run failed (the passport records the run, and the escalation)
+    assert passport["status"] == (run_state := tasks.get_run(run_id)["state"]) and passport["lane"] == lane
+    assert run_state == done.state.value or (done.state == TaskState.escalated and passport["escalation"])
     assert passport["sandbox"] == expected_sandbox_mode()  # bubblewrap wherever it is required
-    if done.state == TaskState.failed and not (done.error or "").startswith("quality gate failed: "):
+    if done.state in (TaskState.failed, TaskState.escalated) and not (done.error or "").startswith(
+            "quality gate failed: "):
         raise LaneFailed(run, (run.run_dir / "papermill.log").read_text(errors="replace"))
     return run
 
@@ -314,6 +317,34 @@ def test_graph_ops_finds_the_cycle_central_symbols_and_dead_code(lane_repo):
 
     again = run_lane("graph-ops", lane_repo)  # same state → same bytes (replay)
     assert again.digests() == run.digests() and again.kpis == run.kpis
+
+
+def test_graph_ops_locates_notebook_definitions_by_cell_and_counts_calls_from_cells(fresh_repo):
+    """A notebook's functions: called from another cell → used; never called → listed with its
+    cell. `clean` is defined in cells 3 and 5 and called in between: cell 3's is used, cell 5's not."""
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                          "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+        "def helper(x):\n    return x * 2",
+        "value = helper(3)",
+        "def unused_in_nb(y):\n    return y",
+        "def clean(v):\n    return v",
+        "cleaned = clean(value)",
+        "def clean(v):\n    return None",
+    )]
+    (fresh_repo / "notebooks").mkdir()
+    nbformat.write(nb, fresh_repo / "notebooks" / "explore.ipynb")
+    commit_all(fresh_repo, "a notebook")
+
+    run = run_lane("graph-ops", fresh_repo)
+    dead = {(u["symbol"], u["path"], u["cell"]) for u in json.loads(run.text("graph_analysis.json"))["unreferenced"]}
+    assert {("unused_in_nb", "notebooks/explore.ipynb", 2), ("clean", "notebooks/explore.ipynb", 5),
+            ("legacy_format", "inventory/report.py", None)} <= dead
+    assert not {d for d in dead if d[0] == "helper" or d[2] == 3}
+    report = run.text("graph_report.md")
+    assert "| `unused_in_nb` | function | notebooks/explore.ipynb:cell 2:1-2 |" in report
+    assert "| `clean` | function | notebooks/explore.ipynb:cell 5:1-2 |" in report
+    assert "`legacy_format` | function | inventory/report.py:11-12" in report
 
 
 # -- code-api-design ---------------------------------------------------------------------------

@@ -570,3 +570,78 @@ def test_cli_input_errors_exit_2_with_one_line(scan_tree, capsys, argv, needle):
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("direng: error: ")
+
+
+# ---------------------------------------------------------------------------------------------
+# notebooks: scanned by cell, outputs included (for secrets and PII)
+
+PNG_OUTPUT = {"output_type": "display_data", "metadata": {},
+              "data": {"image/png": "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==",
+                       "text/plain": "<Figure size 640x480 with 1 Axes>"}}
+
+
+def notebook_json(cells: list[dict]) -> str:
+    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": cells,
+                       "metadata": {"kernelspec": {"name": "python3", "language": "python"}}})
+
+
+@pytest.fixture
+def notebook_tree(tmp_path):
+    root = tmp_path / "proj"
+    write(root, "analysis.ipynb", notebook_json([
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Contacts\n", "Maintainer: jane.oneil@fastmail.fm"]},
+        {"cell_type": "code", "metadata": {}, "execution_count": 1,
+         "source": "# SPDX-License-Identifier: GPL-3.0-only\nAWS_ACCESS_KEY_ID = \"AKIAIOSFODNN7EXAMPLE\"\nprint(customers)",
+         "outputs": [
+             {"output_type": "stream", "name": "stdout", "text": ["loaded 2 rows\n"]},
+             {"output_type": "execute_result", "execution_count": 1, "metadata": {},
+              "data": {"text/html": "<table><tr><td>maria.lopez@northwind-traders.de</td></tr></table>",
+                       "text/plain": "   email\n0  maria.lopez@northwind-traders.de"}},
+             PNG_OUTPUT]},
+        {"cell_type": "code", "metadata": {}, "execution_count": 2, "source": "x = 1",
+         "outputs": [{"output_type": "error", "ename": "KeyError", "evalue": "'ghp_'",
+                      "traceback": ["token = 'ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789'"]}]},
+    ]))
+    # nbformat 3: two worksheets, numbered as the index numbers them (flattened in order)
+    write(root, "old.ipynb", json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [
+        {"cells": [{"cell_type": "heading", "level": 1, "source": "Old"}]},
+        {"cells": [{"cell_type": "code", "language": "python", "input": "\n\nSSN = '219-09-9988'", "outputs": []}]}]}))
+    write(root, "broken.ipynb", '{"nbformat": 4, "cells": 3, "note": "AKIAIOSFODNN7EXAMPLE"}')
+    return root
+
+
+def test_scan_walks_notebooks_by_cell_with_outputs(notebook_tree):
+    report = scan_path(notebook_tree)
+    found = {(f.path, f.cell, f.part, f.line, f.category) for f in report.findings}
+    assert ("analysis.ipynb", 0, "source", 2, "pii") in found                 # the markdown's e-mail
+    assert ("analysis.ipynb", 1, "source", 1, "license") in found             # an SPDX tag in a code cell
+    assert ("analysis.ipynb", 1, "source", 2, "secret") in found
+    pii_out = [f for f in report.findings if f.part == "output" and f.category == "pii"]
+    assert {(f.cell, f.kind) for f in pii_out} == {(1, "email")} and len(pii_out) == 2  # HTML and plain text
+    assert any(f.cell == 2 and f.part == "output" and f.category == "secret" for f in report.findings)  # traceback
+    assert not any(f.part == "output" and f.category == "license" for f in report.findings)
+    assert ("old.ipynb", 1, "source", 3, "pii") in found                      # v3: worksheets flattened
+    # The index numbers cells the same way.
+    from direng_kernel.index.notebooks import read_notebook
+    assert read_notebook("old.ipynb", (notebook_tree / "old.ipynb").read_text()).cells[1].source.endswith("9988'")
+
+    # A malformed notebook: one note line, and its text is still scanned as a file.
+    assert [n for n in report.notes if "broken.ipynb" in n] == [
+        "broken.ipynb: malformed notebook (no list of cells); scanned as plain text"]
+    assert ("broken.ipynb", None, None, 1, "secret") in found
+    assert report.files_scanned == 3 and report.secrets_checked
+    text = report.to_json()
+    assert "AKIAIOSFODNN7EXAMPLE" not in text and "maria.lopez@northwind-traders.de" not in text
+    assert json.loads(text)["findings"][0].keys() >= {"cell", "part"}
+    frame = report.to_frame()
+    assert str(frame["cell"].dtype) == "Int64" and set(frame["part"].dropna()) == {"source", "output"}
+
+
+def test_cli_reports_notebook_findings_by_cell(notebook_tree, capsys):
+    assert run_scan([str(notebook_tree), "--fail-on", "secret"]) == 1
+    out = capsys.readouterr().out
+    assert "analysis.ipynb:cell 1:2" in out and "analysis.ipynb:cell 1 output:" in out
+    assert "note: broken.ipynb: malformed notebook (no list of cells); scanned as plain text" in out
+    assert run_scan([str(notebook_tree / "analysis.ipynb"), "--json"]) == 0  # one notebook, as a file
+    single = json.loads(capsys.readouterr().out)
+    assert single["files_scanned"] == 1 and {f["cell"] for f in single["findings"]} == {0, 1, 2}

@@ -288,6 +288,102 @@ def test_top_level_names_resolve_in_cell_order(tmp_path):
         wb.close()
 
 
+REDEFINED = [  # (kind, source) of redefined.ipynb: `clean` and `Frame` defined in cells 0/2 and again in 3
+    ("code", "def clean(frame):\n    return frame"),
+    ("code", "first = clean([1])"),                                        # cell 0's clean
+    ("code", "class Frame:\n    def tidy(self):\n        return self.strip()\n"
+             "    def strip(self):\n        return 0"),
+    ("code", "def clean(frame):\n    return [r for r in frame if r]\n\nclass Frame:\n    def tidy(self):\n"
+             "        return 2"),
+    ("code", "second = clean([2])"),                                       # cell 3's clean
+]
+
+
+def test_a_name_defined_in_two_cells_keeps_both_and_each_use_calls_the_one_in_force(tmp_path):
+    root = make_project(tmp_path / "repo")
+    nb = write_nb(root / "redefined.ipynb", REDEFINED)
+    wb = Workbench(root)
+    try:
+        wb.index()
+        syms = nb_symbols(wb, "redefined.ipynb")
+        # The last definition keeps the plain name; the earlier one is qualified by its cell.
+        assert syms["clean"][:2] == ("function", 3) and syms["cell[0].clean"][:2] == ("function", 0)
+        assert syms["Frame.tidy"][:2] == ("method", 3) and syms["cell[2].Frame.tidy"][:2] == ("method", 2)
+        assert syms["cell[2].Frame.strip"][4] == "cell[2].Frame" and syms["cell[2].Frame"][4] == "cell[2]"
+        g = wb.code_graph().g
+        calls = {(u, v) for u, v, d in g.edges(data=True) if d["kind"] == "calls"}
+        assert ("redefined.ipynb::cell[1]", "redefined.ipynb::cell[0].clean") in calls
+        assert ("redefined.ipynb::cell[4]", "redefined.ipynb::clean") in calls
+        assert ("redefined.ipynb::cell[1]", "redefined.ipynb::clean") not in calls
+        assert ("redefined.ipynb::cell[2].Frame.tidy", "redefined.ipynb::cell[2].Frame.strip") in calls  # self.
+        cells = {c["cell"]: c for c in g.nodes["file:redefined.ipynb"]["cells"]}
+        assert cells[0]["defines"] == ["clean"] and cells[3]["defines"] == ["Frame", "Frame.tidy", "clean"]
+
+        # The plain name finds every definition: graph, "what calls", the CLI.
+        assert {n.cell for n in wb.graph("redefined.ipynb::cell[0].clean", direction="callers").nodes} == {0, 1}
+        assert wb.graph("clean", direction="callers").center == "redefined.ipynb::clean"
+        assert sorted(wb.code_graph().find("Frame.tidy")) == ["redefined.ipynb::Frame.tidy",
+                                                              "redefined.ipynb::cell[2].Frame.tidy"]
+        hits = wb.search("what calls clean?", k=5)
+        assert {(h.symbol, h.cell) for h in hits} == {("cell[1]", 1), ("cell[4]", 4)}
+        proc = run_cli("graph", "cell[0].clean", "--callers", "--root", str(root))
+        assert proc.returncode == 0, proc.stderr
+        assert "<- [calls] cell[1] redefined.ipynb:cell 1:1" in proc.stdout
+
+        # Delete the redefinition: the first definition takes the plain name, and cell 4 calls it.
+        cells_now = REDEFINED[:3] + [("code", "pass")] + REDEFINED[4:]
+        write_nb(nb, cells_now)
+        wb.index()
+        syms = nb_symbols(wb, "redefined.ipynb")
+        assert "cell[0].clean" not in syms and syms["clean"][:2] == ("function", 0)
+        calls = {(u, v) for u, v, d in wb.code_graph().g.edges(data=True) if d["kind"] == "calls"}
+        assert {("redefined.ipynb::cell[1]", "redefined.ipynb::clean"),
+                ("redefined.ipynb::cell[4]", "redefined.ipynb::clean")} <= calls
+    finally:
+        wb.close()
+
+
+def test_a_package_attribute_resolves_through_its_reexports(tmp_path):
+    """`import pkg as p; p.f()` where `pkg/__init__.py` re-exports `f` (`from .mod import *`,
+    `from .mod import f`), `p.sub.g()` for a submodule it imports (`from . import sub`), star
+    imports that chain (and a pair that import each other), and the notebook's own folder first."""
+    root = tmp_path / "repo"
+    (root / "ctl").mkdir(parents=True)
+    (root / "ctl" / "__init__.py").write_text("from .statefbk import *\nfrom .timeresp import step_response\n"
+                                              "from . import phaseplot\n")
+    (root / "ctl" / "statefbk.py").write_text("def lqr(sys, Q, R):\n    return sys\n")
+    (root / "ctl" / "timeresp.py").write_text("def step_response(sys):\n    return sys\n")
+    (root / "ctl" / "phaseplot.py").write_text("def streamlines(sys):\n    return sys\n")
+    (root / "ctl" / "matlab").mkdir()  # star imports chain: `from ctl.matlab import *` offers lqr
+    (root / "ctl" / "matlab" / "__init__.py").write_text("from ..statefbk import *\n")
+    (root / "ctl" / "cycle_a.py").write_text("from .cycle_b import *\n")  # a ↔ b must not loop
+    (root / "ctl" / "cycle_b.py").write_text("from .cycle_a import *\ndef b_only():\n    return 1\n")
+    for folder in ("nbs", "other"):  # two `helpers` modules: the notebook's own folder wins
+        (root / folder).mkdir()
+        (root / folder / "helpers.py").write_text("def smooth(x):\n    return x\n")
+    write_nb(root / "nbs" / "design.ipynb", [
+        ("code", "import ctl as ct\nfrom helpers import smooth"),
+        ("code", "K = ct.lqr(None, 1, 1)\nt = ct.step_response(K)\nct.missing()\nct.phaseplot.streamlines(K)\n"
+                 "smooth(t)"),
+        ("code", "from ctl.matlab import *\nfrom ctl.cycle_a import *\nlqr(None, 2, 2)\nb_only()")])
+    wb = Workbench(root)
+    try:
+        wb.index()
+        g = wb.code_graph()
+        cells = {c["cell"]: c for c in g.g.nodes["file:nbs/design.ipynb"]["cells"]}
+        # `K = ct.lqr(…)` is a call from the constant K, which the cell contains: the cell uses lqr
+        assert cells[1]["uses"] == ["ctl/phaseplot.py::streamlines", "ctl/statefbk.py::lqr",
+                                    "ctl/timeresp.py::step_response", "nbs/helpers.py::smooth",
+                                    "unresolved:ct.missing"]
+        assert cells[2]["uses"] == ["ctl/cycle_b.py::b_only", "ctl/statefbk.py::lqr", "file:ctl/cycle_a.py",
+                                    "file:ctl/matlab/__init__.py"]
+        # and the star import is an import of the module's file
+        assert ("file:ctl/__init__.py", "file:ctl/statefbk.py") in {(u, v) for u, v, d in g.g.edges(data=True)
+                                                                   if d["kind"] == "imports"}
+    finally:
+        wb.close()
+
+
 def test_cli_graph_callers_lists_the_cell(project):
     wb, _ = project
     proc = run_cli("graph", "load_table", "--callers", "--root", str(wb.root))

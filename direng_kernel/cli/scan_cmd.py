@@ -1,7 +1,8 @@
 """`direng scan PATH [--json] [--fail-on secret,pii,license] [--license-policy FILE] [--all]`.
 
 Scans a file or a directory (as the indexer walks it) for secrets, PII and licences and prints
-a table (or, with --json, the whole report). The table leaves out benign and example PII
+a table (or, with --json, the whole report). Notebooks are scanned by cell, outputs included
+(`path:cell N:line`, `path:cell N output:line`). The table leaves out benign and example PII
 (loopback addresses, example.com mail, test card numbers) unless --all is given; JSON always
 has every finding with its `blocking` flag. Exit codes: 0 when nothing in a --fail-on
 category blocks, 1 when something does, 2 for bad input (a missing PATH, an unknown
@@ -51,8 +52,7 @@ def _parse_fail_on(value: str) -> list[str]:
 def _table(report, show_all: bool) -> str:
     rows = [f for f in report.findings if show_all or f.blocking or f.category != "pii"]
     header = ("CATEGORY", "KIND", "LOCATION", "DETAIL")
-    body = [(f.category + ("" if f.blocking else " (info)"), f.kind,
-             f"{f.path}:{f.line}" if f.line else f.path, f.detail) for f in rows]
+    body = [(f.category + ("" if f.blocking else " (info)"), f.kind, f.location, f.detail) for f in rows]
     if sys.stdout.isatty():
         try:
             from rich.console import Console

@@ -9,7 +9,8 @@ same way in a long-running process.
 A notebook's code cells are symbols too (`nb.ipynb::cell[3]`, kind `cell`, with their `cell`):
 the notebook contains its cells, a cell contains its definitions and owns the edges of its
 top-level code, and the notebook's file node records which cells define and use what
-(`notebook_cells`, also its `cells` attribute).
+(`notebook_cells`, also its `cells` attribute). A name several cells define has a symbol per
+definition (`nb.ipynb::cell[1].clean`, `nb.ipynb::clean`); `find` knows each by the plain name.
 
 Importance is personalized PageRank over the symbol graph, as in aider's repo map: a symbol
 that many others call or inherit from matters more, and a personalization vector lets a
@@ -27,6 +28,7 @@ import networkx as nx
 from ..discovery import NOTEBOOK_SUFFIX
 from ..errors import UnknownSymbolError
 from ..models import GraphEdge, GraphNode, GraphResult
+from .notebooks import plain_qualname
 from .resolve import Resolver, file_node
 from .store import IndexStore
 
@@ -91,6 +93,12 @@ def compute_ranks(store: IndexStore) -> dict[str, float]:
     return ranks
 
 
+def _aliases(qual: str, name: str) -> list[str]:
+    """The names `find` knows a symbol by: its qualname, its bare name, and for an earlier
+    definition in a notebook (`cell[1].Frame.clean`) the qualname as written in the cell."""
+    return list(dict.fromkeys((qual, name, plain_qualname(qual))))
+
+
 class CodeGraph:
     """In-memory graph loaded from a store; cheap to query, patched on refresh."""
 
@@ -107,10 +115,9 @@ class CodeGraph:
         for sid, path, qual, name, kind, start, end, sig, doc, _parent, cell in rows:
             self.g.add_node(sid, kind=kind, name=qual, path=path, start_line=start, end_line=end,
                             signature=sig or "", doc=(doc or "")[:300], cell=cell)
-            self._names[qual].append(sid)
             self._by_path[path].add(sid)
-            if qual != name:
-                self._names[name].append(sid)
+            for alias in _aliases(qual, name):
+                self._names[alias].append(sid)
 
     def _add_edges(self, rows: list[tuple]) -> None:
         for src, dst, kind, line, resolved, _owner in rows:
@@ -141,8 +148,8 @@ class CodeGraph:
         """Mirror a store patch: drop changed files' nodes and owners' edges, re-add from the store."""
         for path in changed:
             doomed = self._by_path.pop(path, set())
-            names = {self.g.nodes[n].get("name") for n in doomed if n in self.g}
-            names |= {n.rsplit(".", 1)[-1] for n in names if n}
+            names = {alias for n in doomed if n in self.g and self.g.nodes[n].get("name")
+                     for alias in _aliases(self.g.nodes[n]["name"], self.g.nodes[n]["name"].rsplit(".", 1)[-1])}
             self.g.remove_nodes_from(doomed)
             for name in names:
                 kept = [s for s in self._names.get(name, []) if s in self.g]
@@ -182,7 +189,7 @@ class CodeGraph:
             uses = {v for m in own for _u, v, e in self.g.out_edges(m, data=True)
                     if e["kind"] != "contains" and v not in own}
             out.append({"cell": cell, "node": cells[cell],
-                        "defines": sorted(self.g.nodes[m]["name"] for m in own if m != cells[cell]),
+                        "defines": sorted(plain_qualname(self.g.nodes[m]["name"]) for m in own if m != cells[cell]),
                         "uses": sorted(uses)})
         return out
 

@@ -7,8 +7,9 @@ or `language_info.name` (a v3 notebook's code cells name it), Python when the me
 nothing; a cell's own metadata may name another (VS Code, .NET Interactive, SoS). Code in a
 language with a grammar is parsed with the index's tree-sitter machinery; R, Julia, SQL and
 unknown kernels are indexed as text. A notebook whose structure cannot be read (not JSON, no list
-of cells, a cell that is not an object, a source that is not text) raises `NotebookError`: the
-index skips it and counts it under `SKIP_REASON`. Odd or missing metadata is just ignored.
+of cells, a cell that is not an object, a source that is not text; checked by `notebook_file.load`,
+which `direng scan` shares) raises `NotebookError`: the index skips it and counts it under
+`SKIP_REASON`. Odd or missing metadata is just ignored.
 
 Masking. Before tree-sitter sees a Python cell, IPython syntax is replaced line for line, so
 every line number stays true: `%magic` and `!shell` lines become `pass` (`x = !ls` becomes
@@ -20,9 +21,12 @@ are touched, never a line inside brackets or a string or after a backslash.
 Qualification. A code cell is a symbol `cell[N]` (kind `cell`): the scope of its top-level code,
 so its imports and calls are references from the cell. Its top-level definitions are its
 children in the graph (the cell contains them) but are qualified by the notebook alone
-(`nb.ipynb::normalize_frame`): the cells share one namespace. Every symbol and chunk records its
-0-based `cell`; line numbers are within that cell. (`index/resolve.py` resolves a cell's
-top-level names in cell order.)
+(`nb.ipynb::normalize_frame`): the cells share one namespace. A name that several cells define
+keeps one symbol per cell: the last definition keeps the plain qualname, each earlier one is
+qualified by its cell (`nb.ipynb::cell[1].normalize_frame`; `qualify_redefinitions`). Every
+symbol and chunk records its 0-based `cell`; line numbers are within that cell.
+(`index/resolve.py` resolves a cell's top-level names in cell order, so a use between two
+definitions calls the earlier one.)
 
 Chunks. Definitions become the usual symbol chunks; a cell's chunk holds its top-level code with
 each definition shown by its signature; Markdown cells (and cells indexed as text) become text
@@ -43,12 +47,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..models import Chunk, ParsedFile, Reference, Symbol, SymbolKind
+from ..notebook_file import NotebookError
+from ..notebook_file import load as load_notebook_file
 
 log = logging.getLogger(__name__)
 
 SKIP_REASON = "malformed notebook"
 CELL_KIND = SymbolKind.cell.value
 _CELL_QUALNAME = re.compile(r"cell\[(\d+)\]")
+_CELL_PREFIX = re.compile(r"cell\[\d+\]\.")
 
 # Kernel language names (lower case) → the grammar that parses them (index/languages.py).
 GRAMMARS = {
@@ -79,10 +86,6 @@ _ATX = re.compile(r"^ {0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)\s*$")
 _HTML_HEADING = re.compile(r"<h[1-6][^>]*>(.*?)</h[1-6]>", re.I)
 _TAGS = re.compile(r"<[^>]+>")
-
-
-class NotebookError(ValueError):
-    """A notebook whose structure cannot be read; the message says what is wrong."""
 
 
 @dataclass
@@ -204,60 +207,12 @@ def _cell_label(meta, default: str) -> str:
     return default
 
 
-def _raw_cells(raw: dict, major: int) -> list:
-    if major >= 4:
-        cells = raw.get("cells")
-        if not isinstance(cells, list):
-            raise NotebookError("no list of cells")
-        return cells
-    worksheets = raw.get("worksheets")
-    if not isinstance(worksheets, list):
-        raise NotebookError(f"nbformat {major} without a list of worksheets")
-    cells = []
-    for ws in worksheets:
-        if not isinstance(ws, dict) or not isinstance(ws.get("cells"), list):
-            raise NotebookError("a worksheet without a list of cells")
-        cells += ws["cells"]
-    return cells
-
-
-def _text_field(value, what: str) -> None:
-    if value is None or isinstance(value, str):
-        return
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return
-    raise NotebookError(f"{what} is not text")
-
-
 def read_notebook(path: str, data: bytes | str) -> Notebook:
-    """The cells of a notebook file (outputs dropped); raises `NotebookError` on bad structure."""
-    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    try:
-        raw = json.loads(text)
-    except RecursionError:
-        raise NotebookError("not JSON (nested too deeply)") from None
-    except ValueError as exc:
-        raise NotebookError(f"not JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise NotebookError("not a JSON object")
-    major = raw.get("nbformat")
-    if major is None and isinstance(raw.get("cells"), list):
-        major = raw["nbformat"] = 4  # hand-written: cells without a version
-    if not isinstance(major, int) or isinstance(major, bool):
-        raise NotebookError("no nbformat version")
-    if major > 4 or major < 1:
-        raise NotebookError(f"unsupported nbformat {major}")
-    minor = raw.get("nbformat_minor")
-    if not isinstance(minor, int) or isinstance(minor, bool):
-        raw["nbformat_minor"] = minor = 0 if major < 4 else 4
-    raw_cells = _raw_cells(raw, major) if major >= 3 else []
-    for i, cell in enumerate(raw_cells):
-        if not isinstance(cell, dict):
-            raise NotebookError(f"cell {i} is not an object")
-        if not isinstance(cell.get("cell_type"), str):
-            raise NotebookError(f"cell {i} has no cell type")
-        for key in ("source", "input"):
-            _text_field(cell.get(key), f"cell {i}'s {key}")
+    """The cells of a notebook file (outputs dropped); raises `NotebookError` on bad structure
+    (checked by `notebook_file.load`, which the scanner shares)."""
+    loaded = load_notebook_file(data)
+    raw, major, minor, raw_cells = loaded.raw, loaded.major, loaded.minor, loaded.cells
+    for cell in raw_cells:
         cell.pop("outputs", None)  # never indexed; for v3 an empty list keeps the cell valid
         if major == 3 and cell["cell_type"] == "code":
             cell["outputs"] = []
@@ -484,12 +439,12 @@ def _signature(source: str) -> str:
 def parse_notebook(nb: Notebook, sources: list[str] | None = None) -> tuple[ParsedFile, list[CellPlan]]:
     """Symbols and references of every code cell (lines within cells), and how each cell was read.
 
-    `sources` are the cells' sources to parse (the scrubbed ones); the notebook's by default."""
+    `sources` are the cells' sources to parse (the scrubbed ones); the notebook's by default.
+    A top-level name defined in several cells keeps every definition: see `qualify_redefinitions`."""
     from .parse import parse_source
 
     sources = [c.source for c in nb.cells] if sources is None else sources
-    symbols: list[Symbol] = []
-    refs: list[Reference] = []
+    parsed_cells: list[tuple[int, list[Symbol], list[Reference]]] = []
     plans: list[CellPlan] = []
     has_errors = False
     section = ""
@@ -513,15 +468,74 @@ def parse_notebook(nb: Notebook, sources: list[str] | None = None) -> tuple[Pars
             continue
         parsed = parse_source(nb.path, code.encode("utf-8"), grammar)
         has_errors |= parsed.has_errors
-        scope = f"cell[{cell.index}]"
-        symbols.append(Symbol(name=scope, qualname=scope, kind=SymbolKind.cell, start_line=1,
-                              end_line=max(1, _line_count(source)), signature=_signature(source),
-                              docstring=section, cell=cell.index))
-        symbols += [s.model_copy(update={"cell": cell.index, "parent": s.parent or scope}) for s in parsed.symbols]
-        refs += [r if r.scope else r.model_copy(update={"scope": scope}) for r in parsed.references]
+        scope = cell_scope(cell.index)
+        cell_symbol = Symbol(name=scope, qualname=scope, kind=SymbolKind.cell, start_line=1,
+                             end_line=max(1, _line_count(source)), signature=_signature(source),
+                             docstring=section, cell=cell.index)
+        symbols = [cell_symbol] + [s.model_copy(update={"cell": cell.index, "parent": s.parent or scope})
+                                   for s in parsed.symbols]
+        refs = [r if r.scope else r.model_copy(update={"scope": scope}) for r in parsed.references]
+        parsed_cells.append((cell.index, symbols, refs))
+    symbols, refs = qualify_redefinitions(parsed_cells)
     line_count = sum(_line_count(s) for s in sources)
     return ParsedFile(path=nb.path, language=nb.language or "text", symbols=symbols, references=refs,
                       line_count=line_count, has_errors=has_errors), plans
+
+
+def cell_scope(index: int) -> str:
+    """The qualname of a code cell's own symbol (the scope of its top-level code): `cell[N]`."""
+    return f"cell[{index}]"
+
+
+def qualify_redefinitions(cells: list[tuple[int, list[Symbol], list[Reference]]]
+                          ) -> tuple[list[Symbol], list[Reference]]:
+    """Give every definition of a name that several cells define a symbol of its own.
+
+    The cells share one namespace, so a top-level definition is qualified by the notebook alone
+    (`nb.ipynb::normalize_frame`). When a later cell defines the name again, both definitions
+    must stay — a use in between calls the earlier one — so their ids must differ: the last
+    definition (the one in force once every cell has run, as after "Run All") keeps the plain
+    name, and each earlier one is qualified by its cell, `cell[1].normalize_frame` (members and
+    nested definitions follow: `cell[1].Frame.clean`). The scopes of the references inside such a
+    definition are renamed with it. `plain_qualname` undoes the prefix. Two definitions of a
+    name within one cell are one symbol, as in a file."""
+    last: dict[str, int] = {}
+    for index, symbols, _refs in cells:
+        for s in symbols:
+            if s.kind != SymbolKind.cell and s.parent == cell_scope(index):
+                last[s.name] = index
+    out_symbols: list[Symbol] = []
+    out_refs: list[Reference] = []
+    for index, symbols, refs in cells:
+        scope = cell_scope(index)
+        shadowed = {s.qualname for s in symbols
+                    if s.kind != SymbolKind.cell and s.parent == scope and last.get(s.name, index) > index}
+        if not shadowed:
+            out_symbols += symbols
+            out_refs += refs
+            continue
+        prefix = scope + "."
+
+        def rename(qual: str | None) -> str | None:
+            if qual is None or qual == scope:
+                return qual
+            head = qual.split(".", 1)[0]
+            return prefix + qual if head in shadowed else qual
+
+        for s in symbols:
+            if s.kind == SymbolKind.cell:
+                out_symbols.append(s)
+            else:
+                out_symbols.append(s.model_copy(update={"qualname": rename(s.qualname), "parent": rename(s.parent)}))
+        out_refs += [r.model_copy(update={"scope": rename(r.scope)}) if r.scope != scope else r for r in refs]
+    return out_symbols, out_refs
+
+
+def plain_qualname(qualname: str) -> str:
+    """A notebook symbol's qualname as written in its cell: `cell[1].normalize_frame` (an earlier
+    definition of a name a later cell redefines) → `normalize_frame`; any other is unchanged."""
+    m = _CELL_PREFIX.match(qualname)
+    return qualname[m.end():] if m else qualname
 
 
 # ---------------------------------------------------------------- chunks
@@ -541,8 +555,8 @@ def notebook_chunks(nb: Notebook, sources: list[str], parsed: ParsedFile, plans:
     first = next((i for i, s in enumerate(sources) if s.strip()), None)
     if first is not None:
         lines = sources[first].split("\n")
-        names = ", ".join(s.qualname for s in parsed.symbols
-                          if s.parent and _CELL_QUALNAME.fullmatch(s.parent))
+        names = ", ".join(dict.fromkeys(plain_qualname(s.qualname) for s in parsed.symbols
+                                        if s.parent and _CELL_QUALNAME.fullmatch(s.parent)))
         text = f"{path} notebook ({nb.label})\ndefines: {names[:1000]}\n" + "\n".join(lines[:15])
         text = text[:MAX_CHARS]
         out.append(Chunk(id=_chunk_id(path, None, -1, text), path=path, symbol=None, kind="file", start_line=1,
@@ -570,7 +584,7 @@ def notebook_chunks(nb: Notebook, sources: list[str], parsed: ParsedFile, plans:
         cell_file = ParsedFile(path=path, language=plan.grammar, symbols=defs)
         out += [c.model_copy(update={"cell": cell.index}) for c in symbol_chunks(cell_file, lines, chunk_lines)]
         # The cell itself: its top-level code, each top-level definition shown by its signature.
-        scope = f"cell[{cell.index}]"
+        scope = cell_scope(cell.index)
         shown: dict[int, str | None] = {}
         for d in defs:
             if d.parent == scope:

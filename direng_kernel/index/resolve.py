@@ -12,8 +12,16 @@ show it, flagged, but it is never passed off as a fact.
 A notebook's cells share one namespace, in order: a name used in a cell's top-level code is
 bound by the latest definition or import of it in an earlier cell (or earlier in the same
 cell); one used before any binding takes the first binding after it (notebooks are often run
-out of order, and a name defined twice keeps one row); one used inside a definition sees the
-namespace once every cell has run.
+out of order); one used inside a definition sees the namespace once every cell has run. Every
+definition is a binding of its own — a name defined in cells 1 and 4 has two symbols
+(`cell[1].name` and `name`, see `index/notebooks.py`), so a use in cell 2 calls cell 1's. A
+notebook imports from its own folder first (`from pvtol import pvtol` next to `pvtol.py`), as its
+kernel, started in that folder, does.
+
+A module's members include what it re-exports: `import pkg; pkg.f()` finds `f` in `pkg/__init__.py`,
+or through its `from .mod import f` / `from .mod import *`, and `pkg.sub.f()` finds `f` in a
+submodule `pkg/__init__.py` imports (`from . import sub`). `from m import *` binds what `m`
+defines and, as Python does without `__all__`, what `m` itself imports (so star imports chain).
 """
 
 from __future__ import annotations
@@ -79,17 +87,28 @@ class Resolver:
         for ref in import_refs:
             self._import_refs[ref[0]].append(ref)
         self._imports: dict[str, dict[str, tuple[str, str | None]]] = {}
+        self._resolving: set[str] = set()
         self._bindings: dict[str, dict[str, list[tuple]]] = {}
 
     def imports(self, path: str) -> dict[str, tuple[str, str | None]]:
         if path not in self._imports:
-            self._imports[path] = self.imports_of(path, self._import_refs.get(path, []))
+            self._resolving.add(path)  # star imports may go round in circles: a ↔ b
+            try:
+                self._imports[path] = self.imports_of(path, self._import_refs.get(path, []))
+            finally:
+                self._resolving.discard(path)
         return self._imports[path]
 
     # -- modules ----------------------------------------------------------------
     def module_files(self, importer: str, module: str) -> list[str]:
         lang = self.files.get(importer)
         if lang == "python":
+            if importer in self.notebooks and not module.startswith("."):
+                # A notebook's kernel starts in the notebook's folder: its folder's modules come first.
+                local = posixpath.join(posixpath.dirname(importer), *module.split("."))
+                found = [c for c in (local + ".py", local + "/__init__.py") if c in self.files]
+                if found:
+                    return found[:1]
             if module.startswith("."):
                 dots = len(module) - len(module.lstrip("."))
                 pkg = python_module(importer).split(".")
@@ -158,6 +177,13 @@ class Resolver:
                 for qual, row in self.by_file[files[0]].items():
                     if "." not in qual:
                         table.setdefault(qual, (row[0], row[1]))
+                # What the module imports is in its namespace too, so `import *` passes it on
+                # (`control.matlab` re-exports `lqr` with its own `from ..statefbk import *`).
+                # `__all__` is not read: the names a module defines or imports are all offered.
+                if files[0] not in self._resolving:
+                    for name_there, there in self.imports(files[0]).items():
+                        if not name_there.startswith("_"):
+                            table.setdefault(name_there, there)
                 continue
             table[local] = target
         return table
@@ -176,9 +202,10 @@ class Resolver:
         if path not in self._bindings:
             out: dict[str, list[tuple]] = defaultdict(list)
             late = float("inf")
-            for qual, row in self.by_file.get(path, {}).items():
-                if "." not in qual and row[4] != "cell":
-                    out[qual].append(((late if row[10] is None else row[10], row[5]), "def", row))
+            for row in self.by_file.get(path, {}).values():
+                # top level: the parent is the cell (an earlier definition's qualname is `cell[N].name`)
+                if row[4] != "cell" and cell_of_scope(row[9]) is not None:
+                    out[row[3]].append(((late if row[10] is None else row[10], row[5]), "def", row))
             for ref in self._import_refs.get(path, []):
                 cell = self._cell_of(path, ref[4])
                 for local, target in self.imports_of(path, [ref]).items():
@@ -220,6 +247,26 @@ class Resolver:
                 if found:
                     return found
         return None
+
+    def _module_member(self, path: str, parts: list[str], depth: int = 0) -> tuple | None:
+        """`parts[0]` (then a member `parts[1]` of it) as module `path` exposes it: defined there, or
+        re-exported by an import in it (`from .statefbk import *` in a package's `__init__.py`), or
+        a member of a submodule it imports (`from . import phaseplot`: `pkg.phaseplot.f`)."""
+        row = self.by_file.get(path, {}).get(parts[0])
+        if row is not None:
+            return row
+        node, target_path = self.imports(path).get(parts[0], (None, None))
+        if not node or not target_path or node.startswith("module:"):
+            return None
+        if node.startswith("file:"):
+            if len(parts) < 2 or depth > 3:  # the module itself is no symbol; imports may loop
+                return None
+            rest = parts[1:]
+            return self.by_file.get(target_path, {}).get(".".join(rest)) or self._module_member(target_path, rest, depth + 1)
+        row = self.by_file.get(target_path, {}).get(node.split("::", 1)[-1])
+        if row is None or len(parts) == 1 or row[4] not in CLASSY:
+            return row
+        return self._member(row[1], row[2], parts[1]) or row
 
     def _enclosing_type(self, path: str, scope: str | None) -> str | None:
         while scope:
@@ -278,7 +325,7 @@ class Resolver:
                                 rest = parts[k:]
                                 break
                     row = self.by_file.get(target_path, {}).get(".".join(rest))
-                    return row or self.by_file.get(target_path, {}).get(rest[0])
+                    return row or self._module_member(target_path, rest)
                 row = self.by_file.get(target_path or "", {}).get(node.split("::", 1)[-1]) if target_path else None
             elif self.files.get(path) == "go":
                 for sibling in self.dirs.get(posixpath.dirname(path), []):
@@ -303,7 +350,11 @@ class Resolver:
             src = symbol_id(path, scope) if scope and scope in self.by_file.get(path, {}) else file_node(path)
             edge_kind = REF_EDGE.get(kind, "references")
             if kind == "import":
-                node, target_path = imports.get(alias or name.split(".")[0], (f"module:{module or name}", None))
+                if name == "*" and not alias:  # `from .mod import *` binds no name of its own: it imports the file
+                    files = self.module_files(path, module or "")
+                    node, target_path = (file_node(files[0]), files[0]) if files else (f"module:{module}", None)
+                else:
+                    node, target_path = imports.get(alias or name.split(".")[0], (f"module:{module or name}", None))
                 out.append((src, node, edge_kind, line, int(not node.startswith("module:")), path, target_path,
                             last_segment(name)))
                 continue

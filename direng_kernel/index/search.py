@@ -24,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..models import Chunk, Hit
+from .notebooks import plain_qualname
 from .store import IndexStore
 from .tokens import query_terms
 
@@ -239,8 +240,13 @@ class Searcher:
     def callers_hits(self, target: str, k: int) -> list[Hit]:
         """Callers of every definition named `target` (qualified or bare), from resolved call edges."""
         name = target.replace("::", ".")
-        ids = [r[0] for r in self.store.db.execute(
-            "SELECT id FROM symbols WHERE qualname=? OR (name=? AND qualname NOT LIKE '%.%.%')", (name, name))]
+        # A bare name matches members one level down (`Session.request`), not deeper; an earlier
+        # definition in a notebook (`cell[1].clean`) answers to its qualname as written in the cell.
+        rows = self.store.db.execute(
+            "SELECT id, qualname, name FROM symbols WHERE qualname=? OR name=? OR (cell IS NOT NULL AND qualname LIKE ?)",
+            (name, name, f"cell[%].{name}")).fetchall()
+        ids = [sid for sid, qual, bare in rows
+               if name in (qual, plain_qualname(qual)) or (bare == name and plain_qualname(qual).count(".") < 2)]
         if not ids:
             return []
         rows = self.store.db.execute(

@@ -11,6 +11,15 @@ scans a single file. Each file is read once and goes through:
 * licences: `direng_kernel.security.licenses.detect.license_findings`, checked against a
   `LicensePolicy` when one is given.
 
+A Jupyter notebook (`.ipynb`, read by `direng_kernel.notebook_file`, up to `MAX_NOTEBOOK_BYTES`:
+outputs make notebooks big) is scanned cell by cell, each finding located by its 0-based `cell`
+and the line within it (`path:cell 3:2`). Its outputs are scanned too, for secrets and PII only:
+unlike the index, which never reads outputs, a scan is asked what the file would leak, and a
+printed token or a table of customers' e-mails in an output leaks as surely as one in code
+(`part="output"`, `path:cell 3 output:1`, lines counted in the cell's text outputs joined in
+order; images are left out). Licences are looked for in sources only. A malformed notebook is
+scanned as plain text instead, and the report's `notes` say why in one line.
+
 A finding is `blocking` when it should stop text from leaving the machine or a change from
 landing: every secret, PII that is neither benign nor an example, a licence statement that
 does not parse, and one the policy rejects. Findings never carry a secret or PII value, only
@@ -21,11 +30,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..discovery import SNIFF_BYTES, is_binary
+from .. import notebook_file
+from ..discovery import NOTEBOOK_SUFFIX, SNIFF_BYTES, is_binary
 from ..errors import DirEngError
 from .licenses.detect import iter_license_candidates, license_findings
 from .licenses.spdx import parse_expression
@@ -34,6 +44,10 @@ from .secrets import SecretFinding, scan_text
 
 CATEGORIES = ("secret", "pii", "license")
 MAX_FILE_BYTES = 2_000_000
+MAX_NOTEBOOK_BYTES = 64_000_000  # read as JSON; only sources and text outputs are scanned
+PARTS = ("source", "output")  # where in a notebook cell a finding is
+# The extension whose secret-keyword rules fit a notebook's code (`.py` needs quoted values).
+_CODE_SUFFIX = {"python": ".py", "javascript": ".js", "typescript": ".ts", "rust": ".rs", "go": ".go"}
 
 
 class ScanError(DirEngError):
@@ -48,13 +62,22 @@ class ScanFinding:
     line: int | None
     detail: str
     blocking: bool = True
+    cell: int | None = None  # in a notebook: the 0-based cell (`line` is within it), else None
+    part: str | None = None  # in a notebook: "source" or "output"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def location(self) -> str:
+        """`path:line`, or in a notebook `path:cell N:line` / `path:cell N output:line`."""
+        where = self.path
+        if self.cell is not None:
+            where += f":cell {self.cell}" + (" output" if self.part == "output" else "")
+        return f"{where}:{self.line}" if self.line else where
+
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else self.path
-        return f"{where}: {self.category}/{self.kind}: {self.detail}"
+        return f"{self.location}: {self.category}/{self.kind}: {self.detail}"
 
 
 @dataclass
@@ -77,12 +100,14 @@ class ScanReport:
         return {c: len(self.of(c, blocking_only)) for c in CATEGORIES}
 
     def to_frame(self):
-        """A pandas DataFrame: kind, category, path, line, detail, blocking (one row a finding)."""
+        """A pandas DataFrame: kind, category, path, line, detail, blocking, cell, part (one row a
+        finding; cell and part empty outside notebooks)."""
         import pandas as pd
 
-        columns = ["kind", "category", "path", "line", "detail", "blocking"]
+        columns = ["kind", "category", "path", "line", "detail", "blocking", "cell", "part"]
         frame = pd.DataFrame([{c: getattr(f, c) for c in columns} for f in self.findings], columns=columns)
         frame["line"] = frame["line"].astype("Int64")
+        frame["cell"] = frame["cell"].astype("Int64")
         frame["blocking"] = frame["blocking"].astype(bool)
         return frame
 
@@ -115,9 +140,9 @@ def _pii_rows(text: str, rel: str) -> list[ScanFinding]:
     return rows
 
 
-def _license_rows(text: str, rel: str, abspath: Path, policy) -> list[ScanFinding]:
+def _license_rows(text: str, rel: str, abspath: Path, policy, source_code: bool | None = None) -> list[ScanFinding]:
     rows = []
-    for f in license_findings(rel, text, abspath=abspath):
+    for f in license_findings(rel, text, abspath=abspath, source_code=source_code):
         if f.error:
             rows.append(ScanFinding("license", f.source, rel, f.line, f.error, True))
             continue
@@ -130,8 +155,51 @@ def _license_rows(text: str, rel: str, abspath: Path, policy) -> list[ScanFindin
     return rows
 
 
+def _scan_text(report: ScanReport, text: str, rel: str, abspath: Path, categories, license_policy, *,
+               secret_name: str | None = None, licenses: bool = True, source_code: bool | None = None,
+               cell: int | None = None, part: str | None = None) -> None:
+    """One text's findings into `report`: a file's, or one part of a notebook cell's."""
+    found: list[ScanFinding] = []
+    if "secret" in categories:
+        try:
+            found += [_secret_row(s, rel) for s in scan_text(text, secret_name or rel)]
+        except Exception as err:  # noqa: BLE001 — one file's failure must not hide the rest
+            where = rel if cell is None else f"{rel} cell {cell}"
+            report.notes.append(f"secrets scan failed on {where}: {type(err).__name__}: {err}")
+            report.secrets_checked = False  # a gate that could not check must not pass
+    if "pii" in categories:
+        found += _pii_rows(text, rel)
+    if "license" in categories and licenses:
+        found += _license_rows(text, rel, abspath, license_policy, source_code)
+    if cell is not None:
+        found = [replace(f, cell=cell, part=part) for f in found]
+    report.findings += found
+
+
+def _scan_notebook(report: ScanReport, data: bytes, rel: str, abspath: Path, categories, license_policy) -> None:
+    """A notebook's cells (sources: secrets, PII, licences; text outputs: secrets, PII); a
+    malformed one is scanned as the text it is, with a one-line note."""
+    try:
+        nb = notebook_file.load(data)
+    except notebook_file.NotebookError as err:
+        report.notes.append(f"{rel}: malformed notebook ({err}); scanned as plain text")
+        _scan_text(report, data.decode("utf-8", errors="replace"), rel, abspath, categories, license_policy)
+        return
+    code_name = rel + _CODE_SUFFIX.get(notebook_file.code_language(nb.raw), ".txt")
+    for index, cell in enumerate(nb.cells):
+        code = cell["cell_type"] == "code"
+        source = notebook_file.cell_source(cell)
+        if source.strip():
+            _scan_text(report, source, rel, abspath, categories, license_policy, cell=index, part="source",
+                       secret_name=code_name if code else rel + ".md", source_code=code)
+        output = notebook_file.output_text(cell) if code else ""
+        if output.strip():
+            _scan_text(report, output, rel, abspath, categories, license_policy, cell=index, part="output",
+                       secret_name=rel + ".txt", licenses=False)
+
+
 def scan_path(path: str | os.PathLike, *, max_file_bytes: int = MAX_FILE_BYTES, license_policy=None,
-              categories: tuple[str, ...] = CATEGORIES) -> ScanReport:
+              categories: tuple[str, ...] = CATEGORIES, max_notebook_bytes: int = MAX_NOTEBOOK_BYTES) -> ScanReport:
     """Scan a file or a directory for secrets, PII and licences (see the module docstring).
     `license_policy` (a `LicensePolicy`) makes rejected licences blocking findings;
     `categories` limits the checks."""
@@ -143,7 +211,8 @@ def scan_path(path: str | os.PathLike, *, max_file_bytes: int = MAX_FILE_BYTES, 
         raise ScanError(f"unknown scan categories: {', '.join(sorted(unknown))} (choose from {', '.join(CATEGORIES)})")
     report = ScanReport(str(target.resolve()))
     if target.is_dir():
-        files = iter_license_candidates(target.resolve(), max_file_bytes, report.skipped)
+        files = iter_license_candidates(target.resolve(), max_file_bytes, report.skipped,
+                                        notebooks=True, max_notebook_bytes=max_notebook_bytes)
     elif target.is_file():
         files = [(target.name, target.resolve())]
     else:
@@ -155,8 +224,9 @@ def scan_path(path: str | os.PathLike, *, max_file_bytes: int = MAX_FILE_BYTES, 
         report.skipped[reason] = report.skipped.get(reason, 0) + 1
 
     for rel, abspath in files:
+        notebook = rel.lower().endswith(NOTEBOOK_SUFFIX)
         try:
-            if abspath.stat().st_size > max_file_bytes:
+            if abspath.stat().st_size > (max_notebook_bytes if notebook else max_file_bytes):
                 skip("too large")
                 continue
             data = abspath.read_bytes()
@@ -166,18 +236,12 @@ def scan_path(path: str | os.PathLike, *, max_file_bytes: int = MAX_FILE_BYTES, 
         if is_binary(data[:SNIFF_BYTES]):
             skip("binary")
             continue
-        text = data.decode("utf-8", errors="replace")
         report.files_scanned += 1
-        if "secret" in categories:
-            try:
-                report.findings += [_secret_row(s, rel) for s in scan_text(text, rel)]
-            except Exception as err:  # noqa: BLE001 — one file's failure must not hide the rest
-                report.notes.append(f"secrets scan failed on {rel}: {type(err).__name__}: {err}")
-                report.secrets_checked = False  # a gate that could not check must not pass
-        if "pii" in categories:
-            report.findings += _pii_rows(text, rel)
-        if "license" in categories:
-            report.findings += _license_rows(text, rel, abspath, license_policy)
+        if notebook:
+            _scan_notebook(report, data, rel, abspath, categories, license_policy)
+        else:
+            _scan_text(report, data.decode("utf-8", errors="replace"), rel, abspath, categories, license_policy)
     order = {c: i for i, c in enumerate(CATEGORIES)}
-    report.findings.sort(key=lambda f: (f.path, f.line or 0, order.get(f.category, 9), f.kind))
+    report.findings.sort(key=lambda f: (f.path, -1 if f.cell is None else f.cell, PARTS.index(f.part) if f.part else 0,
+                                        f.line or 0, order.get(f.category, 9), f.kind))
     return report

@@ -91,11 +91,13 @@ def detect_licenses(root: str | os.PathLike, max_file_bytes: int = MAX_FILE_BYTE
 
 
 def iter_license_candidates(root: Path, max_file_bytes: int = MAX_FILE_BYTES,
-                            skipped: dict[str, int] | None = None) -> list[tuple[str, Path]]:
+                            skipped: dict[str, int] | None = None, *, notebooks: bool = False,
+                            max_notebook_bytes: int | None = None) -> list[tuple[str, Path]]:
     """The files `discover` finds under `root`, plus the licence files (`COPYING`,
     `LICENSE-MIT`, …) it leaves out, from every directory it reached. `skipped`, when
-    given, receives discover's skip counts."""
-    found = discover(root, max_file_bytes)
+    given, receives discover's skip counts; `notebooks` lists `.ipynb` files too (capped at
+    `max_notebook_bytes`), for a caller that reads them as notebooks."""
+    found = discover(root, max_file_bytes, notebooks=notebooks, max_notebook_bytes=max_notebook_bytes)
     if skipped is not None:
         for reason, n in found.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + n
