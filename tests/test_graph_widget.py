@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -23,7 +24,7 @@ from direng_kernel.widgets import graph as G
 CENTER = "shop/payment.py::charge_card"
 EVIL = '# <script>alert("x")</script> & see https://example.com/a?b=1'
 SVG = "{http://www.w3.org/2000/svg}"
-NODE_FIELDS = {"id", "name", "kind", "path", "start_line", "end_line", "signature"}
+NODE_FIELDS = {"id", "name", "kind", "path", "start_line", "end_line", "signature", "x", "y"}
 EDGE_FIELDS = {"source", "target", "kind", "resolved", "line"}
 
 
@@ -128,9 +129,20 @@ def test_bundle_holds_json_svg_and_text_and_nothing_that_runs(sample, bundle):
 
 def test_json_payload_fields_and_round_trip(sample, bundle):
     _, result, code = sample
-    data = bundle[GRAPH_MIME]
-    assert set(data) == {"center", "nodes", "edges", "truncated", "code"}
-    assert data["center"] == CENTER and data["truncated"] is False
+    wire = bundle[GRAPH_MIME]
+    assert set(wire) == {"center", "nodes", "edges", "truncated", "code"}
+    assert wire["center"] == CENTER and wire["truncated"] is False
+    # rows: a node `[id, name, kind, path, start_line, end_line, signature, importance, x, y]`, an
+    # edge `[source index, target index, kind, line(, false)]`, each one compact JSON text
+    assert all(r == json.dumps(json.loads(r), separators=(",", ":"), ensure_ascii=False)
+               for r in wire["nodes"] + wire["edges"])
+    first = json.loads(wire["nodes"][0])
+    assert first[:3] == [result.nodes[0].id, result.nodes[0].name, result.nodes[0].kind] and len(first) == 10
+    assert all(isinstance(v, int) for v in first[8:10])
+    assert any(json.loads(r)[4:] == [False] for r in wire["edges"])  # an unresolved edge
+    data = G.read_graph(wire)
+    assert data == graph_data(result, code) == GraphView(result, code).data
+    assert G.read_graph(json.dumps(wire)) == data  # the whole value as JSON text reads too
     by_id = {n.id: n for n in result.nodes}
     assert [n["id"] for n in data["nodes"]] == list(by_id)  # every node, in the result's order
     for node in data["nodes"]:
@@ -159,7 +171,11 @@ def test_json_payload_fields_and_round_trip(sample, bundle):
     # JSON through and through: the payload survives json and nbformat, and is a GraphResult again
     assert json.loads(json.dumps(data)) == data
     _, nb = saved_output_bytes(bundle)
-    assert nb.cells[0].outputs[0].data[GRAPH_MIME] == data
+    assert nb.cells[0].outputs[0].data[GRAPH_MIME] == wire
+    assert G.read_graph(nb.cells[0].outputs[0].data[GRAPH_MIME]) == data
+    # an output saved before rows (objects with ids, no positions) reads the same, less the positions
+    old = {**data, "nodes": [{k: v for k, v in n.items() if k not in ("x", "y")} for n in data["nodes"]]}
+    assert G.read_graph(old) == old
     again = GraphResult.model_validate(data)
     assert [n.id for n in again.nodes] == list(by_id) and again.code == data["code"] and again.center == CENTER
     assert graph_data(result, code) == data
@@ -294,14 +310,81 @@ def test_a_150_node_graph_is_under_100_kb_saved():
     assert G.saved_size(bundle) <= G.MAX_OUTPUT_BYTES and abs(G.saved_size(bundle) - size) < 200
     out = nb.cells[0].outputs[0]
     assert set(out.data) == {GRAPH_MIME, "image/svg+xml", "text/plain"}
-    data = out.data[GRAPH_MIME]
+    data = G.read_graph(out.data[GRAPH_MIME])
     shown = len(data["nodes"])
-    assert shown >= 100 and result.center in {n["id"] for n in data["nodes"]}
-    assert data["truncated"] is (shown < 150)
+    assert shown == 150 and data["truncated"] is False  # whole: nothing left out to fit
     assert len(drawn_nodes(svg_tree(out.data["image/svg+xml"]))) == shown
-    assert result.center in data["code"] and 5 <= len(data["code"]) < shown  # the center's and a few more
+    assert result.center in data["code"] and 5 <= len(data["code"]) < shown  # the center's and some more
     assert max(len(c.splitlines()) for c in data["code"].values()) <= G.CENTER_EXCERPT_LINES + 1
     assert out.data["text/plain"].startswith("graph around center_fn (function)")
+
+
+def dense_graph(n: int = 150, per_node: int = 3) -> GraphResult:
+    """`big_graph`'s nodes (45-character ids, signatures, 40-line excerpts) with `per_node` distinct
+    edges a node: the center's call to each, then calls and references between the others — as
+    many edges as one output keeps (`MAX_EDGES`)."""
+    result = big_graph(n)
+    ids = [nd.id for nd in result.nodes]
+    edges = [e for e in result.edges if e.source == result.center]
+    edges.append(GraphEdge(source=ids[1], target=ids[2], kind="imports", resolved=False, line=1))
+    for step in range(1, per_node + 1):
+        kind = "calls" if step % 2 else "references"
+        edges += [GraphEdge(source=ids[i], target=ids[1 + (i - 1 + step) % (n - 1)], kind=kind, line=10 * i + step)
+                  for i in range(1, n)]
+    return result.model_copy(update={"edges": edges[:per_node * n]})
+
+
+def test_a_dense_150_node_graph_fits_whole_in_100_kb_saved():
+    result = dense_graph()
+    assert len(result.nodes) == 150 and len(result.edges) == G.MAX_EDGES == 450
+    bundle = mime_bundle(result)
+    size, nb = saved_output_bytes(bundle)  # as nbformat writes it
+    assert size <= 100_000, size
+    out = nb.cells[0].outputs[0]
+    data = G.read_graph(out.data[GRAPH_MIME])
+    assert data["truncated"] is False and len(data["nodes"]) == 150 and len(data["edges"]) == 450
+    assert {(e["source"], e["target"], e["kind"]) for e in data["edges"]} == {
+        (e.source, e.target, e.kind) for e in result.edges}
+    # every node placed, where the picture draws it
+    svg = svg_tree(out.data["image/svg+xml"])
+    assert len(drawn_nodes(svg)) == 150 and "(showing" not in out.data["image/svg+xml"]
+    assert all(isinstance(nd["x"], int) and isinstance(nd["y"], int) for nd in data["nodes"])
+    center = next(nd for nd in data["nodes"] if nd["id"] == result.center)
+    ring = next(c for c in svg.iter(f"{SVG}circle") if c.get("class") == "cr")
+    assert (int(ring.get("cx")), int(ring.get("cy"))) == (center["x"], center["y"])
+    assert len({(nd["x"], nd["y"]) for nd in data["nodes"]}) > 140  # spread out, not stacked
+    assert result.center in data["code"]  # the excerpts get what is left: the center's at least
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "labextension" / "test" / "fixtures" / "graph-output.json"
+
+
+def fixture_graph() -> dict:
+    """A small output (a notebook cell's symbol, an unresolved edge, an external module) as the
+    kernel writes it and as plain objects: what the extension's unit test decodes."""
+    nodes = [GraphNode(id="shop/cart.py::Cart.total", kind="method", name="Cart.total", path="shop/cart.py",
+                       start_line=4, end_line=9, signature="def total(self) -> int", importance=0.0412),
+             GraphNode(id="nb.ipynb::tax", kind="function", name="tax", path="nb.ipynb", start_line=1, end_line=2,
+                       cell=3),
+             GraphNode(id="decimal", kind="module", name="decimal"),
+             GraphNode(id="unresolved:round_cents", kind="external", name="round_cents")]
+    edges = [GraphEdge(source=nodes[1].id, target=nodes[0].id, kind="calls", line=2),
+             GraphEdge(source=nodes[0].id, target=nodes[3].id, kind="calls", resolved=False, line=8),
+             GraphEdge(source=nodes[0].id, target=nodes[2].id, kind="imports")]
+    result = GraphResult(center=nodes[0].id, nodes=nodes, edges=edges,
+                         code={nodes[0].id: "def total(self) -> int:\n    return round_cents(self.sum)"})
+    wire = mime_bundle(result)[GRAPH_MIME]
+    return {"output": wire, "graph": G.read_graph(wire)}
+
+
+def test_the_extensions_fixture_is_what_the_kernel_writes():
+    """labextension/test/graphModel.test.ts decodes this file: it must be today's format
+    (regenerate: UPDATE_FIXTURES=1 pytest tests/test_graph_widget.py -k fixture)."""
+    fresh = fixture_graph()
+    assert {n["id"]: n.get("cell") for n in fresh["graph"]["nodes"]}["nb.ipynb::tax"] == 3
+    if os.environ.get("UPDATE_FIXTURES") == "1":
+        FIXTURE.write_text(json.dumps(fresh, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert json.loads(FIXTURE.read_text(encoding="utf-8")) == fresh
 
 
 def test_huge_neighbourhoods_and_long_names_stay_bounded():

@@ -2,21 +2,28 @@
 
 `mime_bundle` (what `%direng graph` displays) holds three representations of one neighbourhood:
 
-- `application/vnd.direng.graph+json` (`GRAPH_MIME`): `graph_data` — `center`, `nodes`, `edges`,
-  `truncated`, `code` (node id → a short source excerpt). The DirEng JupyterLab extension renders
-  it interactively; the fields are documented in `docs/jupyter.md` ("Graph output").
+- `application/vnd.direng.graph+json` (`GRAPH_MIME`): `center`, `nodes`, `edges`, `truncated`,
+  `code` (node id → a short source excerpt). The DirEng JupyterLab extension renders it
+  interactively, drawn at the positions of the SVG's layout (no layout in the browser). Each node
+  and each edge is one compact JSON array *as text* — a node `[id, name, kind, path, start_line,
+  end_line, signature, importance, x, y(, cell)]`, an edge `[source, target, kind, line(, false)]`
+  with `source`/`target` indexes into `nodes` — because nbformat writes a notebook with one JSON
+  value per line: 150 nodes and 450 edges as objects take ~155 KB saved, as rows ~46 KB.
+  `read_graph` (and `graph_data`, `GraphView.data`) give the same graph as plain objects; the
+  fields are documented in `docs/jupyter.md` ("Graph output").
 - `image/svg+xml`: `render_svg`, laid out here with networkx (a seeded spring layout, so the same
   graph gives the same bytes), for frontends without the extension: nbviewer, VS Code, GitHub,
   papermill outputs. Nodes are shaped and coloured by kind, every node is labelled, edge kinds
   differ in colour and dash pattern, unresolved edges are grey, the center is ringed in red.
+  Styles are shared CSS classes, coordinates integers, and elements are packed several to a line
+  (nbformat stores each line as a JSON string: ~15 bytes a line).
 - `text/plain`: `render_text`, the edges grouped by kind (terminals, logs).
 
 No script, stylesheet, font or image is fetched or inlined. One output stays small in a saved
 notebook (`MAX_OUTPUT_BYTES`, measured the way nbformat writes it): at most `max_nodes` nodes
 (the center, the nearest, the most important), one edge per source, target and kind, code
-excerpts cut to a few lines within what is left of the budget, integer coordinates; a graph too
-big for the budget shows as many nodes as fit (`GraphView.bundle`). Nodes or edges left out set
-`truncated`.
+excerpts cut to a few lines within what is left of the budget; a graph too big for the budget
+shows as many nodes as fit (`GraphView.bundle`). Nodes or edges left out set `truncated`.
 
 `render_html` wraps the same SVG in a standalone page whose nodes link to their code (CSS
 `:target`, no script): the graph-ops lane's `graph.html`, `GraphView.save`.
@@ -39,8 +46,8 @@ from typing import Any, Iterable, Optional
 
 from ..models import GraphEdge, GraphNode, GraphResult
 
-__all__ = ["GRAPH_MIME", "GraphView", "graph_data", "graph_widget", "mime_bundle", "render_html", "render_svg",
-           "render_text", "saved_size"]
+__all__ = ["GRAPH_MIME", "GraphView", "graph_data", "graph_widget", "mime_bundle", "read_graph", "render_html",
+           "render_svg", "render_text", "saved_size"]
 
 GRAPH_MIME = "application/vnd.direng.graph+json"
 
@@ -57,6 +64,7 @@ CENTER_EXCERPT_LINES, CENTER_EXCERPT_CHARS = 40, 4_000
 EXCERPT_LINE_CHARS = 160
 MAX_SNIPPET_CHARS = 20_000  # a code panel of the standalone page
 MAX_LABEL = 40
+SVG_LINE_CHARS = 1_000  # SVG elements packed onto lines this long: nbformat saves each line as a JSON string
 SEED = 7
 LAYOUT_ITERATIONS = 80
 
@@ -224,13 +232,15 @@ def _excerpt(text: str, lines: int, chars: int) -> str:
     return out
 
 
-def _node_json(n: GraphNode) -> dict[str, Any]:
+def _node_json(n: GraphNode, at: Optional[tuple[int, int]] = None) -> dict[str, Any]:
     d: dict[str, Any] = {"id": n.id, "name": n.name, "kind": n.kind, "path": n.path, "start_line": n.start_line,
                          "end_line": n.end_line, "signature": n.signature}
     if n.importance > 0:
         d["importance"] = float(f"{n.importance:.3g}")
     if n.cell is not None:  # a notebook symbol: its lines are within that cell
         d["cell"] = n.cell
+    if at is not None:  # where the SVG draws it: the extension draws it there too
+        d["x"], d["y"] = at
     return d
 
 
@@ -249,14 +259,86 @@ class _Plan:
     total_edges: int  # edges between the shown nodes (`MAX_SITES` per source, target and kind)
     truncated: bool
     code: dict[str, str] = field(default_factory=dict)
+    xy: dict[str, tuple[int, int]] = field(default_factory=dict)  # positions, once placed (`_place`)
 
     @property
     def center(self) -> Optional[GraphNode]:
         return next((n for n in self.nodes if n.id == self.result.center), None)
 
-    def data(self) -> dict[str, Any]:
-        return {"center": self.result.center, "nodes": [_node_json(n) for n in self.nodes],
+    def data(self, xy: Optional[dict[str, tuple[int, int]]] = None) -> dict[str, Any]:
+        """The graph as plain objects (what `read_graph` gives back), with positions from `xy`."""
+        xy = xy or {}
+        return {"center": self.result.center, "nodes": [_node_json(n, xy.get(n.id)) for n in self.nodes],
                 "edges": [_edge_json(e) for e in self.edges], "truncated": self.truncated, "code": dict(self.code)}
+
+
+# -- the payload as the bundle holds it ------------------------------------------------------
+
+# a node row: these fields in this order, then `cell` for a notebook symbol
+NODE_ROW = ("id", "name", "kind", "path", "start_line", "end_line", "signature", "importance", "x", "y")
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _wire(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (plain objects) as `GRAPH_MIME` holds it: each node and edge one compact JSON array
+    as text, edges pointing at nodes by index. nbformat writes every JSON value of an output on a
+    line of its own, indented: a node object costs ~400 bytes saved, its row ~200; an edge object
+    with two ids ~220, its row ~35. A row is one line of the saved notebook (readable diffs)."""
+    index = {n["id"]: i for i, n in enumerate(data["nodes"])}
+    nodes = []
+    for n in data["nodes"]:
+        row = [n["id"], n["name"], n["kind"], n["path"], n["start_line"], n["end_line"], n["signature"],
+               n.get("importance", 0), n.get("x"), n.get("y")]
+        if n.get("cell") is not None:
+            row.append(n["cell"])
+        nodes.append(_compact(row))
+    edges = [_compact([index[e["source"]], index[e["target"]], e["kind"], e["line"]]
+                      + ([] if e["resolved"] else [False])) for e in data["edges"]]
+    return {"center": data["center"], "nodes": nodes, "edges": edges, "truncated": data["truncated"],
+            "code": dict(data["code"])}
+
+
+def read_graph(value: Any) -> dict[str, Any]:
+    """The graph in a `GRAPH_MIME` value as plain objects: nodes with GraphNode's fields (`x`, `y`
+    when laid out; `importance` when above 0; `cell` when in a notebook), edges with the ids of
+    their ends — a `GraphResult` validates it. Reads what `mime_bundle` writes (rows as JSON
+    text), outputs saved before rows (objects) and the whole payload as JSON text."""
+    if isinstance(value, (str, bytes)):
+        value = json.loads(value)
+    nodes: list[dict[str, Any]] = []
+    for row in value.get("nodes") or []:
+        row = json.loads(row) if isinstance(row, str) else row
+        if isinstance(row, list):
+            d = dict(zip(NODE_ROW, row))
+            if len(row) > len(NODE_ROW):
+                d["cell"] = row[len(NODE_ROW)]
+        else:
+            d = dict(row)
+        if not d.get("importance"):
+            d.pop("importance", None)
+        for key in ("x", "y", "cell"):
+            if d.get(key) is None:
+                d.pop(key, None)
+        nodes.append(d)
+    ids = [n["id"] for n in nodes]
+
+    def end(v: Any) -> Any:  # an edge's end: a node's index in a row, its id in an object
+        return ids[v] if isinstance(v, int) and not isinstance(v, bool) else v
+
+    edges: list[dict[str, Any]] = []
+    for row in value.get("edges") or []:
+        row = json.loads(row) if isinstance(row, str) else row
+        if isinstance(row, list):
+            source, target, kind, line, resolved = (list(row) + [None, None, None, None, True])[:5]
+            edges.append({"source": end(source), "target": end(target), "kind": kind, "resolved": resolved is not False,
+                          "line": line})
+        else:
+            edges.append(dict(row))
+    return {"center": value["center"], "nodes": nodes, "edges": edges, "truncated": bool(value.get("truncated")),
+            "code": dict(value.get("code") or {})}
 
 
 def _plan(result: GraphResult, max_nodes: int, max_edges: int) -> _Plan:
@@ -354,6 +436,43 @@ def _normalise(pos: dict[str, tuple[float, float]]) -> dict[str, tuple[float, fl
             for k, p in pos.items()}
 
 
+_TOP, _MX, _MY = 28, 70, 24  # the header's height, the margins around the nodes
+
+
+def _frame(n: int) -> tuple[int, int]:
+    """(width, height) of the drawing of `n` nodes (without the header and legend)."""
+    width = int(min(1280, max(520, 110 * math.sqrt(max(n, 1)))))
+    return width, int(width * 0.62)
+
+
+def _place(plan: _Plan, layout: Optional[dict[str, tuple[float, float]]] = None) -> dict[str, tuple[int, int]]:
+    """Each node's position in the SVG, integers. `layout`: positions of (at least) the plan's
+    nodes, from a layout of a larger plan; computed here when not given."""
+    nodes = plan.nodes
+    if layout is None or any(nd.id not in layout for nd in nodes):
+        layout = _layout(nodes, [(e.source, e.target) for e in plan.edges])
+    width, height = _frame(len(nodes))
+    pos = _normalise({nd.id: layout[nd.id] for nd in nodes})
+    return {k: (round(_MX + p[0] * (width - 2 * _MX)), round(_TOP + _MY + p[1] * (height - 2 * _MY)))
+            for k, p in pos.items()}
+
+
+def _pack(elements: Iterable[str], limit: int = SVG_LINE_CHARS) -> list[str]:
+    """`elements` joined onto lines of about `limit` characters."""
+    lines: list[str] = []
+    line: list[str] = []
+    size = 0
+    for el in elements:
+        if line and size + len(el) > limit:
+            lines.append("".join(line))
+            line, size = [], 0
+        line.append(el)
+        size += len(el)
+    if line:
+        lines.append("".join(line))
+    return lines
+
+
 def _shape(group: str, x: int, y: int, r: float) -> str:
     """One node's shape element (its tooltip is added by the caller), in integer coordinates."""
     ri = max(2, round(r))
@@ -373,23 +492,22 @@ def _text_width(text: str, size: float) -> float:
 
 
 def _svg(plan: _Plan, *, links: Optional[dict[str, str]] = None, standalone: bool = True,
-         titles: bool = True, layout: Optional[dict[str, tuple[float, float]]] = None) -> str:
-    """The plan drawn as SVG, one element per line (readable diffs). `layout`: positions of (at
-    least) the plan's nodes, from a layout of a larger plan; computed here when not given."""
+         titles: bool = True, layout: Optional[dict[str, tuple[float, float]]] = None,
+         xy: Optional[dict[str, tuple[int, int]]] = None) -> str:
+    """The plan drawn as SVG: the head on lines of their own, then each group of edges, nodes
+    and labels packed onto lines (`_pack`). `xy`: the nodes' positions (`_place`, from `layout`
+    when not given)."""
     result, nodes = plan.result, plan.nodes
     center = result.center
     merged: dict[tuple[str, str, str, bool], list[GraphEdge]] = defaultdict(list)
     for e in plan.edges:
         merged[(e.source, e.target, e.kind, e.resolved)].append(e)
     n = len(nodes)
-    width = int(min(1280, max(520, 110 * math.sqrt(max(n, 1)))))
-    height = int(width * 0.62)
-    top, mx, my = 28, 70, 24
-    if layout is None or any(nd.id not in layout for nd in nodes):
-        layout = _layout(nodes, [(a, b) for a, b, _k, _r in merged])
-    pos = _normalise({nd.id: layout[nd.id] for nd in nodes})
+    width, height = _frame(n)
+    top = _TOP
+    if xy is None or any(nd.id not in xy for nd in nodes):
+        xy = _place(plan, layout)
     radii = _radii(nodes, center)
-    xy = {k: (round(mx + p[0] * (width - 2 * mx)), round(top + my + p[1] * (height - 2 * my))) for k, p in pos.items()}
 
     groups = sorted({kind_group(nd.kind) for nd in nodes}, key=_GROUP_ORDER.index)
     kinds = sorted({k for _a, _b, k, _r in merged}, key=lambda k: (_EDGE_ORDER.index(k) if k in _EDGE_ORDER else 99, k))
@@ -439,6 +557,7 @@ def _svg(plan: _Plan, *, links: Optional[dict[str, str]] = None, standalone: boo
     for k in kinds:  # unresolved: grey, and dashed when the kind's own line is solid
         if not _EDGE_STYLE.get(k, _DEFAULT_EDGE)[2]:
             css.append(f"#{gid} .k-{_cls(k)}.u{{stroke-dasharray:4 3}}")
+    css.append(f"#{gid} .w{{stroke-width:2.2}}")  # parallel edges (several call sites) drawn once, thicker
     css.append(f"#{gid} .cr{{fill:none;stroke:{CENTER_STROKE};stroke-width:3}}")
     out.append("<style>" + "".join(css) + "</style>")
     out.append("<defs>")
@@ -471,16 +590,13 @@ def _svg(plan: _Plan, *, links: Optional[dict[str, str]] = None, standalone: boo
                 continue
             marker = f"{gid}-{_cls(k)}" if resolved else f"{gid}-u"
             cls = f"e k-{_cls(k)}" + ("" if resolved else " u")
-            out.append(f"<g class='{cls}' marker-end='url(#{marker})'>")
-            for a, b, es in group:
-                if a == b or a not in xy or b not in xy:
-                    continue
-                out.append(_edge_path(xy[a], xy[b], radii[a], radii[b], (b, a) in pairs, len(es) > 1))
-            out.append("</g>")
+            paths = [_edge_path(xy[a], xy[b], radii[a], radii[b], (b, a) in pairs, len(es) > 1)
+                     for a, b, es in group if a != b and a in xy and b in xy]
+            out.extend(_pack([f"<g class='{cls}' marker-end='url(#{marker})'>", *paths, "</g>"]))
 
     # nodes, grouped by kind; the center ringed in red
     for g in groups:
-        out.append(f"<g class='n-{g}'>")
+        shapes = []
         for nd in nodes:
             if kind_group(nd.kind) != g:
                 continue
@@ -489,38 +605,38 @@ def _svg(plan: _Plan, *, links: Optional[dict[str, str]] = None, standalone: boo
             elem += f"><title>{_x(_node_title(nd, center))}</title></{_tag(g)}>" if titles else "/>"
             if links and nd.id in links:
                 elem = f"<a href='#{_x(links[nd.id])}'>{elem}</a>"
-            out.append(elem)
-        out.append("</g>")
+            shapes.append(elem)
+        out.extend(_pack([f"<g class='n-{g}'>", *shapes, "</g>"]))
     if center in xy:
         x, y = xy[center]
         out.append(f"<circle class='cr' cx='{x}' cy='{y}' r='{round(CENTER_R + 4)}'/>")
 
     # labels above everything, under each node
-    out.append("<g class='lb' text-anchor='middle'>")
+    texts = []
     for nd in nodes:
         x, y = xy[nd.id]
         is_center = nd.id == center
         dy = round(radii[nd.id] + (17 if is_center else 11))
         cls = " class='c'" if is_center else ""
-        out.append(f"<text{cls} x='{x}' y='{y + dy}'>{_x(_label(nd))}</text>")
-    out.append("</g>")
+        texts.append(f"<text{cls} x='{x}' y='{y + dy}'>{_x(_label(nd))}</text>")
+    out.extend(_pack(["<g class='lb' text-anchor='middle'>", *texts, "</g>"]))
 
     # the legend
-    out.append("<g class='lg'>")
+    keys = []
     for r, items in enumerate(rows):
         y = legend_top + 12 + 16 * r
         for (what, value), label, lx in items:
             lx = round(lx)
             if what == "node":
-                out.append(f"<circle class='n-{value}' cx='{lx + 6}' cy='{y - 4}' r='5'/>")
+                keys.append(f"<circle class='n-{value}' cx='{lx + 6}' cy='{y - 4}' r='5'/>")
             elif what == "center":
-                out.append(f"<circle class='cr' cx='{lx + 6}' cy='{y - 4}' r='5'/>")
+                keys.append(f"<circle class='cr' cx='{lx + 6}' cy='{y - 4}' r='5'/>")
             elif what == "edge":
-                out.append(f"<path class='e k-{_cls(value)}' d='M{lx} {y - 4}h24'/>")
+                keys.append(f"<path class='e k-{_cls(value)}' d='M{lx} {y - 4}h24'/>")
             else:
-                out.append(f"<path class='e k-calls u' d='M{lx} {y - 4}h24'/>")
-            out.append(f"<text x='{lx + 30}' y='{y}'>{_x(label)}</text>")
-    out.append("</g>")
+                keys.append(f"<path class='e k-calls u' d='M{lx} {y - 4}h24'/>")
+            keys.append(f"<text x='{lx + 30}' y='{y}'>{_x(label)}</text>")
+    out.extend(_pack(["<g class='lg'>", *keys, "</g>"]))
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -547,7 +663,7 @@ def _edge_path(a: tuple[int, int], b: tuple[int, int], ra: float, rb: float, ben
     ux, uy = dx / dist, dy / dist
     sx, sy = x0 + ux * (ra + 1), y0 + uy * (ra + 1)
     ex, ey = x1 - ux * (rb + 2), y1 - uy * (rb + 2)
-    width = " stroke-width='2.2'" if thick else ""
+    width = " class='w'" if thick else ""
     if bent:
         cx, cy = (sx + ex) / 2 - uy * 12, (sy + ey) / 2 + ux * 12
         return f"<path d='M{round(sx)} {round(sy)}Q{round(cx)} {round(cy)} {round(ex)} {round(ey)}'{width}/>"
@@ -791,9 +907,10 @@ class GraphView:
         layout = _layout(full.nodes, {(e.source, e.target) for e in full.edges})
 
         def attempt(plan: _Plan, titles: bool, text_edges: int) -> tuple[bool, str, str, int]:
-            svg = _svg(plan, titles=titles, layout=layout)
+            plan.xy = _place(plan, layout)
+            svg = _svg(plan, titles=titles, xy=plan.xy)
             text = texts[text_edges]
-            used = saved_size({GRAPH_MIME: plan.data(), "image/svg+xml": svg, "text/plain": text})
+            used = saved_size({GRAPH_MIME: _wire(plan.data(plan.xy)), "image/svg+xml": svg, "text/plain": text})
             return used + reserve <= self.max_bytes, svg, text, used
 
         plan = full
@@ -816,13 +933,13 @@ class GraphView:
                     hi = mid - 1
             plan, svg, text, used = best
         _fill_code(plan, code, min(CODE_BUDGET_BYTES, self.max_bytes - used))
-        self._bundle = {GRAPH_MIME: plan.data(), "image/svg+xml": svg, "text/plain": text}
+        self._bundle = {GRAPH_MIME: _wire(plan.data(plan.xy)), "image/svg+xml": svg, "text/plain": text}
         return self._bundle
 
     @property
     def data(self) -> dict[str, Any]:
-        """The `application/vnd.direng.graph+json` payload."""
-        return self.bundle()[GRAPH_MIME]
+        """The `application/vnd.direng.graph+json` payload as plain objects (`read_graph`)."""
+        return read_graph(self.bundle()[GRAPH_MIME])
 
     @property
     def svg(self) -> str:
@@ -857,7 +974,8 @@ class GraphView:
 
 
 def graph_data(result: GraphResult, code: Optional[dict[str, str]] = None, **kwargs) -> dict[str, Any]:
-    """The `application/vnd.direng.graph+json` payload alone (bounded as in `mime_bundle`)."""
+    """The `application/vnd.direng.graph+json` payload alone (bounded as in `mime_bundle`), as
+    plain objects (`read_graph`)."""
     return GraphView(result, code, **kwargs).data
 
 

@@ -4,8 +4,9 @@
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Clipboard, Notification } from '@jupyterlab/apputils';
 import { CodeEditor } from '@jupyterlab/codeeditor';
-import { IEditorTracker } from '@jupyterlab/fileeditor';
-import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
+import { IDocumentWidget } from '@jupyterlab/docregistry';
+import { FileEditor, IEditorTracker } from '@jupyterlab/fileeditor';
+import { INotebookTracker, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
 import { symbolAt } from './text';
 
@@ -23,6 +24,24 @@ export class Editors {
     private readonly notebooks: INotebookTracker | null,
     private readonly editors: IEditorTracker | null
   ) {}
+
+  /**
+   * Where code goes: the current main-area notebook or file editor, else the last notebook,
+   * else the last file editor (the same order as `current`). Clicking in a side panel (the
+   * chat's code-block actions) does not change the main area's current widget.
+   */
+  private target(): { notebook: NotebookPanel } | { file: IDocumentWidget<FileEditor> } | null {
+    const widget = this.shell.currentWidget;
+    const nb = this.notebooks?.currentWidget ?? null;
+    const fe = this.editors?.currentWidget ?? null;
+    if (fe && widget === fe) {
+      return { file: fe };
+    }
+    if (nb) {
+      return { notebook: nb };
+    }
+    return fe ? { file: fe } : null;
+  }
 
   /** The editor of the current main-area widget, else of the last notebook or file editor. */
   current(): EditorContext | null {
@@ -85,15 +104,14 @@ export class Editors {
 
   /** A new code cell below the active one in the current notebook, holding `code`. */
   insertBelow(code: string): boolean {
-    const nb = this.notebooks?.currentWidget;
-    if (nb) {
-      NotebookActions.insertBelow(nb.content);
-      nb.content.activeCell?.model.sharedModel.setSource(code);
+    const to = this.target();
+    if (to && 'notebook' in to) {
+      NotebookActions.insertBelow(to.notebook.content);
+      to.notebook.content.activeCell?.model.sharedModel.setSource(code);
       return true;
     }
-    const fe = this.editors?.currentWidget;
-    if (fe) {
-      const editor = fe.content.editor;
+    if (to) {
+      const editor = to.file.content.editor;
       const source = editor.model.sharedModel.getSource();
       const line = editor.getCursorPosition().line;
       const lines = source.split('\n');
@@ -107,14 +125,14 @@ export class Editors {
 
   /** The active cell's source (or the file editor's selection) replaced by `code`. */
   replaceActive(code: string): boolean {
-    const cell = this.notebooks?.currentWidget?.content.activeCell;
+    const to = this.target();
+    const cell = to && 'notebook' in to ? to.notebook.content.activeCell : null;
     if (cell) {
       cell.model.sharedModel.setSource(code);
       return true;
     }
-    const fe = this.editors?.currentWidget;
-    if (fe) {
-      const editor = fe.content.editor;
+    if (to && 'file' in to) {
+      const editor = to.file.content.editor;
       const sel = editor.getSelection();
       const a = editor.getOffsetAt(sel.start);
       const b = editor.getOffsetAt(sel.end);

@@ -1,8 +1,9 @@
 /**
  * The graph model behind the graph viewer: the `application/vnd.direng.graph+json` payload
- * (the REST API's GraphResult, plus an optional `code` map node id → excerpt), and merging
- * an expansion (`GET /direng/api/graph/{id}?depth=1`) into it without duplicates and within
- * a node cap. Pure: no DOM, no JupyterLab; every function returns new objects.
+ * (the REST API's GraphResult, plus an optional `code` map node id → excerpt and the nodes'
+ * positions), decoding it from the compact rows a notebook output holds, and merging an
+ * expansion (`GET /direng/api/graph/{id}?depth=1`) into it without duplicates and within a
+ * node cap. Pure: no DOM, no JupyterLab; every function returns new objects.
  */
 
 export const GRAPH_MIME_TYPE = 'application/vnd.direng.graph+json';
@@ -18,6 +19,9 @@ export interface GraphNode {
   importance?: number;
   /** A notebook symbol's cell (0-based); its lines are within that cell. */
   cell?: number | null;
+  /** Where the kernel's layout put the node (the static SVG's coordinates), when it did. */
+  x?: number;
+  y?: number;
 }
 
 export interface GraphEdge {
@@ -68,6 +72,110 @@ export function isGraphData(value: unknown): value is GraphData {
         typeof (e as GraphEdge).target === 'string'
     )
   );
+}
+
+/**
+ * The fields of a node row, in order (`NODE_ROW` in `direng_kernel/widgets/graph.py`), then
+ * `cell` for a notebook symbol.
+ */
+export const NODE_ROW = ['id', 'name', 'kind', 'path', 'start_line', 'end_line', 'signature', 'importance', 'x', 'y'] as const;
+
+function parseJSON(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function decodeNode(row: unknown): GraphNode | null {
+  const value = typeof row === 'string' ? parseJSON(row) : row;
+  let n: Record<string, unknown>;
+  if (Array.isArray(value)) {
+    n = {};
+    NODE_ROW.forEach((key, i) => (n[key] = value[i]));
+    if (value.length > NODE_ROW.length) {
+      n.cell = value[NODE_ROW.length];
+    }
+  } else if (value && typeof value === 'object') {
+    n = { ...(value as Record<string, unknown>) };
+  } else {
+    return null;
+  }
+  if (typeof n.id !== 'string') {
+    return null;
+  }
+  for (const key of ['x', 'y', 'importance', 'cell']) {
+    if (n[key] === null || n[key] === undefined || (key === 'importance' && !n[key])) {
+      delete n[key];
+    }
+  }
+  if (!(Number.isFinite(n.x) && Number.isFinite(n.y))) {
+    delete n.x;
+    delete n.y;
+  }
+  return n as unknown as GraphNode;
+}
+
+function decodeEdge(row: unknown, ids: string[]): GraphEdge | null {
+  const value = typeof row === 'string' ? parseJSON(row) : row;
+  if (Array.isArray(value)) {
+    // [source, target, kind, line(, false)]: the ends are indexes into the nodes
+    const [source, target, kind, line, resolved] = value;
+    const end = (v: unknown) => (typeof v === 'number' ? ids[v] : v);
+    const e = {
+      source: end(source),
+      target: end(target),
+      kind: kind as string,
+      resolved: resolved !== false,
+      line: (line ?? null) as number | null
+    };
+    return typeof e.source === 'string' && typeof e.target === 'string' ? (e as GraphEdge) : null;
+  }
+  if (value && typeof value === 'object') {
+    const e = value as GraphEdge;
+    return typeof e.source === 'string' && typeof e.target === 'string' ? { ...e } : null;
+  }
+  return null;
+}
+
+/**
+ * The graph in a MIME value, or null when it holds none. Reads what the kernel writes (each
+ * node and edge one compact JSON array as text — a node `[id, name, kind, path, start_line,
+ * end_line, signature, importance, x, y(, cell)]`, an edge `[source, target, kind, line(,
+ * false)]` with `source` and `target` indexes into `nodes` — because nbformat saves every JSON
+ * value on a line of its own), notebooks saved before that (objects with ids, as the REST API
+ * sends), and either as one JSON text.
+ */
+export function decodeGraph(value: unknown): GraphData | null {
+  const v = (typeof value === 'string' ? parseJSON(value) : value) as Record<string, unknown> | null | undefined;
+  if (!v || typeof v !== 'object' || typeof v.center !== 'string' || !Array.isArray(v.nodes) || !Array.isArray(v.edges)) {
+    return null;
+  }
+  const nodes: GraphNode[] = [];
+  for (const row of v.nodes) {
+    const n = decodeNode(row);
+    if (!n) {
+      return null;
+    }
+    nodes.push(n);
+  }
+  const ids = nodes.map(n => n.id);
+  const edges: GraphEdge[] = [];
+  for (const row of v.edges) {
+    const e = decodeEdge(row, ids);
+    if (!e) {
+      return null;
+    }
+    edges.push(e);
+  }
+  const code = v.code && typeof v.code === 'object' ? (v.code as Record<string, string>) : {};
+  return { center: v.center, nodes, edges, truncated: !!v.truncated, code };
+}
+
+/** Whether every node has a position (the kernel laid the graph out: no layout needed here). */
+export function hasPositions(g: Pick<GraphData, 'nodes'>): boolean {
+  return g.nodes.length > 0 && g.nodes.every(n => Number.isFinite(n.x) && Number.isFinite(n.y));
 }
 
 function withDefaults(n: GraphNode): GraphNode {

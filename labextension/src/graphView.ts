@@ -3,6 +3,11 @@
  * cytoscape (bundled from npm, loaded once per page on first use). Click a node: its code;
  * double-click: its neighbours (`GET /direng/api/graph/{id}?depth=1`) merged in, within the
  * node cap. The same widget is the MIME renderer (notebook outputs) and the main-area view.
+ *
+ * A notebook output carries the positions of the kernel's layout (the one its static SVG is
+ * drawn with), so it is drawn as it is (`preset`): a force layout of 150 nodes in the browser
+ * would cost most of the time to first paint. Graphs without positions (the REST API's), the
+ * "Lay out" button and expanded neighbours get cytoscape's `cose`.
  */
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
@@ -12,7 +17,16 @@ import { citationLink } from './answer';
 import { formatCitation } from './citations';
 import { DirEngAPI, DirEngAPIError } from './api';
 import { DirEngConfig } from './config';
-import { GRAPH_MIME_TYPE, GraphData, GraphEdge, GraphNode, isGraphData, mergeGraph, normalizeGraph } from './graphModel';
+import {
+  GRAPH_MIME_TYPE,
+  GraphData,
+  GraphEdge,
+  GraphNode,
+  decodeGraph,
+  hasPositions,
+  mergeGraph,
+  normalizeGraph
+} from './graphModel';
 
 type Cytoscape = typeof cytoscapeType;
 type Core = cytoscapeType.Core;
@@ -62,8 +76,22 @@ function nodeElement(n: GraphNode, center: string): cytoscapeType.ElementDefinit
       kind: n.kind,
       color: KIND_COLORS[n.kind] ?? '#6c757d',
       center: n.id === center ? 1 : 0
-    }
+    },
+    ...(Number.isFinite(n.x) && Number.isFinite(n.y) ? { position: { x: n.x as number, y: n.y as number } } : {})
   };
+}
+
+/** The cose options of every force layout here (fixed, so a graph looks alike each time). */
+function coseOptions(fit: boolean, randomize: boolean): cytoscapeType.LayoutOptions {
+  return {
+    name: 'cose',
+    animate: false,
+    fit,
+    padding: 20,
+    randomize,
+    nodeRepulsion: () => 8000,
+    idealEdgeLength: () => 60
+  } as cytoscapeType.LayoutOptions;
 }
 
 function edgeElement(e: GraphEdge): cytoscapeType.ElementDefinition {
@@ -121,7 +149,7 @@ export class GraphView extends Widget implements IRenderMime.IRenderer {
     const relayout = this.button('Lay out', 'direng-graph-layout', 'Lay the graph out again', () => this.runLayout(true));
     this.openMain = this.button('Open in main area', 'direng-graph-open-main', 'Show this graph in a main-area tab', () => {
       if (this.graph && this.config.openGraph) {
-        this.config.openGraph(this.graph);
+        this.config.openGraph(this.withPositions(this.graph));
       }
     });
     this.openMain.hidden = this.main;
@@ -152,9 +180,8 @@ export class GraphView extends Widget implements IRenderMime.IRenderer {
 
   /** IRenderMime.IRenderer: render the MIME payload. */
   async renderModel(model: IRenderMime.IMimeModel): Promise<void> {
-    const data = model.data[GRAPH_MIME_TYPE] as unknown;
-    const parsed = typeof data === 'string' ? safeParse(data) : data;
-    if (!isGraphData(parsed)) {
+    const parsed = decodeGraph(model.data[GRAPH_MIME_TYPE]);
+    if (!parsed) {
       this.setMessage('This output is not a DirEng graph (center, nodes and edges are required).');
       this.count.textContent = '0 nodes';
       return;
@@ -168,6 +195,8 @@ export class GraphView extends Widget implements IRenderMime.IRenderer {
     this.updateCount();
     this.setMessage(null);
     this.openMain.disabled = !this.config.openGraph;
+    // Fetch the library now, while the output is being attached, rather than after.
+    loadCytoscape().catch(() => undefined);
     if (this.isAttached) {
       void this.draw();
     }
@@ -238,6 +267,7 @@ export class GraphView extends Widget implements IRenderMime.IRenderer {
       note;
     this.count.dataset.nodes = String(n);
     this.count.dataset.edges = String(g.edges.length);
+    this.node.dataset.center = g.center; // which graph this is, for scripts and tests (the canvas has no DOM)
   }
 
   private async draw(): Promise<void> {
@@ -263,6 +293,9 @@ export class GraphView extends Widget implements IRenderMime.IRenderer {
     const cy = cytoscape({
       container: this.canvas,
       elements: [...graph.nodes.map(n => nodeElement(n, graph.center)), ...graph.edges.map(edgeElement)],
+      // The nodes where the elements put them: cytoscape's default first layout (`grid`) would
+      // move them all, and `preset` afterwards leaves nodes where they are.
+      layout: { name: 'preset', fit: true, padding: 20 } as cytoscapeType.LayoutOptions,
       minZoom: 0.05,
       maxZoom: 5,
       style: [
@@ -305,19 +338,44 @@ export class GraphView extends Widget implements IRenderMime.IRenderer {
     // onetap: a tap not followed by a second one, so a double-click expands without opening the code.
     cy.on('onetap', 'node', ev => void this.showCode(ev.target.id()));
     cy.on('dbltap', 'node', ev => void this.expand(ev.target.id()));
-    this.runLayout(true);
+    if (hasPositions(graph)) {
+      this.node.dataset.layout = 'kernel'; // which layout drew it (the canvas has no DOM to tell)
+    } else {
+      this.runLayout(true);
+    }
   }
 
+  /** A force layout of the whole graph (the "Lay out" button, graphs without positions). */
   private runLayout(fit: boolean, randomize = true): void {
     const cy = this.cy;
     if (!cy) {
       return;
     }
-    const big = cy.nodes().length > 300;
-    const options = big
-      ? { name: 'concentric', animate: false, fit, padding: 20 }
-      : { name: 'cose', animate: false, fit, padding: 20, randomize, nodeRepulsion: () => 8000, idealEdgeLength: () => 60 };
-    cy.layout(options as cytoscapeType.LayoutOptions).run();
+    const options =
+      cy.nodes().length > 300
+        ? ({ name: 'concentric', animate: false, fit, padding: 20 } as cytoscapeType.LayoutOptions)
+        : coseOptions(fit, randomize);
+    this.node.dataset.layout = options.name;
+    cy.layout(options).run();
+  }
+
+  /** `graph` with each node where it is drawn now (a main-area copy looks the same). */
+  private withPositions(graph: GraphData): GraphData {
+    const cy = this.cy;
+    if (!cy) {
+      return graph;
+    }
+    return {
+      ...graph,
+      nodes: graph.nodes.map(n => {
+        const el = cy.getElementById(n.id);
+        if (el.empty()) {
+          return n;
+        }
+        const p = el.position();
+        return { ...n, x: Math.round(p.x), y: Math.round(p.y) };
+      })
+    };
   }
 
   /** Click: the node's name, location (a citation link), signature and code. */
@@ -425,7 +483,17 @@ export class GraphView extends Widget implements IRenderMime.IRenderer {
       );
       cy.add(addedEdges.map(edgeElement));
       if (addedNodes.length) {
-        this.runLayout(true, false); // keep every node in view
+        // Only the new nodes move: from their ring around the node they came from, pushed
+        // clear of the others, which stay where the user saw them.
+        const added = new Set(addedNodes.map(n => n.id));
+        const unlock = cy.nodes().filter(n => !added.has(n.id()) && !n.locked());
+        unlock.lock();
+        try {
+          cy.layout(coseOptions(false, false)).run();
+        } finally {
+          unlock.unlock();
+        }
+        cy.fit(undefined, 20); // keep every node in view
       }
       this.updateCount(dropped ? ` · ${dropped} left out (cap ${cap})` : '');
       this.setMessage(addedNodes.length || addedEdges.length ? null : `${id} has no neighbours that are not shown.`);
@@ -434,14 +502,6 @@ export class GraphView extends Widget implements IRenderMime.IRenderer {
     } finally {
       this.expanding.delete(id);
     }
-  }
-}
-
-function safeParse(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
   }
 }
 

@@ -4,12 +4,16 @@ import {
   GraphData,
   GraphEdge,
   GraphNode,
+  decodeGraph,
   edgeKey,
+  hasPositions,
   isGraphData,
   mergeGraph,
   nodeLocation,
   normalizeGraph
 } from '../src/graphModel';
+// Written by tests/test_graph_widget.py (which checks it is what the kernel writes today).
+import fixture from './fixtures/graph-output.json';
 
 const node = (id: string, extra: Partial<GraphNode> = {}): GraphNode => ({
   id,
@@ -131,5 +135,35 @@ describe('isGraphData / nodeLocation', () => {
   it('gives path:start-end for located nodes only', () => {
     expect(nodeLocation(node('a', { start_line: 3, end_line: 9 }))).toBe('shop/payment.py:3-9');
     expect(nodeLocation(node('m', { path: null, start_line: null }))).toBeNull();
+  });
+});
+
+describe('decodeGraph', () => {
+  it('reads the rows a notebook output holds as the kernel meant them', () => {
+    const g = decodeGraph(fixture.output);
+    expect(g).toEqual(fixture.graph);
+    expect(g!.edges.find(e => e.target === 'unresolved:round_cents')!.resolved).toBe(false);
+    expect(g!.nodes.find(n => n.id === 'nb.ipynb::tax')!.cell).toBe(3);
+    expect(hasPositions(g!)).toBe(true);
+  });
+
+  it('reads objects (the REST API, outputs saved before rows) and JSON text', () => {
+    expect(decodeGraph(base)).toEqual(base);
+    expect(decodeGraph(JSON.stringify(fixture.output))).toEqual(fixture.graph);
+    expect(hasPositions(decodeGraph(base)!)).toBe(false);
+  });
+
+  it('refuses what is no graph', () => {
+    expect(decodeGraph(null)).toBeNull();
+    expect(decodeGraph('not json')).toBeNull();
+    expect(decodeGraph({ center: 'a', nodes: ['{broken'], edges: [] })).toBeNull();
+    expect(decodeGraph({ center: 'a', nodes: ['["a","a","function"]'], edges: ['[0,7,"calls",1]'] })).toBeNull();
+    expect(decodeGraph({ nodes: [], edges: [] })).toBeNull();
+  });
+
+  it('keeps positions only when both coordinates are numbers', () => {
+    const g = decodeGraph({ center: 'a', nodes: ['["a","a","function",null,null,null,"",0,5,null]'], edges: [] });
+    expect(g!.nodes[0]).not.toHaveProperty('x');
+    expect(hasPositions(g!)).toBe(false);
   });
 });
