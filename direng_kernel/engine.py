@@ -247,7 +247,8 @@ class Engine:
 
                 # The engine's workbench goes to the executor: the engine and its lanes share one index.
                 self._orchestrator = Orchestrator(self.root, self.workbench.settings.store,
-                                                  policy_path=self.policy_path, workbench=self.workbench)
+                                                  policy_path=self.policy_path, workbench=self.workbench,
+                                                  policy=lambda: self.policy)
             return self._orchestrator
 
     def create_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
@@ -259,12 +260,19 @@ class Engine:
                  idempotency_key: str | None = None, rehearsal: bool = False) -> Task:
         return self.create_task(title, brief, lane, parameters, idempotency_key, rehearsal)[0]
 
-    def task_action(self, task_id: str, action: str) -> Task:
+    def task_action(self, task_id: str, action: str, *, lane: str | None = None, factor: float | None = None) -> Task:
+        """`action` on the task; `change_lane` needs `lane`, `raise_budget` takes `factor` (2)."""
         orch = self.orchestrator
         if action not in TASK_ACTIONS:
             raise DirEngError(f"unknown task action {action!r}; actions: {', '.join(TASK_ACTIONS)}")
         if action == "start":  # PEX decides who runs it: the server's workers, or a thread of this process
             return orch.start(task_id, "background")
+        if action == "change_lane":
+            if not lane:
+                raise DirEngError("change_lane needs the lane to move the task to")
+            return orch.change_lane(task_id, lane)
+        if action == "raise_budget":
+            return orch.raise_budget(task_id, 2.0 if factor is None else factor)
         return getattr(orch, action)(task_id)
 
     def run_task(self, task_id: str, follow: bool = False) -> Task:

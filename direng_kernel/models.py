@@ -401,6 +401,7 @@ class TaskState(str, Enum):
     failed = "failed"
     cancelled = "cancelled"
     interrupted = "interrupted"
+    escalated = "escalated"
 
 
 #: Every task state, in lifecycle order; the final ones end a task (an interrupted run resumes).
@@ -409,10 +410,32 @@ TERMINAL_STATES = frozenset({TaskState.succeeded, TaskState.failed, TaskState.ca
 FINAL_STATES: tuple[str, ...] = tuple(s.value for s in TaskState if s in TERMINAL_STATES)
 #: The states a finished run can record (the run, not the task: an interrupted run is final).
 RUN_FINAL_STATES: tuple[str, ...] = FINAL_STATES + (TaskState.interrupted.value,)
+#: Where a task stops moving by itself: ended, or escalated (waiting for the user's choice). What
+#: follows a task (streams, `--follow`, the panels) stops here.
+SETTLED_STATES: tuple[str, ...] = FINAL_STATES + (TaskState.escalated.value,)
 
-#: What a user can do to a task (`POST /tasks/{id}/{action}`, `direng task ACTION`).
-TaskAction = Literal["estimate", "approve", "start", "cancel"]
+#: What a user can do to a task (`POST /tasks/{id}/{action}`, `direng task ACTION`). The last
+#: three answer an escalation (`ESCALATION_CHOICES`).
+TaskAction = Literal["estimate", "approve", "start", "cancel", "retry", "change_lane", "raise_budget"]
 TASK_ACTIONS: tuple[str, ...] = get_args(TaskAction)
+
+#: Why PEX escalated a task instead of failing it (`Escalation.kind`).
+EscalationKind = Literal["gate_failed", "budget", "denied", "estimate"]
+ESCALATION_KINDS: tuple[str, ...] = get_args(EscalationKind)
+#: What the user may answer an escalation with: each is a legal transition (pex/states.py).
+ESCALATION_CHOICES: tuple[str, ...] = ("retry", "change_lane", "raise_budget", "cancel")
+
+
+class Escalation(BaseModel):
+    """Why a task is waiting for the user instead of failing, with the evidence."""
+
+    kind: EscalationKind
+    message: str
+    #: failing KPIs and gates, the denying rule and argv, budget figures, the estimate and threshold
+    evidence: dict = Field(default_factory=dict)
+    options: list[str] = Field(default_factory=lambda: list(ESCALATION_CHOICES))
+    run_id: Optional[str] = None
+    at: Optional[datetime] = None
 
 #: What a task event records.
 EventKind = Literal["state", "progress", "log", "kpi", "error", "artifact"]
@@ -445,6 +468,10 @@ class Task(BaseModel):
     estimate: Optional[Estimate] = None
     run_id: Optional[str] = None
     error: Optional[str] = None
+    #: Set while the task is escalated: why, with the evidence and the choices.
+    escalation: Optional[Escalation] = None
+    #: The lane's budgets are multiplied by this for the task (raised by answering an escalation).
+    budget_factor: float = 1.0
     created_at: datetime
     updated_at: datetime
 
@@ -488,6 +515,8 @@ class Passport(BaseModel):
     sandbox: str = "none"  # bubblewrap | rlimits-only | none
     #: The agent contracts (name → version) a model consulted by the lane worked under.
     contracts: dict[str, str] = Field(default_factory=dict)
+    #: Set when the run ended the task in an escalation instead of a failure.
+    escalation: Optional[Escalation] = None
     status: str = "running"
     error: Optional[str] = None
     started_at: Optional[datetime] = None

@@ -90,12 +90,16 @@ def test_idempotency_key_and_bad_input_on_the_cli(repo):
 
 
 def test_denied_command_fails_the_run_naming_the_rule(repo, test_lanes):
+    """The run fails on the denied command; the task escalates to the user with the rule
+    (tests/test_escalation.py has the answers), never a silent failure."""
     orch = orchestrator(repo)
     tid = approved(orch, mode="denied")
     orch.start(tid)
     task = orch.run_here(tid, timeout=300)
-    assert task.state == TaskState.failed
+    assert task.state == TaskState.escalated and task.escalation.kind == "denied"
     assert "curl" in task.error and "denied" in task.error.lower()
+    assert task.escalation.evidence["argv"][0] == "curl" and "denied" in task.escalation.message
+    assert orch.tasks.get_run(task.run_id)["state"] == "failed"
     assert any("denied" in e.message.lower() for e in orch.tasks.events(tid) if e.kind == "error")
 
 

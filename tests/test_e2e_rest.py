@@ -159,6 +159,39 @@ def test_the_event_stream_resumes_after_the_last_id_and_loses_nothing(server):
     assert status == 404 and reply["code"] == "task_not_found", reply
 
 
+@pytest.mark.slow
+@pytest.mark.e2e("POST /tasks/{id}/retry", "POST /tasks/{id}/change_lane", "POST /tasks/{id}/raise_budget")
+def test_an_escalated_task_is_answered_over_http(server):
+    """A denied command escalates the run (the test lane's `denied` mode): retry runs it again, and
+    change_lane moves it; a p90 over the lane's threshold escalates the estimate: raise_budget accepts it."""
+    tid = approved(server, mode="denied")
+    ok(server, "POST", f"tasks/{tid}/start")
+    task = wait_for(server, tid, FINAL | {"escalated"})
+    assert task["state"] == "escalated" and task["escalation"]["kind"] == "denied", task
+    assert task["escalation"]["evidence"]["argv"][0] == "curl"
+    refused = ok(server, "POST", f"tasks/{tid}/raise_budget", {"factor": 2}, expect=400)
+    assert "does not answer this escalation" in refused["message"]
+    assert ok(server, "POST", f"tasks/{tid}/retry")["state"] in ("queued", "running", "escalated")
+    again = wait_for(server, tid, FINAL | {"escalated"})
+    assert again["state"] == "escalated" and again["run_id"] != task["run_id"]
+    assert ok(server, "POST", f"tasks/{tid}/change_lane", {"lane": ""}, expect=400)["message"] == "'lane' must be a lane id"
+    moved = ok(server, "POST", f"tasks/{tid}/change_lane", {"lane": "graph-ops"})
+    assert (moved["state"], moved["lane"], moved["escalation"]) == ("estimated", "graph-ops", None)
+
+    original = ok(server, "GET", "policy")["policy"]
+    changed = json.loads(json.dumps(original))
+    changed["lanes"]["Narrative"]["escalate_p90_s"] = 100  # the test lane's prior p90 is 240 s
+    assert ok(server, "POST", "policy", {"policy": changed, "apply": True})["applied"] is True
+    try:
+        task = ok(server, "POST", "tasks", {"title": "a long one", "lane": "narrative"}, expect=201)
+        escalated = ok(server, "POST", f"tasks/{task['id']}/estimate")
+        assert escalated["state"] == "escalated" and escalated["escalation"]["kind"] == "estimate"
+        accepted = ok(server, "POST", f"tasks/{task['id']}/raise_budget", {"factor": 3})
+        assert (accepted["state"], accepted["budget_factor"]) == ("estimated", 3)
+    finally:
+        assert ok(server, "POST", "policy", {"policy": original, "apply": True})["applied"] is True
+
+
 @pytest.fixture(scope="module")
 def served_run(server) -> dict:
     """A task created, approved and started with the CLI while the server owns the store."""

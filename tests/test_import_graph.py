@@ -25,10 +25,10 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 
 #: What people and other programs talk to: they may import the engine, never the reverse.
 #: (`client.py` is the surfaces' side of the REST API / in-process engine; `demo.py` is the
-#: terminal demo.)
+#: terminal demo; `mcp/` is the Model Context Protocol server.)
 SURFACES = (
     "direng_kernel.server", "direng_kernel.kernel", "direng_kernel.cli", "direng_kernel.magics",
-    "direng_kernel.widgets", "direng_kernel.client", "direng_kernel.demo",
+    "direng_kernel.widgets", "direng_kernel.client", "direng_kernel.demo", "direng_kernel.mcp",
 )
 #: The package root holds the entry points Jupyter finds by name (`load_ipython_extension`,
 #: `_jupyter_server_extension_points`); it may load exactly the surfaces they name.

@@ -143,6 +143,39 @@ def test_work_asked_in_the_panel_is_proposed_approved_run_and_relayed(lab, page)
     shot(page, "chat-delegation")
 
 
+def test_an_escalated_task_shows_its_evidence_and_the_choices_in_the_tasks_panel(lab, page):
+    """A p90 over the lane's threshold (set through POST /policy) escalates at Estimate; the panel
+    shows why, and Change lane answers it: the task is estimated again on the other lane."""
+    status, reply = lab.get("policy")
+    original = reply["policy"]
+    changed = json.loads(json.dumps(original))
+    changed["lanes"]["Graph-Ops"] = {**changed["lanes"].get("Graph-Ops", {"primary": {"provider": "local",
+                                                                                     "model": "retrieval"}}),
+                                     "escalate_p90_s": 1}
+    assert lab.post("policy", {"policy": changed, "apply": True})[1]["applied"] is True
+    try:
+        panel = open_side_panel(page, "direng-tasks")
+        panel.locator(".direng-task-title").fill("Find the dead code")
+        panel.locator(".direng-task-lane").select_option("graph-ops")
+        panel.locator(".direng-task-create").click()
+        row = panel.locator("tr.direng-task", has_text="Find the dead code")
+        row.wait_for()
+        row.locator(".direng-task-estimate").click()
+        box = panel.locator(".direng-escalation[data-kind='estimate']")
+        box.wait_for(timeout=60_000)
+        assert "threshold" in box.inner_text() and "escalate_p90_s" in box.inner_text()
+        assert panel.locator(".direng-escalation-raise_budget").count() == 1
+        shot(page, "tasks-escalation")
+        box.locator(".direng-escalation-lane").select_option("narrative")
+        box.locator(".direng-escalation-change_lane").click()
+        panel.locator("tr.direng-task[data-state='estimated']", has_text="Find the dead code").wait_for(timeout=30_000)
+        task_id = panel.locator(".direng-task-detail").get_attribute("data-task-id")
+        task = lab.get(f"tasks/{task_id}")[1]
+        assert (task["state"], task["lane"]) == ("estimated", "narrative")
+    finally:
+        assert lab.post("policy", {"policy": original, "apply": True})[1]["applied"] is True
+
+
 def test_a_generative_answer_streams_into_the_panel(lab, page):
     """With the chat lane on a model that streams (the FAKE OpenAI-protocol server), the answer
     shows while it is being written, then is replaced by the final answer with its meta line."""
@@ -206,6 +239,8 @@ def test_a_graph_cell_is_drawn_and_saved_small(lab, page):
     nodes = int(re.search(r"(\d+)", count.inner_text()).group(1))
     assert nodes >= 5, count.inner_text()
     page.locator(".direng-graph-canvas canvas").first.wait_for()
+    # drawn where the kernel laid it out (the output's positions), no layout in the browser
+    assert page.locator(".direng-graph").first.get_attribute("data-layout") == "kernel"
     shot(page, "graph-cell")
     page.keyboard.press("Control+S")
     deadline = time.monotonic() + 30
@@ -279,7 +314,12 @@ def test_a_task_from_the_tasks_panel_runs_opens_its_notebook_and_replays(lab, pa
     assert int(detail.get_attribute("data-streams")) >= 2, "the run outlasted a stream: the panel resumed it"
     shot(page, "tasks-panel")
     panel.locator(".direng-task-detail a.direng-open-notebook").click()
-    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text="output.ipynb").wait_for()
+    notebook_tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text="output.ipynb")
+    notebook_tab.wait_for()
+    # opened as written, not changed by opening it: not dirty once its kernel is up
+    page.get_by_text(re.compile(r"^Python 3 \(ipykernel\) \| Idle$")).wait_for(timeout=90_000)
+    page.wait_for_timeout(1000)
+    assert "jp-mod-dirty" not in (notebook_tab.get_attribute("class") or ""), "output.ipynb opened unsaved"
     open_side_panel(page, "direng-tasks")
     detail = panel.locator(".direng-task-detail")
     detail.locator(".direng-replay").click()
@@ -386,3 +426,190 @@ def test_the_panel_sends_where_the_user_is_with_each_message(lab, page):
     assert body["context"]["cell"] == 1 and "def polish_gadgets" in body["context"]["cell_source"]
     assert "namespace" not in body["context"]
     panel.locator(".direng-answer").last.wait_for()
+
+
+# -- the palette commands and an answer's code-block actions ---------------------------------------
+
+def run_palette(page, label: str) -> None:
+    """Run `label` from the command palette (Ctrl+Shift+C), as a user would."""
+    page.keyboard.press("Control+Shift+C")
+    box = page.locator(".lm-CommandPalette-input:visible")
+    box.wait_for()
+    box.fill(label)
+    item = page.locator(".lm-CommandPalette-item:visible", has_text=label).first
+    item.wait_for()
+    assert "lm-mod-disabled" not in (item.get_attribute("class") or ""), f"{label!r} is disabled"
+    item.click()
+
+
+def open_path(page, path: str):
+    """Open `path` through File → Open from Path…, and give back its main-area tab."""
+    run_menu(page, "File", "Open from Path…")
+    dialog = page.locator(".jp-Dialog")
+    dialog.locator("input").fill(path)
+    dialog.locator(".jp-mod-accept").click()
+    tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text=Path(path).name)
+    tab.wait_for()
+    return tab
+
+
+def file_editor(page):
+    """The CodeMirror of the file editor that is shown, focused."""
+    editor = page.locator(".jp-FileEditor:visible .cm-content")
+    editor.wait_for()
+    editor.click()
+    return editor
+
+
+def cursor_at(page, line: int, from_end: int) -> None:
+    """The cursor on `line` (1-based), `from_end` characters before its end, by keyboard."""
+    page.keyboard.press("Control+Home")
+    for _ in range(line - 1):
+        page.keyboard.press("ArrowDown")
+    page.keyboard.press("End")
+    for _ in range(from_end):
+        page.keyboard.press("ArrowLeft")
+    wait_text(page.get_by_text(re.compile(r"^Ln \d+, Col \d+$")), rf"^Ln {line},")
+
+
+def mark_answers(page) -> None:
+    """Mark the answers shown so far (in every conversation), so that `new_answer` finds the next."""
+    page.evaluate("() => document.querySelectorAll('#direng-chat .direng-answer').forEach(a => a.dataset.seen = '1')")
+
+
+def new_answer(page):
+    """The first answer that came after `mark_answers`, once it is there."""
+    answer = page.locator("#direng-chat .direng-answer:not([data-seen])").first
+    answer.wait_for(timeout=60_000)
+    return answer
+
+
+def test_the_palette_asks_about_the_selection(lab, page):
+    open_path(page, "shop/payment.py")
+    file_editor(page)
+    panel = page.locator("#direng-chat")
+    mark_answers(page)
+    cursor_at(page, 17, 0)  # `def checkout(…):` to the end of its body
+    page.keyboard.press("Home")
+    for _ in range(3):
+        page.keyboard.press("Shift+ArrowDown")
+    page.keyboard.press("Shift+End")
+    run_palette(page, "Ask About the Selection")
+    panel.wait_for(state="visible")
+    asked = panel.locator(".direng-user:visible").last
+    wait_text(asked, r"What does this code from shop/payment\.py \(line 17\) do\?")
+    assert "def checkout(cart: Cart, card_number: str) -> str:" in asked.inner_text()
+    assert "return charge_card(card_number, amount)" in asked.inner_text()
+    assert "def charge_card" not in asked.inner_text()  # the selection, not the whole file
+    answer = new_answer(page)
+    assert "checkout" in answer.inner_text(), answer.inner_text()
+    block = answer.locator("xpath=..")  # the answer, its sources and its meta line
+    cited = [a.inner_text() for a in block.locator("a.direng-citation").all()]
+    assert "shop/payment.py:17-20" in cited, cited  # where the selected code is defined
+    shot(page, "palette-ask-selection")
+
+
+def test_the_palette_explains_and_graphs_the_symbol_under_the_cursor(lab, page):
+    open_path(page, "shop/payment.py")
+    file_editor(page)
+    cursor_at(page, 20, 24)  # `    return charge_card(card_number, amount)`: inside `charge_card`
+    panel = page.locator("#direng-chat")
+    mark_answers(page)
+    run_palette(page, "Explain the Symbol Under the Cursor")
+    wait_text(panel.locator(".direng-user:visible").last, r"^explain charge_card$")
+    answer = new_answer(page)
+    assert "charge_card" in answer.inner_text()
+    assert "shop/payment.py:10-14" in [a.inner_text() for a in answer.locator("a.direng-citation").all()]
+    # the editor is still the current document: the graph is of the same symbol
+    run_palette(page, "Graph the Symbol Under the Cursor")
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current", has_text="Graph: charge_card").wait_for()
+    view = page.locator(".direng-graph-main:visible")
+    view.locator(".direng-graph-canvas canvas").first.wait_for()
+    page.wait_for_function("() => document.querySelector('.direng-graph-main:not(.lm-mod-hidden) .direng-graph-count')"
+                           "?.dataset.nodes > 0")
+    assert view.get_attribute("data-center") == "shop/payment.py::charge_card"
+    assert int(view.locator(".direng-graph-count").get_attribute("data-nodes")) >= 3  # checkout, PaymentError, …
+    shot(page, "palette-graph-symbol")
+
+
+def notebook_sources(lab, path: str) -> list[str]:
+    """The cells' sources of `path` as saved ([] while it is being written)."""
+    import urllib.error
+
+    try:
+        cells = contents(lab, path)["content"]["cells"]
+    except urllib.error.HTTPError:
+        return []
+    return [c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in cells]
+
+
+def ask(page, message: str):
+    """Send `message` from the DirEng panel's input; the answer, once it is there."""
+    panel = open_side_panel(page, "direng-chat")
+    mark_answers(page)
+    box = panel.locator("textarea")
+    box.fill(message)
+    box.press("Enter")
+    return new_answer(page)
+
+
+def test_code_block_actions_change_the_notebook_and_the_clipboard(lab, page):
+    import nbformat
+
+    write_notebook(lab.root / "actions.ipynb", nbformat.v4.new_code_cell("first = 1"),
+                   nbformat.v4.new_code_cell("second = 2"))
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.url)
+    open_path(page, "actions.ipynb")
+    notebook = page.locator(".jp-NotebookPanel:visible .jp-Notebook")
+    notebook.locator(".jp-Cell").nth(1).wait_for()
+    notebook.locator(".jp-Cell").first.locator(".jp-InputPrompt").click()  # the first cell is active
+    answer = ask(page, "explain charge_card")
+    block = answer.locator("pre").first
+    code = block.inner_text().rstrip("\n")
+    assert "def charge_card(card_number: str, amount_cents: int) -> str:" in code
+    actions = answer.locator(".direng-code-actions").first
+    shot(page, "code-block-actions")
+
+    actions.locator(".direng-insert-below").click()  # a new cell below the active (first) one
+    deadline = time.monotonic() + 10
+    while notebook.locator(".jp-Cell").count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert notebook.locator(".jp-Cell").count() == 3
+    notebook.locator(".jp-Cell").nth(2).locator(".jp-InputPrompt").click()  # `second = 2` is active
+    actions.locator(".direng-replace-cell").click()
+    page.locator(".jp-NotebookPanel:visible .jp-Toolbar [data-command='docmanager:save']").click()
+    deadline = time.monotonic() + 30
+    while notebook_sources(lab, "actions.ipynb") != ["first = 1", code, code] and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert notebook_sources(lab, "actions.ipynb") == ["first = 1", code, code]
+
+    page.evaluate("() => navigator.clipboard.writeText('')")
+    actions.locator(".direng-copy").click()
+    deadline = time.monotonic() + 10
+    copied = ""
+    while copied != code and time.monotonic() < deadline:
+        copied = page.evaluate("() => navigator.clipboard.readText()")
+        time.sleep(0.1)
+    assert copied == code
+
+    # with a file editor current, code goes into the file, at the cursor's line
+    open_path(page, "shop/payment.py")
+    source = page.locator(".jp-FileEditor:visible .cm-content")
+
+    def file_lines() -> list[str]:  # CodeMirror draws a line per element (an empty one holds a <br>)
+        return [t.rstrip("\n") for t in source.locator(".cm-line").all_inner_texts()]
+
+    original = (lab.root / "shop" / "payment.py").read_text().split("\n")
+    answer = ask(page, "explain checkout")  # in this file's conversation
+    code = answer.locator("pre").first.inner_text().rstrip("\n")
+    file_editor(page)
+    cursor_at(page, 1, 0)
+    answer.locator(".direng-insert-below").first.click()
+    lines = file_lines()  # not into the notebook, which was current before
+    assert lines == original[:1] + code.split("\n") + original[1:], lines
+    file_editor(page)
+    page.keyboard.press("Control+Z")  # leave the file as it was
+    deadline = time.monotonic() + 10
+    while file_lines() != original and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert file_lines() == original

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from conftest import expected_sandbox_mode, make_repo
+from direng_kernel.models import TASK_ACTIONS
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -572,7 +573,7 @@ def test_openapi_documents_every_route():
     served = set()
     for pattern, handler in routes():
         path = (pattern[len(API_PREFIX):].replace("(.+)", "{symbol}")
-                .replace("(estimate|approve|start|cancel)", "{action}").replace(r"([\w-]+)", "{id}"))
+                .replace(f"({'|'.join(TASK_ACTIONS)})", "{action}").replace(r"([\w-]+)", "{id}"))
         for method in ("get", "post", "put", "patch", "delete"):
             if method in vars(handler):
                 served.add((path, method))

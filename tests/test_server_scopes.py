@@ -21,6 +21,8 @@ import jwt
 import pytest
 import yaml
 
+from direng_kernel import sse
+from direng_kernel.models import TASK_ACTIONS
 from direng_kernel.security.scopes import ALL_SCOPES, KERNEL_SCOPES, LANE_SCOPES
 from direng_kernel.security.tokens import current_username, mint, verify
 from test_server import run_in_kernel, running_server
@@ -69,6 +71,8 @@ def call(server, method: str, path: str, body=None, auth: str | None = None,
         req.add_header("Authorization", auth)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
+            if resp.headers.get("Content-Type", "").startswith(sse.MEDIA_TYPE):  # an event stream: its events
+                return resp.status, [(e.event, e.json()) for e in sse.parse(resp)], resp.headers
             return resp.status, json.loads(resp.read() or b"null"), resp.headers
     except urllib.error.HTTPError as err:
         text = err.read()
@@ -102,6 +106,10 @@ ENDPOINTS = [
     ("POST", "tasks/{task}/start", None, "runs:execute"),
     ("POST", "tasks/{task}/cancel", None, "tasks:write"),
     ("GET", "tasks/{task}/events?after=0", None, "tasks:read"),
+    ("GET", "tasks/{task}/events/stream?after=0", None, "tasks:read"),  # of a cancelled task: ends at once
+    ("POST", "tasks/{task}/retry", None, "runs:execute"),  # the three answers to an escalation: a task
+    ("POST", "tasks/{task}/change_lane", {"lane": "graph-ops"}, "tasks:write"),  # that is not escalated
+    ("POST", "tasks/{task}/raise_budget", {"factor": 2}, "runs:execute"),  # is a 400, and does not move
     ("GET", "runs", None, "tasks:read"),
     ("GET", "runs/run-nope", None, "tasks:read"),
     ("POST", "runs/run-nope/replay", {"dry_run": True}, "runs:replay"),
@@ -113,9 +121,11 @@ ENDPOINTS = [
 #: task queued; this server owns no workers (`run_tasks=False`), so PEX runs it in a thread of the
 #: server at once, and by the next read it may be running or done already (`AFTER`).
 ACTIONS = {"estimate": ("new", "estimated"), "approve": ("estimated", "approved"),
-           "start": ("approved", "queued"), "cancel": ("new", "cancelled")}
+           "start": ("approved", "queued"), "cancel": ("new", "cancelled"),
+           "retry": ("new", "new"), "change_lane": ("new", "new"), "raise_budget": ("new", "new"),
+           "events/stream": ("cancelled", "cancelled")}
 AFTER = {"queued": {"queued", "running", "succeeded"}}
-ROUTE_TO = {"new": [], "estimated": ["estimate"], "approved": ["estimate", "approve"]}
+ROUTE_TO = {"new": [], "estimated": ["estimate"], "approved": ["estimate", "approve"], "cancelled": ["cancel"]}
 
 
 def fresh_task(server, state: str) -> str:
@@ -150,6 +160,8 @@ def expected_status(method: str, path: str) -> int:
     idempotency key creates a task)."""
     if "run-nope" in path:
         return 404
+    if path.split("?")[0].rsplit("/", 1)[-1] in ("retry", "change_lane", "raise_budget"):
+        return 400  # the task is not escalated
     if method == "POST" and path == "tasks":
         return 201
     return 200
@@ -163,7 +175,7 @@ def task_state(server, task_id: str) -> str:
 
 def _route_key(pattern: str) -> str:
     """A route pattern as the docs write it (the same mapping as test_server's OpenAPI check)."""
-    return (pattern.replace("(.+)", "{symbol}").replace("(estimate|approve|start|cancel)", "{action}")
+    return (pattern.replace("(.+)", "{symbol}").replace(f"({'|'.join(TASK_ACTIONS)})", "{action}")
             .replace(r"([\w-]+)", "{id}"))
 
 
@@ -174,7 +186,7 @@ def _endpoint_key(method: str, path: str) -> tuple[str, str]:
         path = "/graph/{symbol}"
     elif parts[1] in ("tasks", "runs") and len(parts) > 2:
         parts[2] = "{id}"
-        if parts[1] == "tasks" and len(parts) > 3 and parts[3] != "events":
+        if parts[1] == "tasks" and len(parts) > 3 and parts[3] != "events":  # events, events/stream stay
             parts[3] = "{action}"
         path = "/".join(parts)
     return path, method.lower()

@@ -87,13 +87,15 @@ class Broker:
 
     def __init__(self, policy: Policy, local_factory: Optional[Callable[[], Provider]] = None,
                  usage_log: Optional[Path] = None, *, backoff_s: float = 0.5,
-                 clock: Callable[[], datetime] = _utcnow):
+                 clock: Callable[[], datetime] = _utcnow, budget_factor: float = 1.0):
+        """`budget_factor` multiplies every budget (a task whose budget the user raised)."""
         self.policy = policy
         self.local_factory = local_factory
         self.ledger = Ledger(usage_log)
         self.backoff_s = backoff_s
         self.clock = clock
         self.policy_hash = policy.hash
+        self.budget_factor = budget_factor
         self._providers: dict[tuple, Provider] = {}
         self._lock = threading.Lock()
 
@@ -175,7 +177,7 @@ class Broker:
         reason = ""
         for attempt in range(lane.retries + 1):
             day = utc_day(self.clock())
-            held = self.ledger.reserve(lane.name, task_id, day, lane.budgets, est_in + est_out, est_money)
+            held = self.ledger.reserve(lane.name, task_id, day, self._budgets(lane), est_in + est_out, est_money)
             if isinstance(held, str):
                 after = f" (after {attempt} failed attempt{'s' if attempt > 1 else ''})" if attempt else ""
                 return None, held + after
@@ -207,6 +209,14 @@ class Broker:
             self._record_success(lane, route, cfg, task_id, day, held, t0, response, request.contract_version)
             return response, ""
         return None, reason  # pragma: no cover - the loop always returns
+
+    def _budgets(self, lane: ResolvedLane):
+        if self.budget_factor == 1.0:
+            return lane.budgets
+        f = self.budget_factor
+        scaled = {k: (None if v is None else (int(v * f) if k.startswith("tokens") else v * f))
+                  for k, v in lane.budgets.model_dump().items()}
+        return type(lane.budgets).model_validate(scaled)
 
     def _provider(self, route: Route, cfg: ProviderConfig, timeout_s: float) -> Provider:
         """Build (once) the provider for a route; keys are read from the environment now."""

@@ -123,6 +123,8 @@ class LanePolicy(_Strict):
     retries: Optional[int] = None
     budgets: Optional[Budgets] = None
     data: Optional[DataRules] = None
+    #: PEX escalates a task of this lane when PLMS's p90 duration is above this (seconds).
+    escalate_p90_s: Optional[float] = None
 
 
 class ResolvedLane(BaseModel):
@@ -134,6 +136,7 @@ class ResolvedLane(BaseModel):
     retries: int
     budgets: Budgets
     data: DataRules
+    escalate_p90_s: Optional[float] = None
 
 
 def _merge(model: type[BaseModel], base: BaseModel, override: Optional[BaseModel]):
@@ -176,6 +179,7 @@ class Policy(_Strict):
             retries=spec.retries if spec.retries is not None else self.defaults.retries,
             budgets=_merge(Budgets, self.defaults.budgets, spec.budgets),
             data=_merge(DataRules, self.defaults.data, spec.data),
+            escalate_p90_s=spec.escalate_p90_s,
         )
 
 

@@ -15,8 +15,8 @@ from typing import Sequence
 
 from ..errors import DirEngError
 from ..models import DEFAULT_SEARCH_MODE, SEARCH_MODES
-from . import (artifacts_cmd, ask_cmd, audit_cmd, commands, plms_cmd, policy_cmd, scan_cmd, secrets_cmd,
-               tasks_cmd, token_cmd)
+from . import (artifacts_cmd, ask_cmd, audit_cmd, commands, mcp_cmd, plms_cmd, policy_cmd, scan_cmd,
+               secrets_cmd, tasks_cmd, token_cmd)
 
 log = logging.getLogger("direng")
 
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     secrets_cmd.add_parser(sub)
     audit_cmd.add_parser(sub)
     scan_cmd.add_parser(sub)
+    mcp_cmd.add_parser(sub)
     return parser
 
 

@@ -17,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..models import FINAL_STATES, TASK_ACTIONS
+from ..models import SETTLED_STATES, TASK_ACTIONS
 from ..pex.params import parse_params
 from ..tables import runs_frame
 from .commands import client_for
@@ -46,12 +46,18 @@ def add_parsers(sub) -> None:
     task.set_defaults(run=run)
     helps = {"estimate": "estimate with PLMS", "approve": "approve an estimated task",
              "cancel": "cancel a task (stops a running lane)", "start": "start a task",
-             "status": "show a task"}
+             "status": "show a task", "retry": "answer an escalation: run (or estimate) the task again",
+             "change_lane": "answer an escalation: move the task to another lane (re-estimated)",
+             "raise_budget": "answer an escalation: multiply the task's budgets, then run or estimate again"}
     for name in (*TASK_ACTIONS, "status"):
         p = tsub.add_parser(name, help=helps[name])
         p.add_argument("id")
         if name in ("start", "status"):
             p.add_argument("--follow", action="store_true", help="stream events until the task ends")
+        if name == "change_lane":
+            p.add_argument("--lane", required=True, help="the lane to move the task to")
+        if name == "raise_budget":
+            p.add_argument("--factor", type=float, default=2.0, help="multiply the budgets by this (default 2)")
         _common(p)
     p = tsub.add_parser("list", help="list tasks")
     _common(p)
@@ -85,6 +91,11 @@ def _print_task(task, as_json: bool) -> None:
         line += f"  (p50 {est.duration_p50_s:.1f}s, p90 {est.duration_p90_s:.1f}s)"
     if task.error:
         line += f"\n  error: {task.error}"
+    if task.escalation:
+        esc = task.escalation
+        line += (f"\n  escalated ({esc.kind}): {esc.message}\n  choose: "
+                 + ", ".join(f"direng task {c} {task.id}" + (" --lane LANE" if c == "change_lane" else "")
+                             for c in esc.options))
     print(line)
 
 
@@ -120,7 +131,7 @@ class _EventPrinter(threading.Thread):
 def _follow(client, task_id: str, as_json: bool, poll: float = 0.25) -> None:
     """Print the task's events until it reaches a final state."""
     printer = None if as_json else _EventPrinter(client, task_id, everything=True)
-    while client.task(task_id).state.value not in FINAL_STATES:
+    while client.task(task_id).state.value not in SETTLED_STATES:
         if printer:
             printer.flush()
         threading.Event().wait(poll)
@@ -155,13 +166,13 @@ def run(args) -> int:
             if printer:
                 printer.close()
     elif cmd in TASK_ACTIONS:
-        task = client.task_action(args.id, cmd)
+        task = client.task_action(args.id, cmd, lane=getattr(args, "lane", None), factor=getattr(args, "factor", None))
     else:  # status
         if args.follow:
             _follow(client, args.id, args.json)
         task = client.task(args.id)
     _print_task(task, args.json)
-    return 0 if task.state != "failed" or cmd not in ("start",) else 1
+    return 0 if task.state not in ("failed", "escalated") or cmd not in ("start",) else 1
 
 
 def _runs(args) -> int:

@@ -26,6 +26,14 @@ FENCE = {"python": "python", "typescript": "typescript", "tsx": "tsx", "javascri
 EXCERPT_LINES = 14
 
 
+def _echo(question: str, limit: int = 120) -> str:
+    """The question as the answer repeats it: its first line, shortened, and without Markdown
+    that would swallow the answer (a code fence opening inside the bold, stray emphasis)."""
+    first = next((line.strip() for line in question.splitlines() if line.strip()), "")
+    first = re.sub(r"[`*_]+", "", first)
+    return first if len(first) <= limit else first[:limit - 1].rstrip() + "…"
+
+
 class Composer:
     def __init__(self, workbench, link_base: str | None = None):
         self.wb = workbench
@@ -110,12 +118,13 @@ class Composer:
         return ("**In your notebook:**\n" + "\n".join(lines)) if lines else ""
 
     def answer_hits(self, question: str, hits: list[Hit], detail: int = 3) -> str:
+        asked = _echo(question)
         if not hits:
-            return (f"I found nothing in the index for **{question}**. Try other words, or check "
+            return (f"I found nothing in the index for **{asked}**. Try other words, or check "
                     "`%direng status` to see whether the index covers the code you mean.")
         top = hits[0]
         where = f"`{top.symbol}`" if top.symbol else f"`{top.path}`"
-        out = [f"The most relevant place for **{question}** is {where} in "
+        out = [f"The most relevant place for **{asked}** is {where} in "
                f"{self.link(top.path, top.start_line, top.end_line, top.cell)}."]
         for hit in hits[:detail]:
             title = f"`{hit.symbol}` ({hit.kind})" if hit.symbol else f"`{hit.path}` ({hit.kind})"
@@ -190,12 +199,46 @@ def estimate_line(task: Task) -> str:
 
 
 def task_proposal(task: Task) -> str:
-    """What DirEng says when it hands work to PEX: what would run, the estimate, how to approve."""
+    """What DirEng says when it hands work to PEX: what would run, the estimate, how to approve
+    (or, when the estimate itself escalated, why and what the user may choose)."""
+    if task.escalation is not None:
+        return (f"This is work for a lane, so I propose a task for PEX:\n\n**Task `{task.id}`** → lane "
+                f"**{task.lane}**: {task.title}\n\n{estimate_line(task)}.\n\n{escalation_text(task)}")
     return (f"This is work for a lane rather than a quick answer, so I propose a task for PEX:\n\n"
             f"**Task `{task.id}`** → lane **{task.lane}**: {task.title}\n\n{estimate_line(task)}.\n\n"
             f"Nothing runs until you approve it: **Approve** in the DirEng panel or under this answer in a "
             f"notebook, or `direng task approve {task.id}` then `direng task start {task.id}`. "
             f"Ask `task {task.id}` for its progress.")
+
+
+_CHOICE_TEXT = {
+    "retry": ("retry", "direng task retry {id}"),
+    "change_lane": ("change the lane", "direng task change_lane {id} --lane LANE"),
+    "raise_budget": ("raise the budget", "direng task raise_budget {id} --factor 2"),
+    "cancel": ("cancel", "direng task cancel {id}"),
+}
+
+
+def escalation_text(task: Task) -> str:
+    """Why PEX escalated the task, its evidence, and the choices (each a command)."""
+    esc = task.escalation
+    ev = esc.evidence or {}
+    facts = []
+    if esc.kind == "gate_failed":
+        facts = [f"failing: {f}" for f in ev.get("failures", [])] + [f"attempt {ev.get('attempt')} of "
+                                                                    f"{(ev.get('retries') or 0) + 1} allowed"]
+    elif esc.kind == "denied":
+        facts = [f"denied: `{' '.join(map(str, ev.get('argv') or []))}` by {ev.get('rule')}"]
+    elif esc.kind == "budget":
+        facts = [*map(str, ev.get("refusals", [])), f"budgets: {ev.get('budgets')}"]
+    elif esc.kind == "estimate":
+        est = ev.get("estimate") or {}
+        facts = [f"p90 {est.get('duration_p90_s', 0):.1f} s against the lane's threshold {ev.get('escalate_p90_s')} s"
+                 + (f" (x{ev['budget_factor']:g})" if ev.get("budget_factor", 1) != 1 else "")]
+    choices = "; ".join(f"{_CHOICE_TEXT[c][0]} (`{_CHOICE_TEXT[c][1].format(id=task.id)}`)"
+                        for c in esc.options if c in _CHOICE_TEXT)
+    return (f"**Escalated** ({esc.kind}): {esc.message}\n\n" + "".join(f"- {f}\n" for f in facts if f)
+            + f"\nWhat next? {choices}.")
 
 
 def task_report(task: Task, run: dict | None, store: Path, root: Path, link_base: str | None = None) -> str:
@@ -210,6 +253,8 @@ def task_report(task: Task, run: dict | None, store: Path, root: Path, link_base
     lines = [head]
     if state in ("new", "estimated"):
         lines.append(estimate_line(task) + ". Waiting for approval.")
+    if task.escalation is not None:
+        lines.append(escalation_text(task))
     if run:
         kpis = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}"
                          for k, v in sorted((run.get("kpis") or {}).items()))

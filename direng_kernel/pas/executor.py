@@ -35,17 +35,38 @@ from typing import Any, Callable, Optional, Protocol
 
 from .. import confined, contracts
 from ..errors import DirEngError
-from ..models import ArtifactRef, Passport, Task, TaskState
+from ..models import SETTLED_STATES, ArtifactRef, Escalation, Passport, Task, TaskState
 from ..security.scrub import scrub, scrub_obj
 from .allowlist import lane_limits
 from .gates import read_gates
-from .lane import WORK_DIR
+from .lane import ESCALATIONS, WORK_DIR
 from .lanes import Lane, LaneRegistry, check_parameters_cell
 from .lanes import registry as default_lanes
 
 log = logging.getLogger(__name__)
 LEASE_S = 30.0
 HEARTBEAT_S = 1.0
+KERNEL = "python3"  # the kernel lane notebooks run on (papermill -k)
+
+
+def _record_kernelspec(run_dir: Path, name: str, kernel: str) -> None:
+    """Write into the executed notebook the kernelspec it ran on. papermill's `-k` picks the kernel
+    but keeps the lane notebook's `kernelspec`, whose display name ("Python 3") is not the
+    installed spec's ("Python 3 (ipykernel)"); JupyterLab writes the real one as the notebook's
+    kernel starts, so an output notebook opened from the tasks panel showed as unsaved. Read and
+    written confined (the run folder is the lane's), and best effort: never a reason to fail a run."""
+    import nbformat
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel)
+        nb = nbformat.reads(confined.read_text(run_dir, name, follow_links=False), as_version=4)
+        want = {"display_name": spec.display_name, "language": spec.language, "name": kernel}
+        if nb.metadata.get("kernelspec") != want:
+            nb.metadata["kernelspec"] = want
+            confined.write_bytes(run_dir, name, nbformat.writes(nb).encode())
+    except Exception as exc:  # noqa: BLE001 — no such kernelspec, a notebook the lane broke: leave it
+        log.debug("kernelspec of %s left as it is: %s", name, exc)
 
 
 def _contracts() -> dict[str, str]:
@@ -55,6 +76,54 @@ def _contracts() -> dict[str, str]:
         return {contracts.PEX: contracts.load(contracts.PEX).version}
     except contracts.ContractError:
         return {}
+
+
+def _records(run_dir: Path, name: str) -> list[dict]:
+    """The JSON lines of a run-folder record (what does not parse is not evidence)."""
+    try:
+        text = confined.read_text(run_dir, name)
+    except (confined.ConfinementError, OSError):
+        return []
+    out = []
+    for line in text.splitlines():
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            out.append(value)
+    return out
+
+
+def escalation_of(run_dir: Path, run_id: str, state: TaskState, failures: list[str], kpis: dict,
+                  gates, attempt: int) -> Optional[Escalation]:
+    """Whether the run's end is for the user to decide rather than a failure, and the evidence.
+
+    In this order: a command the allowlist denied (when the run failed: the lane did not get
+    past it), a model call refused for its budget (`pas.escalate`, whatever the lane made of it
+    without the model), a failed quality gate while the gates file allows retries and this was
+    one of the first `retries` runs. A cancelled run is never escalated."""
+    if state == TaskState.cancelled:
+        return None
+    now = datetime.now(timezone.utc)
+    denied = [r for r in _records(run_dir, "commands.jsonl") if r.get("denied")]
+    if state == TaskState.failed and denied:
+        last = denied[-1]
+        return Escalation(kind="denied", message=f"a command was denied: {last['denied']}", run_id=run_id, at=now,
+                          evidence={"argv": last.get("argv"), "rule": last["denied"], "denied_commands": len(denied)},
+                          options=["retry", "change_lane", "cancel"])
+    budget = [r for r in _records(run_dir, ESCALATIONS) if r.get("kind") == "budget"]
+    if budget:
+        last = budget[-1]
+        return Escalation(kind="budget", message=str(last.get("message") or "over budget"), run_id=run_id, at=now,
+                          evidence=last.get("evidence") if isinstance(last.get("evidence"), dict) else {},
+                          options=["raise_budget", "retry", "change_lane", "cancel"])
+    if failures and attempt <= gates.retries:
+        return Escalation(kind="gate_failed", message="quality gate failed: " + "; ".join(failures), run_id=run_id,
+                          at=now, evidence={"failures": failures, "kpis": kpis, "gates": [str(g) for g in gates.gates],
+                                            "attempt": attempt, "retries": gates.retries},
+                          options=["retry", "change_lane", "cancel"])
+    return None
 
 
 class RunQueue(Protocol):
@@ -228,12 +297,12 @@ class Executor:
             self.tasks.finish(run["id"], TaskState.failed, error=f"executor error: {type(exc).__name__}: {exc}")
 
     def drain(self, until_task: str | None = None, timeout: float | None = None) -> None:
-        """Run queued work in this process until the queue is empty (or `until_task` ends)."""
+        """Run queued work in this process until the queue is empty (or `until_task` settles:
+        ends, or escalates to the user)."""
         deadline = time.time() + timeout if timeout else None
         self.tasks.reconcile(self.idempotent_lanes())
         while not (deadline and time.time() > deadline):
-            if until_task and self.tasks.get_task(until_task).state in (
-                    TaskState.succeeded, TaskState.failed, TaskState.cancelled):
+            if until_task and self.tasks.get_task(until_task).state.value in SETTLED_STATES:
                 return
             if not self.run_once():
                 if until_task is None:
@@ -293,7 +362,10 @@ class Executor:
         # Renew the lease before the refresh: a long cold index must not look like a lost worker.
         self.tasks.heartbeat(run_id, LEASE_S)
         self._ensure_index(task_id)
-        result = self.run_notebook(run_id, task_id, lane, nb, run_dir, task.parameters, limits, self.extra_env)
+        # the budgets the user raised for this task (an escalation's choice) reach the lane's model calls
+        env = {**self.extra_env, **({"DIRENG_BUDGET_FACTOR": f"{task.budget_factor:g}"}
+                                    if task.budget_factor != 1.0 else {})}
+        result = self.run_notebook(run_id, task_id, lane, nb, run_dir, task.parameters, limits, env)
         passport.timings = {"total_s": round(time.perf_counter() - t0, 3), "notebook_s": result["seconds"]}
         state, error = result["state"], scrub(result.get("error") or "") or None
         try:
@@ -306,20 +378,24 @@ class Executor:
             # Something other than the lane wrote its records or artifacts: nothing of the run is trusted.
             kpi_values, outputs, responses = {}, [], []
             state, error = TaskState.failed, scrub(str(exc))
+        gates, failures = read_gates(spec.gates, lane), []
         if state == TaskState.succeeded:
-            verdict = read_gates(spec.gates, lane).evaluate(kpi_values)
+            verdict = gates.evaluate(kpi_values)
             if not verdict.passed:
-                state, error = TaskState.failed, "quality gate failed: " + "; ".join(verdict.failures)
+                failures = verdict.failures
+                state, error = TaskState.failed, "quality gate failed: " + "; ".join(failures)
+        escalation = escalation_of(run_dir, run_id, state, failures, kpi_values, gates,
+                                   attempt=int(run.get("attempt") or 1))
         passport = passport.model_copy(update={
             "kpis": kpi_values, "outputs": outputs, "provider_responses": responses, "status": state.value,
-            "error": error, "finished_at": datetime.now(timezone.utc)})
+            "error": error, "escalation": escalation, "finished_at": datetime.now(timezone.utc)})
         self.passports.save(passport)
         render_replay_notebook(passport, run_dir, root=self.root)  # `papermill replay.ipynb` replays headless
         out_nb = next((o.sha256 for o in outputs if o.name == "output.ipynb"), None)
         if error:
             self.tasks.add_event(task_id, "error", error, {"run_id": run_id})
         self.tasks.finish(run_id, state, error=error, kpi_values=kpi_values, sandbox=sandbox_mode,
-                          output_notebook=out_nb)
+                          output_notebook=out_nb, escalation=escalation)
 
     def _policy_hash(self) -> str | None:
         from ..broker.policy import policy_for
@@ -350,6 +426,7 @@ class Executor:
         # The lane process needs its own record's allowlist and policy route, whatever registered it.
         env.pop("DIRENG_LANE_ALLOWLIST", None)
         env.pop("DIRENG_LANE_ROUTE", None)
+        env.pop("DIRENG_BUDGET_FACTOR", None)  # only a task whose budget was raised gets one
         try:
             spec = self.lanes.get(lane)
         except DirEngError:
@@ -376,7 +453,7 @@ class Executor:
 
         out_nb = run_dir / "output.ipynb"
         params = {**parameters, "root": str(self.root), "run_dir": str(run_dir)}
-        argv = [sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", "python3", "--cwd", str(run_dir),
+        argv = [sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", KERNEL, "--cwd", str(run_dir),
                 "-y", json.dumps(params), "--no-progress-bar", "--log-level", "WARNING"]
         timeout = float(limits.get("timeout_s", 600))
         t0 = time.perf_counter()
@@ -425,6 +502,8 @@ class Executor:
                 else:
                     error = _error_line(text)
                 state = TaskState.failed
+        if out_nb.exists():
+            _record_kernelspec(run_dir, out_nb.name, KERNEL)
         return {"state": state, "error": error, "seconds": seconds, "output_nb": out_nb if out_nb.exists() else None}
 
     @staticmethod

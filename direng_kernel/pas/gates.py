@@ -10,7 +10,9 @@ says which folder):
 
 After a lane notebook finishes, the executor evaluates its KPIs (`kpis.jsonl`) against them;
 any failed gate fails the run with the reasons. A KPI the lane did not report fails its gate
-(a gate is never passed by omission). A lane without a gates file has no gates.
+(a gate is never passed by omission). A lane without a gates file has no gates. With
+`retries: N` (default 0) a failed gate escalates the task to the user instead, for its first N
+runs: they may retry, change the lane or cancel.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Gates(BaseModel):
 
     lane: str
     gates: list[Gate] = Field(default_factory=list)
+    retries: int = Field(default=0, ge=0)  # runs whose failed gates escalate instead of failing
     source: Optional[str] = None  # the file it was read from (None: no gates file)
 
     def evaluate(self, kpis: dict) -> GateResult:

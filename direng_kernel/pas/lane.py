@@ -317,11 +317,17 @@ def complete(prompt: str, lane: Optional[str] = None, *, system: Optional[str] =
                 ChatMessage(role="user", content=prompt)]
     request = ProviderRequest(lane=name, messages=messages, max_output_tokens=max_output_tokens, temperature=0.0,
                               contract_version=contract.version)
-    broker = Broker(policy, usage_log=ctx.run_dir / "provider_usage.jsonl")
+    factor = float(os.environ.get("DIRENG_BUDGET_FACTOR") or 1.0)
+    broker = Broker(policy, usage_log=ctx.run_dir / "provider_usage.jsonl", budget_factor=factor)
     try:
         response = broker.complete(request, task_id=ctx.task_id or None)
     except BrokerError as exc:
         log(f"model unavailable for lane {name}: {exc}")
+        over = [a for a in exc.attempts if a.reason.startswith("over budget")]
+        if over:  # the run goes on without the model; PEX escalates it at the end (raise the budget?)
+            escalate("budget", f"a model call of lane {name} would exceed its budget",
+                     {"lane": name, "refusals": [f"{a.route}: {a.reason}" for a in over],
+                      "budgets": resolved.budgets.model_dump(), "budget_factor": factor})
         return None
     finally:
         broker.close()
@@ -332,6 +338,15 @@ def complete(prompt: str, lane: Optional[str] = None, *, system: Optional[str] =
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
         confined.write_bytes(ctx.run_dir, f"provider_responses/{number:03d}.json", text.encode("utf-8"))
     return response.content
+
+
+ESCALATIONS = "escalations.jsonl"
+
+
+def escalate(kind: str, message: str, evidence: dict) -> None:
+    """Ask PEX to escalate this run to the user when it ends (`escalations.jsonl` in the run
+    folder; the executor reads it): `kind` is one of models.ESCALATION_KINDS."""
+    _append(ESCALATIONS, {"kind": kind, "message": message, "evidence": evidence})
 
 
 # -- small helpers lanes share ------------------------------------------------------------

@@ -24,11 +24,12 @@ import os
 import re
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Literal, Optional
 
 from ..errors import DirEngError
-from ..models import TERMINAL_STATES, Estimate, ReplayReport, Task, TaskState
+from ..models import SETTLED_STATES, TERMINAL_STATES, Escalation, Estimate, ReplayReport, Task, TaskState
 from ..pas.lanes import LaneRegistry, UnknownLane
 from ..pas.lanes import registry as default_lanes
 from .store import TaskStore, pid_alive
@@ -86,14 +87,17 @@ class Orchestrator:
     `server_url`: who serves the store's queue, as a callable giving a URL or None (default: the
     ownership file, see `server_owner`); `lane_token`: mints a lane's API token for `ttl_s`
     seconds (default: `security.tokens.mint_lane_token`). `notebooks` and `extra_env` go to the
-    executor (a replay's recorded notebook and environment)."""
+    executor (a replay's recorded notebook and environment). `policy`: the host's live broker
+    policy, for the lanes' escalation thresholds (default: the policy file's)."""
 
     def __init__(self, root: str | Path, store_dir: str | Path, tasks: TaskStore | None = None,
                  policy_path: str | Path | None = None, *, workbench=None, lanes: LaneRegistry | None = None,
                  server_url: Callable[[], Optional[str]] | None = None,
                  lane_token: Callable[[int], str] | None = None,
-                 notebooks: dict[str, Path] | None = None, extra_env: dict[str, str] | None = None):
+                 notebooks: dict[str, Path] | None = None, extra_env: dict[str, str] | None = None,
+                 policy: Callable[[], object] | None = None):
         self.root = Path(root).resolve()
+        self._policy = policy  # the host's live policy (a server's, changed by POST /policy), else the file's
         self.store_dir = Path(store_dir).resolve()
         self.tasks = tasks or TaskStore.for_store(self.store_dir)
         self.policy_path = policy_path
@@ -165,15 +169,90 @@ class Orchestrator:
         priors = {**PRIORS, **dict.fromkeys(sorted(others), DEFAULT_PRIOR)} if others else None
         return Planner.from_history(records, priors=priors)
 
-    def estimate(self, task_id: str) -> Task:
+    def estimate(self, task_id: str, lane: str | None = None) -> Task:
+        """PLMS's estimate (for `lane`, when the lane changes). A p90 above the lane's
+        `escalate_p90_s` in the policy (times the task's budget factor) escalates the task."""
         task = self.tasks.get_task(task_id)
-        estimate: Estimate = self._planner(task.lane).estimate(task.lane)
-        return self.tasks.transition(task_id, TaskState.estimated,
+        lane = lane or task.lane
+        estimate: Estimate = self._planner(lane).estimate(lane)
+        task = self.tasks.transition(task_id, TaskState.estimated,
                                      f"estimated p50 {estimate.duration_p50_s:.1f}s, p90 {estimate.duration_p90_s:.1f}s"
-                                     + (" (prior: too few runs)" if estimate.prior_only else ""), estimate=estimate)
+                                     + (" (prior: too few runs)" if estimate.prior_only else ""), estimate=estimate,
+                                     lane=lane)
+        threshold = self._p90_threshold(lane)
+        if threshold is not None and estimate.duration_p90_s > threshold * task.budget_factor:
+            limit = threshold * task.budget_factor
+            escalation = Escalation(
+                kind="estimate", at=datetime.now(timezone.utc),
+                message=f"the p90 estimate {estimate.duration_p90_s:.1f}s is above the lane's threshold {limit:g}s",
+                evidence={"estimate": estimate.model_dump(mode="json"), "escalate_p90_s": threshold,
+                          "budget_factor": task.budget_factor},
+                options=["raise_budget", "change_lane", "cancel"])
+            task = self.tasks.transition(task_id, TaskState.escalated, f"escalated: {escalation.message}",
+                                         escalation=escalation)
+        return task
+
+    def _p90_threshold(self, lane: str) -> float | None:
+        from ..broker.policy import policy_for
+
+        try:
+            policy = self._policy() if self._policy is not None else policy_for(self.policy_path,
+                                                                                 self.lanes.extra_routes())
+        except DirEngError:
+            return None
+        resolved = policy.resolve(self.lanes.get(lane).route) if policy is not None else None
+        return resolved.escalate_p90_s if resolved is not None else None
 
     def approve(self, task_id: str) -> Task:
         return self.tasks.transition(task_id, TaskState.approved, "approved")
+
+    # -- answering an escalation (each a legal transition, each audited) ----------------------
+    def _escalated(self, task_id: str, choice: str) -> Task:
+        task = self.tasks.get_task(task_id)
+        if task.state != TaskState.escalated or task.escalation is None:
+            raise DirEngError(f"task {task_id} is {task.state.value}, not escalated: there is nothing to {choice}")
+        if choice not in task.escalation.options:
+            raise DirEngError(f"task {task_id}: {choice} does not answer this escalation ({task.escalation.kind}); "
+                              f"the choices are {', '.join(task.escalation.options)}")
+        return task
+
+    def _audit(self, task: Task, choice: str, **details) -> None:
+        from ..security import audit
+        from ..security.tokens import current_username
+
+        audit.record("task.escalation.answered", actor=current_username(), task_id=task.id, choice=choice,
+                     kind=task.escalation.kind if task.escalation else None, lane=task.lane, **details)
+
+    def retry(self, task_id: str) -> Task:
+        """Run the escalated task again (its run escalated), or estimate it again (its estimate did)."""
+        task = self._escalated(task_id, "retry")
+        self._audit(task, "retry")
+        if task.escalation.kind == "estimate":
+            return self.estimate(task_id)
+        self.tasks.enqueue(task_id, "retry after escalation")
+        return self.tasks.get_task(task_id)
+
+    def change_lane(self, task_id: str, lane: str) -> Task:
+        """Move the escalated task to another lane; it is estimated there and waits for approval."""
+        task = self._escalated(task_id, "change_lane")
+        self.lanes.get(lane)  # UnknownLane naming the lanes there are
+        self._check_lane(lane)
+        self._audit(task, "change_lane", to_lane=lane)
+        return self.estimate(task_id, lane=lane)
+
+    def raise_budget(self, task_id: str, factor: float = 2.0) -> Task:
+        """Multiply the task's budgets by `factor`: after a run, the task runs again with them;
+        after an estimate, the p90 threshold is raised with them and the task is re-estimated."""
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not 1.0 < factor <= 100.0:
+            raise DirEngError(f"factor must be a number above 1 and at most 100, got {factor!r}")
+        task = self._escalated(task_id, "raise_budget")
+        new_factor = round(task.budget_factor * factor, 6)
+        self._audit(task, "raise_budget", factor=factor, budget_factor=new_factor)
+        self.tasks.set_budget_factor(task_id, new_factor)
+        if task.escalation.kind == "estimate":
+            return self.estimate(task_id)
+        self.tasks.enqueue(task_id, f"budgets raised x{new_factor:g}; running again")
+        return self.tasks.get_task(task_id)
 
     def start(self, task_id: str, worker: Worker = "none", *, follow: bool = False,
               timeout: float | None = None) -> Task:
@@ -193,7 +272,7 @@ class Orchestrator:
         self.tasks.get_task(task_id)  # an unknown id is NotFoundError before anything is touched
         self.reconcile()
         task = self.tasks.get_task(task_id)
-        if task.state in TERMINAL_STATES:
+        if task.state.value in SETTLED_STATES:  # ended, or waiting for the user's answer to an escalation
             return task
         self._check_lane(task.lane)
         if task.state == TaskState.running:
@@ -258,7 +337,7 @@ class Orchestrator:
         reconciled = time.monotonic()
         while True:
             task = self.tasks.get_task(task_id)
-            if task.state in TERMINAL_STATES or (deadline and time.monotonic() > deadline):
+            if task.state.value in SETTLED_STATES or (deadline and time.monotonic() > deadline):
                 return task
             holder = self._holder(task)
             if holder is None and task.state == TaskState.queued:

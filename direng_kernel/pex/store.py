@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from ..errors import NotFoundError
 from ..security.scrub import scrub, scrub_obj
-from ..models import RUN_FINAL_STATES, Estimate, Task, TaskEvent, TaskState
+from ..models import RUN_FINAL_STATES, SETTLED_STATES, Escalation, Estimate, Task, TaskEvent, TaskState
 from . import states
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,11 @@ tasks = sa.Table(
     sa.Column("rehearsal", sa.Boolean, default=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("escalation", sa.Text, nullable=True),  # an Escalation's JSON while the task is escalated
+    sa.Column("budget_factor", sa.Float, nullable=True),  # budgets raised for this task (an escalation's choice)
 )
+#: Columns added after a store was first created: (table, column, SQL type), added on open.
+ADDED_COLUMNS = [("tasks", "escalation", "TEXT"), ("tasks", "budget_factor", "REAL")]
 runs = sa.Table(
     "runs", meta,
     sa.Column("id", sa.String, primary_key=True),
@@ -159,6 +163,16 @@ class TaskStore:
             def _on_begin(conn):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
         meta.create_all(self.engine)
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        """Columns newer than the store: added in one transaction (SQLite adds a column in place;
+        existing rows get NULL, which every reader takes as "none")."""
+        with self.engine.begin() as conn:
+            for table, column, sql_type in ADDED_COLUMNS:
+                have = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
     @classmethod
     def for_store(cls, store_dir: Path) -> "TaskStore":
@@ -179,6 +193,9 @@ class TaskStore:
             idempotency_key=row.idempotency_key,
             estimate=Estimate.model_validate_json(row.estimate) if row.estimate else None,
             run_id=row.run_id, error=row.error, created_at=_utc(row.created_at), updated_at=_utc(row.updated_at),
+            escalation=Escalation.model_validate_json(row.escalation)
+            if row.escalation and row.state == TaskState.escalated.value else None,
+            budget_factor=row.budget_factor or 1.0,
         )
 
     def create_task(self, *, title: str, brief: str, lane: str, parameters: dict,
@@ -224,6 +241,8 @@ class TaskStore:
             values = {"state": new.value, "updated_at": time.time()}
             if "estimate" in fields:
                 values["estimate"] = fields.pop("estimate").model_dump_json()
+            esc = fields.pop("escalation", None)
+            values["escalation"] = esc.model_dump_json() if esc is not None and new == TaskState.escalated else None
             values.update(fields)
             c.execute(tasks.update().where(tasks.c.id == task_id).values(**values))
             self._event(c, task_id, "state", message or new.value, {"state": new.value})
@@ -255,7 +274,7 @@ class TaskStore:
                           data=json.loads(r.data or "{}")) for r in rows]
 
     def follow(self, task_id: str, poll: float = 0.2, timeout: float | None = None) -> Iterator[TaskEvent]:
-        """Yield events as they are written until the task reaches a final state."""
+        """Yield events as they are written until the task settles (a final state, or escalated)."""
         seen, deadline = 0, (time.time() + timeout) if timeout else None
         while True:
             batch = self.events(task_id, seen)
@@ -263,7 +282,7 @@ class TaskStore:
                 seen = ev.seq
                 yield ev
             task = self.get_task(task_id)
-            if task.state in (TaskState.succeeded, TaskState.failed, TaskState.cancelled) and not batch:
+            if task.state.value in SETTLED_STATES and not batch:
                 return
             if deadline and time.time() > deadline:
                 return
@@ -284,6 +303,13 @@ class TaskStore:
                                           created_at=time.time(), rehearsal=bool(row.rehearsal)))
         self.transition(task_id, TaskState.queued, message, conn=conn, run_id=run_id)
         return run_id
+
+    def set_budget_factor(self, task_id: str, factor: float) -> None:
+        with self.engine.begin() as conn:
+            self._row(conn, task_id)
+            conn.execute(tasks.update().where(tasks.c.id == task_id).values(budget_factor=factor,
+                                                                            updated_at=time.time()))
+            self._event(conn, task_id, "log", f"budgets raised: x{factor:g} the lane's", {"budget_factor": factor})
 
     def claim(self, worker: str, max_parallel: dict[str, int], lease_s: float = 30.0,
               task_id: str | None = None) -> dict | None:
@@ -334,8 +360,9 @@ class TaskStore:
             return not conn.execute(sa.select(runs.c.cancel_requested).where(runs.c.id == run_id)).scalar_one()
 
     def finish(self, run_id: str, state: TaskState, *, error: str | None = None, kpi_values: dict | None = None,
-               **fields) -> None:
-        """Record a run's end and move its task in one transaction."""
+               escalation: Escalation | None = None, **fields) -> None:
+        """Record a run's end and move its task in one transaction; with `escalation` the run
+        ended `state` (failed) and the task waits, escalated, for the user's choice."""
         with self.engine.begin() as conn:
             run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
             if run.state != "running":
@@ -346,7 +373,11 @@ class TaskStore:
                 state=state.value, finished_at=now, duration_s=now - (run.started_at or now), error=error, **fields))
             for name, value in (kpi_values or {}).items():
                 conn.execute(kpis.insert().prefix_with("OR REPLACE").values(run_id=run_id, name=name, value=value))
-            self.transition(run.task_id, state, error or state.value, conn=conn, error=error)
+            if escalation is not None:
+                self.transition(run.task_id, TaskState.escalated, f"escalated: {escalation.message}", conn=conn,
+                                error=error, escalation=escalation)
+            else:
+                self.transition(run.task_id, state, error or state.value, conn=conn, error=error)
 
     def request_cancel(self, task_id: str) -> Task:
         with self.engine.begin() as conn:

@@ -133,6 +133,9 @@ class DirEngExtension(ExtensionApp):
         self.settings["direng_max_body_bytes"] = self.max_body_bytes
         self.settings["direng_stream_keepalive_s"] = self.stream_keepalive_seconds
         self.settings["direng_stream_max_s"] = self.stream_max_seconds
+        from ..mcp.http import HttpMcp  # no MCP SDK module loads until the first MCP request
+
+        self.settings["direng_mcp"] = HttpMcp(max_body_bytes=self.max_body_bytes)
         self._token_refresher = None
         self.engine = None
         self._executor = ThreadPoolExecutor(max(1, self.workers), thread_name_prefix="direng-api")
@@ -179,10 +182,12 @@ class DirEngExtension(ExtensionApp):
             self.engine.start()  # idempotent
 
     def initialize_handlers(self):
+        from .handlers import mcp
         from .handlers.base import NotFoundHandler
 
+        # /direng/mcp (MCP over Streamable HTTP, docs/mcp.md) sits beside the REST API, not in it;
         # last: the rest of /direng/api is a JSON 404, not Jupyter's HTML page
-        self.handlers.extend([*routes(), (API_PREFIX + r"/.*", NotFoundHandler)])
+        self.handlers.extend([*routes(), *mcp.ROUTES, (API_PREFIX + r"/.*", NotFoundHandler)])
 
     # -- running ----------------------------------------------------------------------------------
     async def _start_jupyter_server_extension(self, serverapp):
@@ -230,6 +235,11 @@ class DirEngExtension(ExtensionApp):
         refresher, self._token_refresher = getattr(self, "_token_refresher", None), None
         if refresher is not None:
             refresher.stop()
+        mcp_app = self.settings.get("direng_mcp")
+        for settings in (self.settings, self.serverapp.web_app.settings):
+            settings.pop("direng_mcp", None)  # MCP requests from now on are 503s
+        if mcp_app is not None:
+            await mcp_app.aclose()
         engine, self.engine = getattr(self, "engine", None), None
         for settings in (self.settings, self.serverapp.web_app.settings):
             settings["direng_engine"] = None

@@ -17,7 +17,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from ..direng.compose import estimate_line, task_report
-from ..models import FINAL_STATES, Task
+from ..models import SETTLED_STATES, Task
 
 
 class Delegation:
@@ -81,7 +81,7 @@ class Delegation:
                 self._seen = ev.seq
                 emit(f"[{ev.at:%H:%M:%S}] {ev.kind:<8} {ev.message}")
             self.task = self.client.task(self.task.id)
-            if self.task.state.value in FINAL_STATES:
+            if self.task.state.value in SETTLED_STATES:
                 break
             time.sleep(0.3)
         for ev in self.client.task_events(self.task.id, self._seen):

@@ -66,6 +66,8 @@ export interface Task {
   estimate?: Estimate | null;
   run_id?: string | null;
   error?: string | null;
+  escalation?: Escalation | null;
+  budget_factor?: number;
   created_at?: string;
   updated_at?: string;
 }
@@ -96,7 +98,16 @@ export interface ReplayReport {
   outputs?: Record<string, unknown>[];
 }
 
-export type TaskAction = 'estimate' | 'approve' | 'start' | 'cancel';
+export type TaskAction = 'estimate' | 'approve' | 'start' | 'cancel' | 'retry' | 'change_lane' | 'raise_budget';
+
+/** Why PEX escalated a task to the user (models.Escalation). */
+export interface Escalation {
+  kind: string;
+  message: string;
+  evidence?: Record<string, unknown>;
+  options: string[];
+  run_id?: string | null;
+}
 
 export class DirEngAPIError extends Error {
   constructor(
@@ -336,8 +347,9 @@ export class DirEngAPI {
     return this.request('POST', ['tasks'], { body });
   }
 
-  taskAction(id: string, action: TaskAction): Promise<Task> {
-    return this.request('POST', ['tasks', id, action], { body: {} });
+  /** A task action; `change_lane` takes `{ lane }`, `raise_budget` `{ factor }`. */
+  taskAction(id: string, action: TaskAction, body: { lane?: string; factor?: number } = {}): Promise<Task> {
+    return this.request('POST', ['tasks', id, action], { body });
   }
 
   async events(id: string, after: number): Promise<TaskEvent[]> {

@@ -4,12 +4,18 @@
  * A reducer over batches of events: each event is appended once, in sequence order, and the
  * next poll resumes after the last sequence number seen, so no event is lost or repeated.
  * Events at or below that number (a duplicate, or one arriving out of order after a later
- * one) are ignored. `state` events say the task's state; the final states end the follow.
+ * one) are ignored. `state` events say the task's state; the settled states (final, or
+ * escalated) end the follow.
  * Pure: no DOM, no JupyterLab.
  */
 
 /** The states that end a task (models.FINAL_STATES; `interrupted` resumes). */
 export const FINAL_STATES: readonly string[] = ['succeeded', 'failed', 'cancelled'];
+/**
+ * Where a task stops moving by itself (models.SETTLED_STATES): ended, or escalated — waiting
+ * for the user's answer. Following a task stops at these.
+ */
+export const SETTLED_STATES: readonly string[] = [...FINAL_STATES, 'escalated'];
 
 export interface TaskEvent {
   task_id?: string;
@@ -26,7 +32,7 @@ export interface EventLog {
   lastSeq: number;
   /** The task's state as the log tells it (null before any state event). */
   state: string | null;
-  /** Whether the state is final: polling may stop. */
+  /** Whether the state is settled (final or escalated): following may stop. */
   final: boolean;
 }
 
@@ -34,9 +40,13 @@ export function isFinalState(state: string | null | undefined): boolean {
   return !!state && FINAL_STATES.includes(state);
 }
 
+export function isSettledState(state: string | null | undefined): boolean {
+  return !!state && SETTLED_STATES.includes(state);
+}
+
 /** An empty log, optionally knowing the task's state already (from `GET /tasks/{id}`). */
 export function emptyLog(state: string | null = null): EventLog {
-  return { events: [], lastSeq: 0, state, final: isFinalState(state) };
+  return { events: [], lastSeq: 0, state, final: isSettledState(state) };
 }
 
 /** The state an event reports, if it is a state event. */
@@ -72,5 +82,5 @@ export function reduceEvents(log: EventLog, batch: readonly TaskEvent[]): EventL
     lastSeq = ev.seq;
     state = eventState(ev) ?? state;
   }
-  return { events, lastSeq, state, final: isFinalState(state) };
+  return { events, lastSeq, state, final: isSettledState(state) };
 }

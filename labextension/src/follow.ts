@@ -9,7 +9,7 @@
  * without an event the log shows (cancelled before it ran).
  */
 import { DirEngAPI, DirEngAPIError } from './api';
-import { TaskEvent, isFinalState } from './events';
+import { TaskEvent, isSettledState } from './events';
 
 export const sleep = (ms: number): Promise<void> => new Promise(resolve => window.setTimeout(resolve, ms));
 
@@ -28,7 +28,7 @@ export interface FollowOptions {
   signal?: AbortSignal;
 }
 
-/** Follow until the task ends (true) or `live()` says stop (false). */
+/** Follow until the task settles — ends, or escalates — (true) or `live()` says stop (false). */
 export async function followTask(api: DirEngAPI, id: string, opts: FollowOptions): Promise<boolean> {
   let streaming = true;
   let failures = 0;
@@ -72,7 +72,7 @@ export async function followTask(api: DirEngAPI, id: string, opts: FollowOptions
     }
     if (++polls % 5 === 0) {
       const task = await api.task(id).catch(() => null);
-      if (task && isFinalState(task.state)) {
+      if (task && isSettledState(task.state)) {
         opts.take(await api.events(id, opts.after()).catch(() => []));
         return true;
       }

@@ -9,7 +9,7 @@ import { Widget } from '@lumino/widgets';
 
 import { DirEngAPI, DirEngAPIError, ReplayReport, Run, Task, TaskAction } from './api';
 import { DirEngConfig } from './config';
-import { EventLog, TaskEvent, emptyLog, isFinalState, reduceEvents } from './events';
+import { EventLog, TaskEvent, emptyLog, isSettledState, reduceEvents } from './events';
 import { followTask } from './follow';
 import { formatAge, formatCost, formatDuration, formatEstimate, formatEstimateShort, formatKpis } from './format';
 import { tasksIcon } from './icons';
@@ -297,8 +297,8 @@ export class TasksPanel extends Widget {
       this.tasks = this.tasks.map(x => (x.id === t.id ? t : x));
       this.renderTasks();
       this.renderDetailHead(t);
-      if (action === 'approve' || action === 'start' || action === 'cancel') {
-        this.follow(t);
+      if (action === 'approve' || action === 'start' || action === 'cancel' || isSettledState(t.state)) {
+        this.follow(t); // an estimate can escalate: following shows why, and the choices
       }
     } catch (err) {
       this.detailError(describe(err));
@@ -380,7 +380,7 @@ export class TasksPanel extends Widget {
     const abort = new AbortController();
     this.followAbort = abort;
     void (async () => {
-      let ended = isFinalState(task.state);
+      let ended = isSettledState(task.state);
       if (ended) {
         take(await this.api.events(task.id, this.log.lastSeq).catch(() => []));
       } else {
@@ -431,7 +431,11 @@ export class TasksPanel extends Widget {
       this.renderDetailHead(task);
       box.textContent = '';
       const run = runs.find(r => r.id === task.run_id) ?? runs.find(r => r.task_id === taskId);
-      box.appendChild(el('div', 'direng-task-final', `Finished: ${task.state}`));
+      if (task.state === 'escalated' && task.escalation) {
+        box.appendChild(this.escalationBox(task));
+      } else {
+        box.appendChild(el('div', 'direng-task-final', `Finished: ${task.state}`));
+      }
       if (!run) {
         box.appendChild(el('div', 'direng-empty', 'This task has no run.'));
         return;
@@ -454,6 +458,51 @@ export class TasksPanel extends Widget {
     } catch (err) {
       box.textContent = describe(err);
     }
+  }
+
+  /**
+   * An escalated task: why, the evidence, and a button per choice the escalation offers (retry,
+   * change the lane, raise the budget, cancel); an answer that queues the task follows it again.
+   */
+  private escalationBox(task: Task): HTMLElement {
+    const esc = task.escalation!;
+    const box = el('div', 'direng-escalation');
+    box.dataset.kind = esc.kind;
+    box.appendChild(el('div', 'direng-escalation-head', `Escalated (${esc.kind}): ${esc.message}`));
+    const evidence = el('pre', 'direng-escalation-evidence', JSON.stringify(esc.evidence ?? {}, null, 1));
+    box.appendChild(evidence);
+    const bar = el('div', 'direng-escalation-actions');
+    const answer = async (action: TaskAction, body: { lane?: string; factor?: number } = {}) => {
+      bar.querySelectorAll('button, select').forEach(b => ((b as HTMLButtonElement).disabled = true));
+      try {
+        const t = await this.api.taskAction(task.id, action, body);
+        this.tasks = this.tasks.map(x => (x.id === t.id ? t : x));
+        this.renderTasks();
+        this.renderDetailHead(t);
+        box.replaceWith(el('div', 'direng-task-final', `Answered: ${action.replace('_', ' ')} → ${t.state}`));
+        if (t.state === 'queued') {
+          this.follow(t);
+        }
+      } catch (err) {
+        this.detailError(describe(err));
+      }
+      void this.poll.refresh();
+    };
+    for (const option of esc.options) {
+      if (option === 'change_lane') {
+        const select = el('select', 'direng-escalation-lane');
+        for (const lane of BUILTIN_LANES.filter(l => l !== task.lane)) {
+          select.appendChild(new Option(lane, lane));
+        }
+        bar.append(select, btn('Change lane', 'direng-escalation-change_lane', () => void answer('change_lane', { lane: select.value })));
+      } else if (option === 'raise_budget') {
+        bar.appendChild(btn('Raise budget ×2', 'direng-escalation-raise_budget', () => void answer('raise_budget', { factor: 2 })));
+      } else if (option === 'retry' || option === 'cancel') {
+        bar.appendChild(btn(option === 'retry' ? 'Retry' : 'Cancel', `direng-escalation-${option}`, () => void answer(option)));
+      }
+    }
+    box.appendChild(bar);
+    return box;
   }
 
   /** Output notebook and passport links, and the Replay button with its result. */

@@ -1,6 +1,15 @@
 import { describe, expect, it } from 'vitest';
 
-import { FINAL_STATES, TaskEvent, emptyLog, eventState, isFinalState, reduceEvents } from '../src/events';
+import {
+  FINAL_STATES,
+  SETTLED_STATES,
+  TaskEvent,
+  emptyLog,
+  eventState,
+  isFinalState,
+  isSettledState,
+  reduceEvents
+} from '../src/events';
 
 const ev = (seq: number, kind = 'log', message = `line ${seq}`, data: Record<string, unknown> = {}): TaskEvent => ({
   task_id: 't1',
@@ -73,6 +82,14 @@ describe('states', () => {
     expect(isFinalState('running')).toBe(false);
     expect(isFinalState(null)).toBe(false);
     expect(emptyLog('failed').final).toBe(true);
+  });
+
+  it('stops following at an escalation, which is settled but not final', () => {
+    expect(isFinalState('escalated')).toBe(false);
+    expect(isSettledState('escalated')).toBe(true);
+    expect(SETTLED_STATES).toContain('escalated');
+    const log = reduceEvents(emptyLog('running'), [state(1, 'escalated')]);
+    expect(log.final).toBe(true);
   });
 
   it('reads the state from data, else from the message', () => {

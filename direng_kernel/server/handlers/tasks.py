@@ -1,7 +1,7 @@
 """Delegation over REST: tasks (PEX), runs and passports (PAS), and PAS health.
 
     GET  /tasks                       list          POST /tasks            create (Idempotency-Key honoured)
-    GET  /tasks/{id}                  one task      POST /tasks/{id}/{estimate|approve|start|cancel}
+    GET  /tasks/{id}                  one task      POST /tasks/{id}/{estimate|approve|start|cancel|retry|change_lane|raise_budget}
     GET  /tasks/{id}/events?after=N   the task's event log after sequence N (poll to follow live)
     GET  /tasks/{id}/events/stream?after=N   the same, live, as server-sent events (see below)
     GET  /runs                        runs with KPIs   GET /runs/{id}   the run's passport
@@ -10,7 +10,8 @@
 
 The event stream sends each event as `event: task` with `id:` its sequence number, from after
 `after` (or the `Last-Event-ID` header an EventSource sends when it reconnects, whichever is
-later), and ends with `event: end` ({state, last_seq}) once the task's state is final. A stream
+later), and ends with `event: end` ({state, last_seq}) once the task has settled: its state is
+final, or escalated (waiting for the user's choice). A stream
 also ends, without `end`, after `stream_max_seconds`; the client reconnects after the last id it
 saw, so nothing is lost and nothing repeats.
 """
@@ -22,7 +23,7 @@ import time
 
 from tornado import web
 
-from ...models import FINAL_STATES, TASK_ACTIONS
+from ...models import SETTLED_STATES, TASK_ACTIONS
 from .base import ApiError, DirEngHandler, jsonable
 from .stream import EventStreamHandler, error_payload
 
@@ -30,8 +31,9 @@ from .stream import EventStreamHandler, error_payload
 STREAM_POLL_S = 0.25
 
 #: A task action → the scope a token needs for it (approving or starting runs code: runs:execute).
-ACTION_SCOPES = {"estimate": "tasks:write", "cancel": "tasks:write", "approve": "runs:execute",
-                 "start": "runs:execute"}
+ACTION_SCOPES = {"estimate": "tasks:write", "cancel": "tasks:write", "change_lane": "tasks:write",
+                 "approve": "runs:execute", "start": "runs:execute", "retry": "runs:execute",
+                 "raise_budget": "runs:execute"}
 
 
 class TasksHandler(DirEngHandler):
@@ -78,10 +80,16 @@ class TaskActionHandler(DirEngHandler):
     @web.authenticated
     async def post(self, task_id, action):
         engine = self.engine
+        body = self.json_body()
+        lane, factor = body.get("lane"), body.get("factor")
+        if lane is not None and (not isinstance(lane, str) or not lane.strip()):
+            raise ApiError(400, "'lane' must be a lane id")
+        if factor is not None and (isinstance(factor, bool) or not isinstance(factor, (int, float))):
+            raise ApiError(400, "'factor' must be a number")
 
         def act():
             engine.task(task_id)  # an unknown id is a 404 whichever way the action itself would fail
-            return engine.task_action(task_id, action)
+            return engine.task_action(task_id, action, lane=lane, factor=factor)
 
         self.reply(await self.run(act))
 
@@ -118,7 +126,7 @@ class TaskEventStreamHandler(EventStreamHandler):
                         return
                     after = ev.seq
                 now = time.monotonic()
-                if state in FINAL_STATES:
+                if state in SETTLED_STATES:  # ended, or escalated: waiting for the user
                     await self.send("end", {"state": state, "last_seq": after})
                     break
                 if now >= deadline:
