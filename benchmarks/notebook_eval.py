@@ -66,6 +66,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))  # works as a script and as `import benchmarks.notebook_eval`
 
 import corpora  # noqa: E402
+from results import write as write_results  # noqa: E402
 from retrieval_eval import _ast_symbols, aggregate  # noqa: E402
 
 QUESTIONS = BENCH_DIR / "eval" / "notebook_questions.json"
@@ -490,9 +491,7 @@ def main(argv: list[str] | None = None) -> int:
                         "python": platform.python_version(), "cpus": os.cpu_count(),
                         "engine_version": corpora.engine_version()},
                "index_cost": cost, **result}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1, default=str))
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_results(args.out, payload)
     return 0
 
 

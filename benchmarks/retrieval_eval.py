@@ -53,6 +53,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))  # works as a script and as `import benchmarks.retrieval_eval`
 
 import corpora  # noqa: E402
+from results import write as write_results  # noqa: E402
 
 QUESTIONS = BENCH_DIR / "eval" / "questions.json"
 RESULTS_DIR = BENCH_DIR / "results"
@@ -511,9 +512,7 @@ def main(argv: list[str] | None = None) -> int:
         "overall": total,
         "questions": [q for r in results.values() for q in r["questions"]],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1, default=str))
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_results(args.out, payload)
     return 0
 
 

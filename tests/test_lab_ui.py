@@ -93,6 +93,18 @@ def open_side_panel(page, widget_id: str):
     return panel
 
 
+def new_task_row(panel, title: str, lane: str, brief: str = ""):
+    """Create a task with the tasks panel's form; its row, once listed."""
+    panel.locator(".direng-task-title").fill(title)
+    if brief:
+        panel.locator(".direng-task-brief").fill(brief)
+    panel.locator(".direng-task-lane").select_option(lane)
+    panel.locator(".direng-task-create").click()
+    row = panel.locator("tr.direng-task", has_text=title)
+    row.wait_for()
+    return row
+
+
 def test_ask_in_the_panel_and_open_a_citation_at_its_line(lab, page):
     panel = open_side_panel(page, "direng-chat")
     panel.locator(".direng-chat-hint").wait_for()  # the conversation of the current widget is shown
@@ -155,11 +167,7 @@ def test_an_escalated_task_shows_its_evidence_and_the_choices_in_the_tasks_panel
     assert lab.post("policy", {"policy": changed, "apply": True})[1]["applied"] is True
     try:
         panel = open_side_panel(page, "direng-tasks")
-        panel.locator(".direng-task-title").fill("Find the dead code")
-        panel.locator(".direng-task-lane").select_option("graph-ops")
-        panel.locator(".direng-task-create").click()
-        row = panel.locator("tr.direng-task", has_text="Find the dead code")
-        row.wait_for()
+        row = new_task_row(panel, "Find the dead code", "graph-ops")
         row.locator(".direng-task-estimate").click()
         box = panel.locator(".direng-escalation[data-kind='estimate']")
         box.wait_for(timeout=60_000)
@@ -291,12 +299,7 @@ def test_the_status_item_goes_behind_after_a_commit_and_a_click_refreshes(lab, p
 
 def test_a_task_from_the_tasks_panel_runs_opens_its_notebook_and_replays(lab, page):
     panel = open_side_panel(page, "direng-tasks")
-    panel.locator(".direng-task-title").fill("Document the shop package")
-    panel.locator(".direng-task-brief").fill("write the API reference of the shop package")
-    panel.locator(".direng-task-lane").select_option("narrative")
-    panel.locator(".direng-task-create").click()
-    row = panel.locator("tr.direng-task", has_text="Document the shop package")
-    row.wait_for()
+    row = new_task_row(panel, "Document the shop package", "narrative", "write the API reference of the shop package")
     row.locator(".direng-task-estimate").click()
     panel.locator("tr.direng-task[data-state='estimated']").wait_for()
     row.locator(".direng-task-approve").click()

@@ -142,22 +142,21 @@ class HTTPProvider:
                                 retry_after=_retry_after(response))
 
     def _json(self, url: str, response: Any) -> dict:
-        try:
-            data = response.json()
-        except ValueError:
-            raise ProviderError(f"{self.name}: {url} did not return JSON") from None
-        if not isinstance(data, dict):
-            raise ProviderError(f"{self.name}: {url} returned JSON that is not an object")
-        return data
+        return self._object(url, response.json, "did not return JSON", "returned JSON that is not an object")
 
     def _stream_json(self, url: str, event: sse.Event) -> dict:
         """The JSON object one streamed event carries."""
+        return self._object(url, event.json, "streamed an event that is not JSON",
+                            "streamed JSON that is not an object")
+
+    def _object(self, url: str, parse: Callable[[], Any], not_json: str, not_object: str) -> dict:
+        """What `parse()` gives, when it is a JSON object; else a ProviderError naming `url`."""
         try:
-            data = event.json()
+            data = parse()
         except ValueError:
-            raise ProviderError(f"{self.name}: {url} streamed an event that is not JSON") from None
+            raise ProviderError(f"{self.name}: {url} {not_json}") from None
         if not isinstance(data, dict):
-            raise ProviderError(f"{self.name}: {url} streamed JSON that is not an object")
+            raise ProviderError(f"{self.name}: {url} {not_object}")
         return data
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
