@@ -27,7 +27,8 @@ from . import sse
 from .errors import DirEngError, from_reply
 from .index import git
 from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, Answer, ChatMessage, GraphNode, GraphResult, Hit,
-                     IndexReport, IndexStatus, NotebookContext, OnEvent, Passport, ReplayReport, Task, TaskEvent)
+                     IndexReport, IndexStatus, NotebookContext, OnEvent, Passport, Proposal, ReplayReport, Task,
+                     TaskEvent)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class Client(Protocol):
     def passport(self, run_id: str) -> Passport: ...
     def replay(self, run_id: str, dry_run: bool = False) -> ReplayReport: ...
     def pas_health(self) -> dict: ...
+    def proposals(self) -> list[Proposal]: ...
+    def proposal(self, proposal_id: str) -> Proposal: ...
+    def proposal_action(self, proposal_id: str, action: str) -> Proposal: ...
 
 
 class HttpClient:
@@ -193,6 +197,16 @@ class HttpClient:
 
     def pas_health(self) -> dict:
         return self._request("GET", "pas/health")
+
+    def proposals(self) -> list[Proposal]:
+        return [Proposal.model_validate(p) for p in self._request("GET", "proposals")["proposals"]]
+
+    def proposal(self, proposal_id: str) -> Proposal:
+        return Proposal.model_validate(self._request("GET", f"proposals/{urllib.parse.quote(proposal_id, safe='')}"))
+
+    def proposal_action(self, proposal_id: str, action: str) -> Proposal:
+        path = f"proposals/{urllib.parse.quote(proposal_id, safe='')}/{action}"
+        return Proposal.model_validate(self._request("POST", path, body={}))
 
 
 def default_root(start: str | Path | None = None) -> Path:

@@ -16,9 +16,10 @@ from pathlib import Path
 from .broker.broker import Broker
 from .broker.policy import Policy, policy_for, validate_policy
 from .direng.assistant import DirEng, LocalProvider
+from .direng.proposals import ProposalStore
 from .errors import DirEngError
-from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, TASK_ACTIONS, Answer, ChatMessage, GraphNode,
-                     GraphResult, Hit, IndexReport, IndexStatus, NotebookContext, OnEvent, Task)
+from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, PROPOSAL_ACTIONS, TASK_ACTIONS, Answer, ChatMessage,
+                     GraphNode, GraphResult, Hit, IndexReport, IndexStatus, NotebookContext, OnEvent, Proposal, Task)
 from .pas.allowlist import lane_limits
 from .pas.executor import check_lane
 from .pas.lanes import registry
@@ -155,7 +156,7 @@ class Engine:
             if self._direng is None:
                 # DirEng hands large work to PEX: the orchestrator is built when first needed.
                 self._direng = DirEng(self.workbench, broker=None, link_base=self._link_base,
-                                      tasks=lambda: self.orchestrator)
+                                      tasks=lambda: self.orchestrator, proposals=self.proposal_store)
                 self._direng.broker = self.broker
             return self._direng
 
@@ -237,6 +238,29 @@ class Engine:
                 "end_line": center.end_line, "cell": center.cell, "signature": center.signature, "docstring": doc,
                 "callers": [f"{n.name} ({n.path}:{'' if n.cell is None else f'cell {n.cell}:'}{n.start_line})"
                             for n in g.nodes if n.id != g.center]}
+
+    # -- edits DirEng proposes (applied only on the user's word) -----------------
+    @property
+    def proposal_store(self) -> ProposalStore:
+        return ProposalStore(self.root, self.workbench.settings.store)
+
+    def proposals(self) -> list[Proposal]:
+        return self.proposal_store.list()
+
+    def proposal(self, proposal_id: str) -> Proposal:
+        return self.proposal_store.get(proposal_id)
+
+    def proposal_action(self, proposal_id: str, action: str) -> Proposal:
+        """`apply` (a patch only once its Code-Impl task succeeded) or `reject`, audited."""
+        if action not in PROPOSAL_ACTIONS:
+            raise DirEngError(f"unknown proposal action {action!r}; actions: {', '.join(PROPOSAL_ACTIONS)}")
+        store = self.proposal_store
+        if action == "reject":
+            done = store.reject(proposal_id)
+        else:
+            done = store.apply(proposal_id, task_state=lambda tid: self.orchestrator.status(tid).state.value)
+        audit.record(f"proposal.{action}", proposal_id=done.id, kind=done.kind, path=done.path, paths=done.paths)
+        return done
 
     # -- delegation (PEX → PLMS / PAS) -------------------------------------------
     @property

@@ -34,8 +34,8 @@ from .pex.params import parse_params
 from .tables import runs_frame
 
 USAGE = ("usage: %direng ask QUESTION | search QUERY [-k N] | graph SYMBOL [--callers|--callees] [--depth N] "
-         "| index [--watch] | status | delegate \"BRIEF\" [--lane L] [--yes] | runs | explain-error | history | reset "
-         "| context [on|off] | help ;  %%direng [--format markdown|code|json]")
+         "| index [--watch] | status | delegate \"BRIEF\" [--lane L] [--yes] | runs | proposals | apply ID | reject ID "
+         "| explain-error | history | reset | context [on|off] | help ;  %%direng [--format markdown|code|json]")
 CODE_BLOCK = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
 
 
@@ -248,6 +248,31 @@ class DirEngMagics(Magics):
         ctx = notebook_context(self.shell)
         display(Markdown("Sent with each message (no values; `%direng context off` to stop):\n\n```json\n"
                          + ctx.model_dump_json(indent=2, exclude_defaults=True) + "\n```"))
+        return None
+
+    def _cmd_proposals(self, rest: str):
+        """The edits DirEng proposed, newest first, as a DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame([{"id": p.id, "state": p.state, "kind": p.kind, "path": p.path, "cell": p.cell,
+                              "task_id": p.task_id, "provider": p.provider, "created_at": p.created_at}
+                             for p in self.client.proposals()],
+                            columns=["id", "state", "kind", "path", "cell", "task_id", "provider", "created_at"])
+
+    def _cmd_apply(self, rest: str):
+        return self._decide(rest, "apply")
+
+    def _cmd_reject(self, rest: str):
+        return self._decide(rest, "reject")
+
+    def _decide(self, rest: str, action: str):
+        proposal_id = rest.strip()
+        if not proposal_id:
+            raise UsageError(f"{action} needs a proposal id (see %direng proposals)\n{USAGE}")
+        p = self.client.proposal_action(proposal_id, action)
+        where = f"cell {p.cell} of {p.path}" if p.kind == "cell" else ", ".join(p.paths)
+        display(Markdown(f"Proposal `{p.id}` **{p.state}**: {where}."
+                         + (" Reload the notebook to see the new cell." if p.kind == "cell" and action == "apply" else "")))
         return None
 
     def _cmd_runs(self, rest: str):

@@ -375,6 +375,8 @@ class Answer(BaseModel):
     notices: list[str] = Field(default_factory=list)  # e.g. "fell back to in-process engine"
     #: Large work handed to PEX: the task created and estimated (state `estimated`), waiting for approval.
     proposed_task: Optional["Task"] = None
+    #: Edits DirEng proposes (a cell's new source, a file patch): nothing changes until one is applied.
+    proposals: list["Proposal"] = Field(default_factory=list)
 
 
 #: The events of a streamed chat answer (`POST /chat` with `"stream": true`, server-sent events),
@@ -476,7 +478,39 @@ class Task(BaseModel):
     updated_at: datetime
 
 
-Answer.model_rebuild()  # its `proposed_task` is a Task, defined after it
+#: What an edit proposal changes: a notebook cell's source, or files (a unified diff).
+ProposalKind = Literal["cell", "file"]
+PROPOSAL_KINDS: tuple[str, ...] = get_args(ProposalKind)
+#: A proposal's life: proposed, then applied or rejected by the user (`direng/proposals.py`).
+ProposalState = Literal["proposed", "applied", "rejected"]
+PROPOSAL_STATES: tuple[str, ...] = get_args(ProposalState)
+#: What a user can do to a proposal (`POST /proposals/{id}/{action}`, `%direng apply|reject ID`).
+ProposalAction = Literal["apply", "reject"]
+PROPOSAL_ACTIONS: tuple[str, ...] = get_args(ProposalAction)
+
+
+class Proposal(BaseModel):
+    """An edit DirEng proposes; the user's files change only when it is applied."""
+
+    id: str
+    kind: ProposalKind
+    path: str  # the notebook (cell) or, for a patch, the first file it touches; relative to the root
+    cell: Optional[int] = None  # 0-based, for a cell edit
+    new_source: str = ""  # the cell's proposed source
+    old_source: Optional[str] = None  # the cell's source when proposed: applying refuses if it moved
+    diff: str = ""  # a file patch (unified diff); for a cell, the diff of old → new, to show
+    paths: list[str] = Field(default_factory=list)  # every file a patch touches
+    task_id: Optional[str] = None  # a patch's Code-Impl task: it must succeed before the patch is offered
+    state: ProposalState = "proposed"
+    provider: str = "local"
+    model: str = ""
+    contract_version: Optional[str] = None
+    created_at: datetime
+    decided_at: Optional[datetime] = None
+    note: str = ""
+
+
+Answer.model_rebuild()  # its `proposed_task` is a Task and its `proposals` Proposals, defined after it
 
 
 class TaskEvent(BaseModel):

@@ -12,12 +12,10 @@ import sys
 import pytest
 
 from conftest import make_repo, run_cli
-from direng_kernel.broker.broker import Broker
-from direng_kernel.direng.assistant import LocalProvider
 from direng_kernel.direng.router import is_work, route
 from direng_kernel.engine import Engine
 from fake_providers import FakeModelServer, FakeReply
-from test_direng import generative_policy
+from test_direng import generative
 
 
 @pytest.mark.parametrize("text", [
@@ -76,18 +74,11 @@ def test_chat_proposes_a_task_that_runs_only_when_approved_and_relays_the_result
 
 def test_a_generative_provider_delegates_through_the_delegate_tool(engine, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_OPENAI_KEY", "test-key")
-    direng = engine.direng
-    saved = direng.broker
-    with FakeModelServer() as server:
+    with FakeModelServer() as server, generative(engine.direng, server) as direng:
         server.reply(FakeReply(content="", tool_calls=[{"id": "d1", "name": "delegate", "arguments": {
                          "brief": "write the API reference of the shop package", "title": "API reference"}}]),
                      FakeReply(content="I proposed a task to write the API reference; approve it to run."))
-        direng.broker = Broker(generative_policy(server), local_factory=lambda: LocalProvider(direng),
-                               usage_log=tmp_path / "usage.jsonl")
-        try:
-            answer = direng.chat("the shop package needs an API reference", session="gen-deleg")
-        finally:
-            direng.broker = saved
+        answer = direng.chat("the shop package needs an API reference", session="gen-deleg")
         offered = {t["function"]["name"] for t in server.requests[0].body["tools"]}
         tool_result = next(m for m in server.requests[1].body["messages"] if m["role"] == "tool")
     assert "delegate" in offered

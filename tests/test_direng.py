@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 
 import pytest
 from hypothesis import given, settings
@@ -87,6 +88,18 @@ def generative_policy(server: FakeModelServer) -> Policy:
                            "fallbacks": [{"provider": "local", "model": "retrieval"}], "retries": 0}}}
     assert validate_policy(data) == []
     return Policy.model_validate(data)
+
+
+@contextmanager
+def generative(direng: DirEng, server: FakeModelServer):
+    """`direng`'s broker routed to the FAKE model `server` for the block (the FAKE_OPENAI_KEY
+    environment variable must be set), and the broker it had restored afterwards."""
+    saved = direng.broker
+    direng.broker = Broker(generative_policy(server), local_factory=lambda: LocalProvider(direng), usage_log=None)
+    try:
+        yield direng
+    finally:
+        direng.broker = saved
 
 
 def test_generative_provider_uses_tools_then_answers(wb, tmp_path, monkeypatch):

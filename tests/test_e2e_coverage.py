@@ -22,7 +22,7 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 API_PREFIX = "/direng/api"
-_WORD = re.compile(r"^[a-z][a-z0-9-]*(\|[a-z][a-z0-9-]*)*$")
+_WORD = re.compile(r"^[a-z][a-z0-9_-]*(\|[a-z][a-z0-9_-]*)*$")
 
 
 def readme_cli_commands(text: str) -> set[str]:

@@ -273,6 +273,27 @@ def test_chat_hands_large_work_to_pex_as_a_proposed_task(server):
     ok(server, "POST", f"tasks/{task['id']}/cancel")
 
 
+PATCH = ("--- a/shop/shipping.py\n+++ b/shop/shipping.py\n@@ -1,3 +1,3 @@\n"
+         '-"""Shipping cost estimates by destination zone."""\n+"""Shipping cost estimates by zone."""\n'
+         " \n from shop import payment\n")
+
+
+@pytest.mark.e2e("GET /proposals", "GET /proposals/{id}", "POST /proposals/{id}/apply", "POST /proposals/{id}/reject")
+def test_a_patch_given_in_chat_is_a_proposal_decided_over_http(server):
+    answer = ok(server, "POST", "chat", {"message": f"apply this\n```diff\n{PATCH}```", "session": "proposals"})
+    (p,) = answer["proposals"]
+    assert p["kind"] == "file" and p["state"] == "proposed" and answer["proposed_task"]["lane"] == "code-impl"
+    assert p["id"] in [x["id"] for x in ok(server, "GET", "proposals")["proposals"]]
+    assert ok(server, "GET", f"proposals/{p['id']}")["diff"] == PATCH
+    refused = ok(server, "POST", f"proposals/{p['id']}/apply", expect=400)
+    assert "is estimated" in refused["message"]  # its Code-Impl task has not run: the working tree is untouched
+    assert "(in cents)" not in (server.root / "shop" / "shipping.py").read_text()
+    assert ok(server, "POST", f"proposals/{p['id']}/reject")["state"] == "rejected"
+    assert "rejected already" in ok(server, "POST", f"proposals/{p['id']}/reject", expect=400)["message"]
+    assert ok(server, "GET", "proposals/prop-000000000000", expect=404)["code"] == "proposal_not_found"
+    ok(server, "POST", f"tasks/{answer['proposed_task']['id']}/cancel")
+
+
 @pytest.mark.e2e("POST /chat")
 def test_a_generative_answer_streams_as_it_is_written(server, fake_model):
     """`"stream": true`: the text arrives in pieces while the model is still writing, redacted as it

@@ -6,7 +6,10 @@ a legal transition and is audited. Real papermill runs of the test lane (tests/f
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -119,3 +122,34 @@ def test_a_model_call_over_budget_escalates_and_a_raised_budget_runs_again(tmp_p
         assert queued.state == S.queued and queued.budget_factor == 100
         done = orch.start(task.id, "here")
         assert done.state == S.succeeded and len(fake.requests) == 1
+
+
+@pytest.mark.e2e("direng task retry", "direng task change_lane", "direng task raise_budget")
+def test_the_cli_shows_an_escalation_and_answers_it(tmp_path, lanes):
+    root = make_repo(tmp_path / "repo")
+
+    def cli(*args, env=None, expect=0):
+        proc = subprocess.run([sys.executable, "-m", "direng_kernel.cli.main", *args, "--root", str(root)],
+                              capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+        assert proc.returncode == expect, (args, proc.stdout, proc.stderr)
+        return proc.stdout
+
+    tid = json.loads(cli("task", "new", "--title", "t", "--lane", "narrative", "--param", "mode=denied", "--json"))["id"]
+    cli("task", "estimate", tid)
+    cli("task", "approve", tid)
+    out = cli("task", "start", tid, expect=1)  # escalated: not a success
+    assert "escalated (denied)" in out and f"direng task retry {tid}" in out and "--lane LANE" in out
+    assert "queued" in cli("task", "retry", tid)
+    assert "escalated" in cli("task", "start", tid, expect=1)
+    moved = json.loads(cli("task", "change_lane", tid, "--lane", "graph-ops", "--json"))
+    assert (moved["state"], moved["lane"]) == ("estimated", "graph-ops")
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"version": 1, "providers": {"local": {"type": "local", "external": False}},
+                                  "lanes": {"Narrative": {"primary": {"provider": "local", "model": "retrieval"},
+                                                          "escalate_p90_s": 5}}}))
+    env = {"DIRENG_POLICY": str(policy)}
+    slow = json.loads(cli("task", "new", "--title", "slow", "--lane", "narrative", "--json", env=env))["id"]
+    assert "escalated (estimate)" in cli("task", "estimate", slow, env=env)
+    raised = json.loads(cli("task", "raise_budget", slow, "--factor", "100", "--json", env=env))
+    assert (raised["state"], raised["budget_factor"]) == ("estimated", 100)

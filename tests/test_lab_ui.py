@@ -100,9 +100,19 @@ def new_task_row(panel, title: str, lane: str, brief: str = ""):
         panel.locator(".direng-task-brief").fill(brief)
     panel.locator(".direng-task-lane").select_option(lane)
     panel.locator(".direng-task-create").click()
-    row = panel.locator("tr.direng-task", has_text=title)
+    # a case-sensitive prefix: other tests' tasks are listed too ("document the shop package" from chat)
+    row = panel.locator("tr.direng-task", has_text=re.compile("^" + re.escape(title)))
     row.wait_for()
     return row
+
+
+def ask_panel(page, message: str):
+    """Send `message` from the DirEng panel's input; the panel."""
+    panel = open_side_panel(page, "direng-chat")
+    box = panel.locator("textarea")
+    box.fill(message)
+    box.press("Enter")
+    return panel
 
 
 def test_ask_in_the_panel_and_open_a_citation_at_its_line(lab, page):
@@ -138,10 +148,7 @@ def test_ask_in_the_panel_and_open_a_citation_at_its_line(lab, page):
 
 
 def test_work_asked_in_the_panel_is_proposed_approved_run_and_relayed(lab, page):
-    panel = open_side_panel(page, "direng-chat")
-    box = panel.locator("textarea")
-    box.fill("document the shop package")
-    box.press("Enter")
+    panel = ask_panel(page, "document the shop package")
     card = panel.locator(".direng-proposed-task").last
     card.wait_for(timeout=60_000)
     assert card.get_attribute("data-state") == "estimated" and "narrative" in card.inner_text()
@@ -176,7 +183,8 @@ def test_an_escalated_task_shows_its_evidence_and_the_choices_in_the_tasks_panel
         shot(page, "tasks-escalation")
         box.locator(".direng-escalation-lane").select_option("narrative")
         box.locator(".direng-escalation-change_lane").click()
-        panel.locator("tr.direng-task[data-state='estimated']", has_text="Find the dead code").wait_for(timeout=30_000)
+        panel.locator(f"tr.direng-task[data-task-id='{row.get_attribute('data-task-id')}'][data-state='estimated']"
+                      ).wait_for(timeout=30_000)
         task_id = panel.locator(".direng-task-detail").get_attribute("data-task-id")
         task = lab.get(f"tasks/{task_id}")[1]
         assert (task["state"], task["lane"]) == ("estimated", "narrative")
@@ -300,10 +308,11 @@ def test_the_status_item_goes_behind_after_a_commit_and_a_click_refreshes(lab, p
 def test_a_task_from_the_tasks_panel_runs_opens_its_notebook_and_replays(lab, page):
     panel = open_side_panel(page, "direng-tasks")
     row = new_task_row(panel, "Document the shop package", "narrative", "write the API reference of the shop package")
+    this = f"tr.direng-task[data-task-id='{row.get_attribute('data-task-id')}']"  # other tests' tasks are listed too
     row.locator(".direng-task-estimate").click()
-    panel.locator("tr.direng-task[data-state='estimated']").wait_for()
+    panel.locator(f"{this}[data-state='estimated']").wait_for()
     row.locator(".direng-task-approve").click()
-    ended = panel.locator(", ".join(f"tr.direng-task[data-state='{s}']" for s in ("succeeded", "failed", "cancelled")))
+    ended = panel.locator(", ".join(f"{this}[data-state='{s}']" for s in ("succeeded", "failed", "cancelled")))
     ended.wait_for(timeout=240_000)
     assert ended.get_attribute("data-state") == "succeeded", panel.locator(".direng-task-detail").inner_text()
     panel.locator(".direng-task-final", has_text="succeeded").wait_for(timeout=30_000)
@@ -616,3 +625,38 @@ def test_code_block_actions_change_the_notebook_and_the_clipboard(lab, page):
     while file_lines() != original and time.monotonic() < deadline:
         time.sleep(0.2)
     assert file_lines() == original
+
+
+def test_an_edit_proposed_in_chat_is_accepted_into_the_open_notebook(lab, page):
+    """A generative provider (the FAKE OpenAI-protocol server) proposes a cell edit; nothing
+    changes until Accept, which writes the cell with its provenance and reloads the open notebook."""
+    import nbformat
+
+    path = lab.root / "edits.ipynb"
+    write_notebook(path, nbformat.v4.new_code_cell("total = 21"), nbformat.v4.new_code_cell("print(total)"))
+    open_path(page, "edits.ipynb")
+    page.locator(".jp-Notebook .jp-Cell", has_text="print(total)").wait_for()
+    # the kernel's start rewrites the kernelspec's display name: save, so nothing is unsaved (a reload
+    # never drops unsaved work)
+    page.get_by_text(re.compile(r"\| Idle$")).wait_for(timeout=60_000)
+    page.locator(".jp-Notebook .jp-Cell", has_text="print(total)").click()
+    page.keyboard.press("Control+s")
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:not(.jp-mod-dirty)",
+                 has_text="edits.ipynb").wait_for(timeout=30_000)
+    with FakeModelServer() as fake, route_chat_to(lab, fake):
+        fake.reply(FakeReply(content="", tool_calls=[{"id": "e1", "name": "propose_cell_edit", "arguments": {
+                       "notebook": "edits.ipynb", "cell": 1, "new_source": "print(total * 2)"}}]),
+                   FakeReply(content="I proposed an edit of cell 1 of edits.ipynb."))
+        panel = ask_panel(page, "double the printed total in edits.ipynb")
+        card = panel.locator(".direng-edit-proposal").last
+        card.wait_for(timeout=60_000)
+    assert nbformat.read(path, as_version=4).cells[1].source == "print(total)"  # proposed: nothing changed yet
+    assert "+print(total * 2)" in panel.locator(".direng-answer-block").last.inner_text()  # the diff is shown
+    card.locator(".direng-edit-accept").click()
+    panel.locator(f".direng-edit-proposal[data-proposal-id='{card.get_attribute('data-proposal-id')}']"
+                  "[data-state='applied']").wait_for(timeout=30_000)
+    cell = nbformat.read(path, as_version=4).cells[1]
+    assert cell.source == "print(total * 2)" and cell.metadata["direng"]["provider"] == "fake-openai"
+    page.locator(".jp-Notebook .jp-Cell", has_text="print(total * 2)").wait_for(timeout=30_000)  # reloaded
+    assert "reloaded" in card.inner_text()
+    shot(page, "edit-accepted")

@@ -67,8 +67,12 @@ def test_magics_in_the_python3_kernel(nb_repo):
         "1/0",
         "%direng explain-error",
         "%direng ask document the shop package",
+        '%%direng\napply this\n```diff\n--- a/shop/shipping.py\n+++ b/shop/shipping.py\n@@ -1 +1 @@\n-a\n+b\n```',
+        "props = %direng proposals\npid = props.id[0]\nprops[['kind', 'path', 'state']].to_dict('records')",
+        "%direng reject {pid}",
     ], nb_repo)
-    ask, search, callers, js, graph, bogus, status, history, reset, _err, explain, work = nb.cells[1:]
+    ask, search, callers, js, graph, bogus, status, history, reset, _err, explain, work, patch, props, rejected = \
+        nb.cells[1:]
     assert "shop/payment.py:10-14" in text_of(ask) and "charge_card" in text_of(ask)
     assert "shop/shipping.py:9-11" in text_of(search) and "shipping_cost" in text_of(search)
     assert "checkout" in text_of(callers) and "shop/payment.py:17" in text_of(callers)
@@ -87,6 +91,10 @@ def test_magics_in_the_python3_kernel(nb_repo):
     assert "lane **narrative**" in text_of(work) and "Estimate: p50" in text_of(work)
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in work.outputs)
     assert "succeeded" not in text_of(work)
+    # an edit is a proposal; %direng proposals lists it and %direng reject declines it
+    assert "Proposal `prop-" in text_of(patch) and "Code-Impl" in text_of(patch)
+    assert "'kind': 'file', 'path': 'shop/shipping.py', 'state': 'proposed'" in text_of(props)
+    assert "**rejected**" in text_of(rejected)
 
 
 def test_direng_kernel_mixes_prose_and_python(nb_repo):

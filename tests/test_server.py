@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from conftest import expected_sandbox_mode, make_repo
-from direng_kernel.models import TASK_ACTIONS
+from direng_kernel.models import PROPOSAL_ACTIONS, TASK_ACTIONS
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -573,7 +573,8 @@ def test_openapi_documents_every_route():
     served = set()
     for pattern, handler in routes():
         path = (pattern[len(API_PREFIX):].replace("(.+)", "{symbol}")
-                .replace(f"({'|'.join(TASK_ACTIONS)})", "{action}").replace(r"([\w-]+)", "{id}"))
+                .replace(f"({'|'.join(TASK_ACTIONS)})", "{action}")
+                .replace(f"({'|'.join(PROPOSAL_ACTIONS)})", "{action}").replace(r"([\w-]+)", "{id}"))
         for method in ("get", "post", "put", "patch", "delete"):
             if method in vars(handler):
                 served.add((path, method))

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from direng_kernel import sse
-from direng_kernel.models import TASK_ACTIONS
+from direng_kernel.models import PROPOSAL_ACTIONS, TASK_ACTIONS
 from direng_kernel.security.scopes import ALL_SCOPES, KERNEL_SCOPES, LANE_SCOPES
 from direng_kernel.security.tokens import current_username, mint, verify
 from test_server import run_in_kernel, running_server
@@ -110,6 +110,10 @@ ENDPOINTS = [
     ("POST", "tasks/{task}/retry", None, "runs:execute"),  # the three answers to an escalation: a task
     ("POST", "tasks/{task}/change_lane", {"lane": "graph-ops"}, "tasks:write"),  # that is not escalated
     ("POST", "tasks/{task}/raise_budget", {"factor": 2}, "runs:execute"),  # is a 400, and does not move
+    ("GET", "proposals", None, "index:read"),
+    ("GET", "proposals/prop-000000000000", None, "index:read"),  # no such proposal: a 404
+    ("POST", "proposals/prop-000000000000/apply", None, "runs:execute"),
+    ("POST", "proposals/prop-000000000000/reject", None, "tasks:write"),
     ("GET", "runs", None, "tasks:read"),
     ("GET", "runs/run-nope", None, "tasks:read"),
     ("POST", "runs/run-nope/replay", {"dry_run": True}, "runs:replay"),
@@ -158,7 +162,7 @@ def prepare(server, path: str, body, reader_task: str) -> tuple[str, object, str
 def expected_status(method: str, path: str) -> int:
     """The normal answer of an endpoint in ENDPOINTS (there is no run `run-nope`; a fresh
     idempotency key creates a task)."""
-    if "run-nope" in path:
+    if "run-nope" in path or "prop-000000000000" in path:
         return 404
     if path.split("?")[0].rsplit("/", 1)[-1] in ("retry", "change_lane", "raise_budget"):
         return 400  # the task is not escalated
@@ -176,6 +180,7 @@ def task_state(server, task_id: str) -> str:
 def _route_key(pattern: str) -> str:
     """A route pattern as the docs write it (the same mapping as test_server's OpenAPI check)."""
     return (pattern.replace("(.+)", "{symbol}").replace(f"({'|'.join(TASK_ACTIONS)})", "{action}")
+            .replace(f"({'|'.join(PROPOSAL_ACTIONS)})", "{action}")
             .replace(r"([\w-]+)", "{id}"))
 
 
@@ -184,9 +189,9 @@ def _endpoint_key(method: str, path: str) -> tuple[str, str]:
     parts = path.split("/")
     if parts[1] == "graph":
         path = "/graph/{symbol}"
-    elif parts[1] in ("tasks", "runs") and len(parts) > 2:
+    elif parts[1] in ("tasks", "runs", "proposals") and len(parts) > 2:
         parts[2] = "{id}"
-        if parts[1] == "tasks" and len(parts) > 3 and parts[3] != "events":  # events, events/stream stay
+        if parts[1] in ("tasks", "proposals") and len(parts) > 3 and parts[3] != "events":  # events(/stream) stay
             parts[3] = "{action}"
         path = "/".join(parts)
     return path, method.lower()
@@ -196,6 +201,7 @@ def _endpoint_key(method: str, path: str) -> tuple[str, str]:
 
 def test_every_handler_method_declares_a_known_scope_matching_the_docs():
     from direng_kernel.server.handlers import API_PREFIX, routes
+    from direng_kernel.server.handlers.proposals import PROPOSAL_SCOPES
     from direng_kernel.server.handlers.tasks import ACTION_SCOPES
 
     spec = yaml.safe_load((REPO / "docs" / "api.yaml").read_text())
@@ -213,6 +219,9 @@ def test_every_handler_method_declares_a_known_scope_matching_the_docs():
             if path == "/tasks/{id}/{action}":
                 assert documented == ACTION_SCOPES
                 assert set(ACTION_SCOPES.values()) <= set(ALL_SCOPES)
+            elif path == "/proposals/{id}/{action}":
+                assert documented == PROPOSAL_SCOPES and set(PROPOSAL_SCOPES) == set(PROPOSAL_ACTIONS)
+                assert set(PROPOSAL_SCOPES.values()) <= set(ALL_SCOPES)
             else:
                 assert documented == declared, (path, method)
 

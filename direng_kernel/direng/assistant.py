@@ -21,6 +21,7 @@ One `DirEng` serves concurrent requests (the server shares it), so everything ab
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import deque
 
@@ -33,6 +34,7 @@ from ..models import (Answer, ChatMessage, Hit, NotebookContext, OnEvent, Provid
                       ToolCall, ToolSpec, Usage)
 from ..security.scrub import learn, scrub
 from .compose import Composer, task_proposal, task_report
+from .proposals import ProposalStore, proposal_summary
 from .router import Intent, route
 from .stream import RedactedStream
 from .tools import ToolBox
@@ -51,6 +53,24 @@ DELEGATE_TOOL = ToolSpec(
         "brief": {"type": "string", "description": "what the lane should do, in the user's words"},
         "title": {"type": "string", "description": "a short title (at most 80 characters)"},
         "lane": {"type": "string", "description": "a lane id, when one is clearly right; else PEX routes"}}})
+CELL_EDIT_TOOL = ToolSpec(
+    name="propose_cell_edit",
+    description=("Propose a new source for one notebook cell. Nothing changes until the user accepts it; returns "
+                 "the proposal's id and its diff."),
+    parameters={"type": "object", "required": ["notebook", "cell", "new_source"], "properties": {
+        "notebook": {"type": "string", "description": "the .ipynb path, relative to the repository root"},
+        "cell": {"type": "integer", "minimum": 0, "description": "the 0-based cell index"},
+        "new_source": {"type": "string", "description": "the cell's whole new source"}}})
+FILE_PATCH_TOOL = ToolSpec(
+    name="propose_file_patch",
+    description=("Propose a change to files as a unified diff (as `git diff` writes it). It runs through the "
+                 "Code-Impl lane (tests and linter as gates) and is offered to the user only if it passes; nothing "
+                 "changes until they apply it. Returns the proposal's id."),
+    parameters={"type": "object", "required": ["unified_diff"], "properties": {
+        "path": {"type": "string", "description": "the main file the patch changes"},
+        "unified_diff": {"type": "string", "description": "the patch"}}})
+EDIT_TOOLS = (CELL_EDIT_TOOL.name, FILE_PATCH_TOOL.name)
+_DIFF_BLOCK = re.compile(r"```(?:diff|patch)\n(.*?)```", re.S)
 HELP = """**DirEng** answers questions about this repository from its code index.
 
 | you type | you get |
@@ -62,7 +82,12 @@ HELP = """**DirEng** answers questions about this repository from its code index
 | `explain NAME` | signature, docstring, location, callers, callees and code |
 | `status` | index freshness |
 
-Magics: `%direng ask|search|graph|index|status|explain-error|context|reset|help`, `%%direng` for multi-line chat."""
+Large work ("document the shop package") comes back as a proposed task, run once you approve it; `task ID`
+says how it went. Edits come as proposals (a generative provider's, or a ```diff you give):
+`%direng proposals`, `%direng apply ID`, `%direng reject ID`.
+
+Magics: `%direng ask|search|graph|index|status|delegate|proposals|apply|reject|explain-error|context|reset|help`,
+`%%direng` for multi-line chat."""
 
 
 class LocalProvider:
@@ -87,15 +112,17 @@ class LocalProvider:
 
 class DirEng:
     def __init__(self, workbench, broker=None, link_base: str | None = None,
-                 tasks: Callable[[], Any] | None = None):
+                 tasks: Callable[[], Any] | None = None, proposals: ProposalStore | None = None):
         """`tasks` returns PEX's orchestrator (new_task, estimate, status, tasks.list_runs); without
-        it DirEng answers but cannot delegate."""
+        it DirEng answers but cannot delegate. `proposals` keeps the edits it proposes; without it
+        DirEng proposes none."""
         self.wb = workbench
         self.tools = ToolBox(workbench)
         self.composer = Composer(workbench, link_base)
         self.link_base = link_base
         self.broker = broker
         self.tasks = tasks
+        self.proposals = proposals
         self._memory: dict[str, deque[ChatMessage]] = {}
 
     # -- memory -----------------------------------------------------------------
@@ -170,7 +197,55 @@ class DirEng:
             return Answer(intent=name, markdown=task_proposal(task), proposed_task=task)
         if name == "task":
             return Answer(intent=name, markdown=self.task_report(arg))
+        if (diff := _DIFF_BLOCK.search(intent.text)) and self.proposals is not None:
+            return self._patch_answer(diff.group(1))
+        if name == "edit" and not self._generative():
+            return Answer(intent=name, markdown=(
+                "The local provider generates no edits: it answers from the index. Give me the change as a "
+                "unified diff in a ```diff block and I propose it (through the Code-Impl lane, applied only when "
+                "you say so), or configure a generative provider in the broker policy."))
         return self._ask(intent.text, session, flags, context, on_event)
+
+    # -- edits as proposals -----------------------------------------------------
+    def _generative(self) -> bool:
+        """Whether the chat lane's first route is a generative provider (not `local`)."""
+        if self.broker is None:
+            return False
+        lane = self.broker.policy.resolve("chat")
+        cfg = self.broker.policy.providers.get(lane.chain[0].provider) if lane and lane.chain else None
+        return cfg is not None and cfg.type != "local"
+
+    def propose_patch(self, diff: str, provider: str = "local", model: str = "",
+                      contract_version: str | None = None):
+        """A file patch proposal, with its Code-Impl task (proposed, estimated, not run)."""
+        def task(patch: str, paths: list[str]) -> Task:
+            title = f"apply a patch to {', '.join(paths[:3])}" + (" …" if len(paths) > 3 else "")
+            return self.propose(f"{title} and run the tests and linter on it", title=title, lane="code-impl",
+                                parameters={"patch": patch})
+        return self.proposals.propose_patch(diff, task=task, provider=provider, model=model,
+                                            contract_version=contract_version)
+
+    def _patch_answer(self, diff: str) -> Answer:
+        p = self.propose_patch(diff)
+        task = self._orchestrator().status(p.task_id)
+        return Answer(intent="patch", proposals=[p], proposed_task=task,
+                      markdown="I propose the patch you gave me; nothing changes yet.\n\n" + proposal_summary(p)
+                      + "\n\n" + task_proposal(task))
+
+    def _edit_call(self, call: ToolCall, usage: Usage, contract: str | None):
+        """A generative provider's edit tool: (the proposal or None, the tool result it reads)."""
+        args = call.arguments if isinstance(call.arguments, dict) else {}
+        who = {"provider": usage.provider, "model": usage.model, "contract_version": contract}
+        try:
+            if call.name == CELL_EDIT_TOOL.name:
+                p = self.proposals.propose_cell(str(args.get("notebook") or ""), args.get("cell"),
+                                                str(args.get("new_source") or ""), **who)
+            else:
+                p = self.propose_patch(str(args.get("unified_diff") or ""), **who)
+        except DirEngError as exc:
+            return None, f"error: {exc}"
+        return p, (f"proposal {p.id} ({p.kind} edit of {p.path}) stored; the user decides whether to apply it"
+                   + (f"; it first runs as Code-Impl task {p.task_id}" if p.task_id else "") + ".")
 
     # -- delegation -------------------------------------------------------------
     def _orchestrator(self):
@@ -178,7 +253,8 @@ class DirEng:
             raise DirEngError("delegation needs PEX, and this DirEng was built without it")
         return self.tasks()
 
-    def propose(self, brief: str, title: str | None = None, lane: str | None = None) -> Task:
+    def propose(self, brief: str, title: str | None = None, lane: str | None = None,
+                parameters: dict | None = None) -> Task:
         """A task for `brief`, created and estimated but not approved: nothing runs yet."""
         brief = brief.strip()
         if not brief:
@@ -187,7 +263,7 @@ class DirEng:
         if len(title) > TITLE_CHARS:
             title = title[:TITLE_CHARS - 1].rstrip() + "…"
         orch = self._orchestrator()
-        task, _created = orch.new_task(title, brief, lane or None)
+        task, _created = orch.new_task(title, brief, lane or None, parameters)
         return orch.estimate(task.id)
 
     def task_report(self, task_id: str) -> str:
@@ -218,7 +294,9 @@ class DirEng:
         usages, notices = [], []
         flags = set(flags)
         proposed: Task | None = None
-        specs = self.tools.specs() + ([DELEGATE_TOOL] if self.tasks is not None else [])
+        edits: list = []
+        specs = self.tools.specs() + ([DELEGATE_TOOL] if self.tasks is not None else []) + (
+            [CELL_EDIT_TOOL, FILE_PATCH_TOOL] if self.proposals is not None and self.tasks is not None else [])
         stream = RedactedStream(on_event) if on_event is not None else None
         live = {"on_delta": stream.delta, "on_reset": stream.reset} if stream else {}
         try:
@@ -233,14 +311,21 @@ class DirEng:
                     stream.finish()
                 if not resp.tool_calls:
                     hits = resp.citations if resp.usage.provider == "local" else self._cited_hits(resp.content)
-                    return Answer(markdown=resp.content, intent="delegate" if proposed else "ask", citations=hits,
-                                  provider=resp.usage.provider, usages=usages, proposed_task=proposed)
+                    markdown = resp.content + "".join("\n\n" + proposal_summary(p) for p in edits)
+                    return Answer(markdown=markdown, intent="delegate" if proposed else "edit" if edits else "ask",
+                                  citations=hits, provider=resp.usage.provider, usages=usages, proposed_task=proposed,
+                                  proposals=edits)
                 messages.append(ChatMessage(role="assistant", content=resp.content or "", tool_calls=resp.tool_calls))
                 for call in resp.tool_calls:  # tool output is redacted before any provider sees it
                     if stream:
                         stream.tool(call.name)
                     if call.name == DELEGATE_TOOL.name and self.tasks is not None:
                         proposed, raw = self._delegate_call(call)
+                        messages.append(ChatMessage(role="tool", name=call.name, tool_call_id=call.id, content=raw))
+                        continue
+                    if call.name in EDIT_TOOLS and self.proposals is not None:
+                        edit, raw = self._edit_call(call, resp.usage, contract.version)
+                        edits += [edit] if edit is not None else []
                         messages.append(ChatMessage(role="tool", name=call.name, tool_call_id=call.id, content=raw))
                         continue
                     raw = self.tools.call(call)

@@ -36,6 +36,8 @@ PATTERNS: list[tuple[str, re.Pattern]] = [
     ("explain", re.compile(rf"^\s*(?:explain|describe|what is|what's)\s+{SYMBOL}\s*\??\s*$", re.I)),
     ("search", re.compile(r"^\s*(?:search|find|grep|look up)\s+(?:for\s+)?(.+?)\s*$", re.I)),
     ("delegate", re.compile(r"^\s*delegate\s*:?\s+(.+?)\s*$", re.I | re.S)),
+    ("edit", re.compile(r"^\s*(?:please\s+)?(?:edit|change|rewrite|modify)\s+(?:the\s+|this\s+)?"
+                        r"(?:cell|notebook|file|function|code)\b", re.I)),
     ("task", re.compile(r"^\s*(?:(?:status\s+of|how\s+is)\s+)?(?:the\s+)?(?:task\s+)?`?(task-[0-9a-f]{6,})`?"
                         r"(?:\s+going)?\s*\??\s*$", re.I)),
     # after the lookups: "find dead code" is work, "find charge_card" a search — hence the

@@ -50,6 +50,20 @@ export interface Answer {
   notices?: string[];
   /** Large work handed to PEX: created and estimated, waiting for approval. */
   proposed_task?: Task | null;
+  /** Edits DirEng proposes with this answer (nothing changed yet). */
+  proposals?: Proposal[];
+}
+
+/** An edit DirEng proposes (models.Proposal): a cell's new source, or a file patch. */
+export interface Proposal {
+  id: string;
+  kind: 'cell' | 'file';
+  path: string;
+  cell?: number | null;
+  diff: string;
+  paths: string[];
+  task_id?: string | null;
+  state: 'proposed' | 'applied' | 'rejected';
 }
 
 export interface ChatMessage {
@@ -384,6 +398,11 @@ export class DirEngAPI {
       throw error;
     }
     return { end };
+  }
+
+  /** `POST /proposals/{id}/{apply|reject}`. */
+  proposalAction(id: string, action: 'apply' | 'reject'): Promise<Proposal> {
+    return this.request('POST', ['proposals', id, action], { body: {} });
   }
 
   async runs(): Promise<Run[]> {

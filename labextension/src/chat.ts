@@ -7,7 +7,7 @@ import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { Widget } from '@lumino/widgets';
 
 import { AnswerActions, LiveAnswer, RenderedAnswer, renderAnswer } from './answer';
-import { Answer, DirEngAPI, DirEngAPIError, Hit, NotebookContext, Task, unavailableMessage } from './api';
+import { Answer, DirEngAPI, DirEngAPIError, Hit, NotebookContext, Proposal, Task, unavailableMessage } from './api';
 import { formatCitation } from './citations';
 import { DirEngConfig } from './config';
 import { emptyLog, reduceEvents } from './events';
@@ -45,6 +45,22 @@ export interface ChatPanelOptions {
   activate: () => void;
   /** Where the user is, sent with each message (setting `sendContext`). */
   context?: () => NotebookContext | null;
+  /** Reload an open, unmodified document from disk (after an accepted edit wrote it). */
+  reload?: (path: string) => Promise<'reloaded' | 'unsaved' | 'not-open'>;
+}
+
+/** A yes / no pair of buttons in their bar (a proposed task's Approve / Cancel, an edit's Accept / Reject). */
+function decisionBar(yes: [string, string], no: [string, string]): [HTMLDivElement, HTMLButtonElement, HTMLButtonElement] {
+  const bar = el('div', 'direng-proposed-actions');
+  const make = ([label, cls]: [string, string], kind: string) => {
+    const b = el('button', `jp-Button ${kind} jp-mod-styled direng-button ${cls}`, label);
+    b.type = 'button';
+    return b;
+  };
+  const ok = make(yes, 'jp-mod-accept');
+  const cancel = make(no, 'jp-mod-reject');
+  bar.append(ok, cancel);
+  return [bar, ok, cancel];
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text?: string): HTMLElementTagNameMap[K] {
@@ -91,6 +107,7 @@ export class ChatPanel extends Widget implements IDirEngChat {
   private readonly rendered: RenderedAnswer[] = [];
   private readonly history = new InputHistory();
   private readonly contextFn: () => NotebookContext | null;
+  private readonly reloadFn: (path: string) => Promise<'reloaded' | 'unsaved' | 'not-open'>;
   private path: string | null = null;
   private healthChecked = false;
 
@@ -107,6 +124,7 @@ export class ChatPanel extends Widget implements IDirEngChat {
     this.openGraph = options.openGraph;
     this.activateFn = options.activate;
     this.contextFn = options.context ?? (() => null);
+    this.reloadFn = options.reload ?? (async () => 'not-open' as const);
 
     this.id = CHAT_ID;
     this.addClass('direng-chat');
@@ -358,6 +376,9 @@ export class ChatPanel extends Widget implements IDirEngChat {
       if (answer.proposed_task) {
         r.node.appendChild(this.proposal(answer.proposed_task, session, log));
       }
+      for (const edit of answer.proposals ?? []) {
+        r.node.appendChild(this.editCard(edit));
+      }
       if (graphSymbol) {
         const symbol = graphSymbol;
         const open = el('button', 'jp-Button jp-mod-minimal jp-mod-styled direng-button direng-open-graph', `Open graph of ${symbol}`);
@@ -389,11 +410,7 @@ export class ChatPanel extends Widget implements IDirEngChat {
       card.appendChild(el('div', 'direng-proposed-estimate', formatEstimate(task.estimate)));
     }
     const state = el('div', 'direng-proposed-state', `state: ${task.state}`);
-    const approve = el('button', 'jp-Button jp-mod-accept jp-mod-styled direng-button direng-proposed-approve', 'Approve');
-    const cancel = el('button', 'jp-Button jp-mod-reject jp-mod-styled direng-button direng-proposed-cancel', 'Cancel');
-    approve.type = cancel.type = 'button';
-    const bar = el('div', 'direng-proposed-actions');
-    bar.append(approve, cancel);
+    const [bar, approve, cancel] = decisionBar(['Approve', 'direng-proposed-approve'], ['Cancel', 'direng-proposed-cancel']);
     card.append(bar, state);
     const show = (s: string, text = `state: ${s}`) => {
       card.dataset.state = s;
@@ -437,6 +454,46 @@ export class ChatPanel extends Widget implements IDirEngChat {
       approve.disabled = cancel.disabled = true;
       this.api.taskAction(task.id, 'cancel').then(t => show(t.state), fail);
     });
+    return card;
+  }
+
+  /**
+   * An edit DirEng proposed (its diff is in the answer above): **Accept** applies it — a cell is
+   * written into the notebook with its provenance, and an open, unmodified notebook is reloaded
+   * to show it; a patch only once its Code-Impl task succeeded — **Reject** declines it.
+   */
+  private editCard(edit: Proposal): HTMLElement {
+    const card = el('div', 'direng-edit-proposal');
+    card.dataset.proposalId = edit.id;
+    card.dataset.state = edit.state;
+    const where = edit.kind === 'cell' ? `cell ${edit.cell} of ${edit.path}` : edit.paths.join(', ');
+    card.appendChild(el('div', 'direng-proposed-head', `Proposed edit: ${where}`));
+    const note = el('div', 'direng-proposed-state', edit.state);
+    const [bar, accept, reject] = decisionBar(['Accept', 'direng-edit-accept'], ['Reject', 'direng-edit-reject']);
+    card.append(bar, note);
+    const decide = async (action: 'apply' | 'reject') => {
+      accept.disabled = reject.disabled = true;
+      try {
+        const done = await this.api.proposalAction(edit.id, action);
+        card.dataset.state = done.state;
+        note.textContent = done.state;
+        if (action === 'apply' && done.kind === 'cell') {
+          const shown = await this.reloadFn(done.path);
+          note.textContent =
+            shown === 'reloaded'
+              ? `${done.state}: ${done.path} reloaded`
+              : shown === 'unsaved'
+                ? `${done.state} on disk; ${done.path} has unsaved changes here: File → Reload Notebook from Disk to see the edit (saving first would overwrite it)`
+                : `${done.state}: written to ${done.path}`;
+        }
+      } catch (err) {
+        accept.disabled = reject.disabled = false; // e.g. its Code-Impl task has not succeeded yet
+        note.textContent = err instanceof DirEngAPIError ? err.describe() : String(err);
+        note.classList.add('direng-error');
+      }
+    };
+    accept.addEventListener('click', () => void decide('apply'));
+    reject.addEventListener('click', () => void decide('reject'));
     return card;
   }
 

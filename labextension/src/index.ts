@@ -170,6 +170,19 @@ const workspacePlugin: JupyterFrontEndPlugin<IDirEngWorkspace> = {
           app.shell.activateById(widget.id);
         }
         return !!widget;
+      },
+      async reload(path: string): Promise<'reloaded' | 'unsaved' | 'not-open'> {
+        const p = await serverPath(path);
+        const widget = p === null ? undefined : docManager.findWidget(p);
+        const context = widget ? docManager.contextForWidget(widget) : undefined;
+        if (!context) {
+          return 'not-open';
+        }
+        if (context.model.dirty) {
+          return 'unsaved'; // never drop the user's unsaved work
+        }
+        await context.revert();
+        return 'reloaded';
       }
     };
     config.openCitation = c => void workspace.openCitation(c);
@@ -253,6 +266,7 @@ const chatPlugin: JupyterFrontEndPlugin<IDirEngChat> = {
       api,
       config: cfg,
       context: () => edit.context(),
+      reload: path => workspace.reload(path),
       rendermime,
       actions: {
         openCitation: c => void workspace.openCitation(c),

@@ -25,6 +25,11 @@ export interface IDirEngWorkspace {
   openEnginePath(path: string, factory?: string): Promise<boolean>;
   /** The contents path of an engine path, or null when it is outside the server root. */
   serverPath(path: string): Promise<string | null>;
+  /**
+   * Reload an open document from disk when it has no unsaved changes (after DirEng wrote it):
+   * `reloaded`, `unsaved` (left alone: never drop the user's work) or `not-open`.
+   */
+  reload(path: string): Promise<'reloaded' | 'unsaved' | 'not-open'>;
 }
 
 export const IDirEngWorkspace = new Token<IDirEngWorkspace>(
