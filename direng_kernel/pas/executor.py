@@ -81,7 +81,7 @@ def _contracts() -> dict[str, str]:
 def _records(run_dir: Path, name: str) -> list[dict]:
     """The JSON lines of a run-folder record (what does not parse is not evidence)."""
     try:
-        text = confined.read_text(run_dir, name)
+        text = confined.read_text(run_dir, name, follow_links=False)  # the lane wrote the run folder
     except (confined.ConfinementError, OSError):
         return []
     out = []
