@@ -76,3 +76,8 @@ def test_headless_make_run_executes_the_tour(tmp_path, checkout_copy):
     assert "direng_kernel/index/indexer.py:" in text  # "what calls run_index?" cites the real definition
     assert "Workbench.search" in text
     assert "lane **graph-ops**" in text and "Nothing runs until you approve" in text  # work asked in chat
+    # an edit the user gave, proposed, applied on `%direng apply`, its provenance in the cell
+    assert "**applied**: cell 0 of notebooks/scratch-edit.ipynb" in text
+    assert "total = sum(prices_cents) / 100  # in euros" in text
+    assert not (checkout_copy / "notebooks" / "scratch-edit.ipynb").exists() or "scratch-edit" not in subprocess.run(
+        ["git", "status", "--porcelain"], cwd=checkout_copy, capture_output=True, text=True).stdout  # git ignores it

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -27,6 +28,7 @@ import pytest
 
 from conftest import make_repo, run_cli
 from direng_kernel.mcp.tools import TOOLS, Caller
+from direng_kernel.security import audit
 from direng_kernel.security.scopes import ALL_SCOPES, KERNEL_SCOPES
 from direng_kernel.security.tokens import current_username, mint
 
@@ -185,7 +187,13 @@ def test_scopes_decide_what_is_listed_and_what_is_refused(engine):
             err = error_of(await client.call_tool("search", {"query": "card"}))
             assert err["missing_scope"] == "index:read"
 
+    before = len(audit.read_records())
     run(go)
+    # each refusal is audited like a REST 403: who, which tool, which scope
+    denied = [r for r in audit.read_records()[before:] if r["event"] == "auth.denied"]
+    assert {(r["data"]["tool"], r["data"]["scope"]) for r in denied} == {
+        ("task_new", "tasks:write"), ("task_approve", "runs:execute"), ("search", "index:read")}
+    assert all(r["data"]["transport"] == "mcp" and r["data"]["reason"] == "missing_scope" for r in denied)
 
 
 def test_task_tools_create_estimate_approve(engine):
@@ -257,19 +265,44 @@ def test_stdio_search_cites_a_real_symbol_and_reads_it(root, tmp_path):
     assert "Traceback" not in log, log
 
 
-def test_stdio_scopes_restrict_the_tools(root, tmp_path):
+@pytest.mark.e2e("direng mcp")
+def test_stdio_scopes_restrict_the_tools_and_watch_keeps_the_index_fresh(tmp_path):
+    """`--scopes` hides and refuses the task tools (the refusal audited); `--watch` runs the refresh
+    daemon, so a function saved while the server runs is found without re-indexing."""
+    from direng_kernel.workbench import Workbench
+
+    fresh = make_repo(tmp_path / "repo")
+    wb = Workbench(fresh)
+    wb.index()
+    wb.close()
     errlog = open(tmp_path / "stderr.txt", "w+")
+    before = len(audit.read_records())
 
     async def go():
-        async with stdio_client(root, errlog, "--scopes", "index:read") as client:
+        async with stdio_client(fresh, errlog, "--scopes", "index:read", "--watch") as client:
             assert {t.name for t in (await client.list_tools()).tools} == INDEX_TOOLS
             err = error_of(await client.call_tool("task_new", {"title": "refused"}))
             assert err["missing_scope"] == "tasks:write"
+            (fresh / "vouchers.py").write_text(
+                'def issue_goodwill_voucher(customer_id, cents):\n'
+                '    """Give a customer a goodwill voucher worth `cents`."""\n'
+                '    return {"customer": customer_id, "voucher_cents": cents}\n')
+            deadline = time.monotonic() + 90
+            while True:
+                found = await client.call_tool("search", {"query": "goodwill voucher for a customer", "k": 5})
+                hits = found.structured_content["hits"]
+                if any(h["path"] == "vouchers.py" for h in hits):
+                    break
+                assert time.monotonic() < deadline, f"the saved file never reached the index: {hits}"
+                await anyio.sleep(0.5)
 
     try:
         run(go)
     finally:
         errlog.close()
+    denied = [r for r in audit.read_records()[before:] if r["data"].get("transport") == "mcp"]
+    assert [(r["event"], r["data"]["tool"], r["data"]["channel"]) for r in denied] == [
+        ("auth.denied", "task_new", "stdio")]
 
 
 def test_stdio_bad_options_are_one_line(tmp_path):
@@ -348,7 +381,13 @@ def test_http_without_tasks_write_has_no_task_tools(server):
             err = error_of(await client.call_tool("task_status", {"task_id": "x"}))
             assert err["missing_scope"] == "tasks:write"
 
+    before = len(audit.read_records())
     run(go)
+    denied = [r["data"] for r in audit.read_records()[before:]
+              if r["event"] == "auth.denied" and r["data"].get("transport") == "mcp"]
+    assert {d["tool"] for d in denied} == {"task_new", "task_status"}, denied
+    assert all(r["actor"] == USER for r in audit.read_records()[before:] if r["data"].get("transport") == "mcp")
+    assert all(d["channel"] == "http" and d["client"] == "127.0.0.1" and d["jti"] and d["kid"] for d in denied)
     status, data = server.get("tasks")  # the refused create created nothing
     assert status == 200 and not any(t["title"] == "refused over HTTP" for t in data["tasks"])
 

@@ -93,6 +93,31 @@ def test_the_local_provider_generates_no_edit_and_says_so(engine):
     assert answer.proposals == [] and "generates no edits" in answer.markdown
 
 
+def test_a_cell_diff_the_user_gives_proposes_the_cell_edit_and_a_stale_one_names_its_hunk(engine):
+    """The format DirEng shows a cell edit in (`+++ b/NB.ipynb cell N`) is one the local provider takes."""
+    diff = ("--- a/pay.ipynb cell 1\n+++ b/pay.ipynb cell 1\n@@ -1 +1,2 @@\n"
+            "-charge_card('4242', 100)\n+receipt = charge_card('4242', 100)\n+print(receipt)\n")
+    answer = engine.chat(f"please apply\n```diff\n{diff}```")
+    (p,) = answer.proposals
+    assert (p.kind, p.path, p.cell, p.provider) == ("cell", "pay.ipynb", 1, "local")
+    assert p.new_source == "receipt = charge_card('4242', 100)\nprint(receipt)"  # no newline added to the cell
+    assert answer.proposed_task is None and "%direng apply" in answer.markdown
+    assert nbformat.read(engine.root / "pay.ipynb", as_version=4).cells[1].source == "charge_card('4242', 100)"
+    engine.proposal_action(p.id, "apply")
+    assert nbformat.read(engine.root / "pay.ipynb", as_version=4).cells[1].source == p.new_source
+
+    store = engine.proposal_store
+    with pytest.raises(ProposalError, match=r"does not apply to pay.ipynb cell 1: the hunk `@@ -1`"):
+        store.propose_cell_diff(diff)  # the cell moved: its old line is gone
+    with pytest.raises(ProposalError, match="has no cell 7"):
+        store.propose_cell_diff(diff.replace("cell 1", "cell 7"))
+    with pytest.raises(ProposalError, match="file patches in a diff of their own"):
+        store.propose_cell_diff(diff + PATCH)
+    with pytest.raises(ProposalError, match=r"contains '\.\.'"):
+        store.propose_cell_diff(diff.replace("pay.ipynb", "../pay.ipynb"))
+    assert len(engine.proposals()) == 1  # nothing refused was stored
+
+
 PATCH = """--- a/shop/shipping.py
 +++ b/shop/shipping.py
 @@ -1,3 +1,3 @@

@@ -34,7 +34,7 @@ from ..models import (Answer, ChatMessage, Hit, NotebookContext, OnEvent, Provid
                       ToolCall, ToolSpec, Usage)
 from ..security.scrub import learn, scrub
 from .compose import Composer, task_proposal, task_report
-from .proposals import ProposalStore, proposal_summary
+from .proposals import ProposalStore, is_cell_diff, proposal_summary
 from .router import Intent, route
 from .stream import RedactedStream
 from .tools import ToolBox
@@ -202,8 +202,9 @@ class DirEng:
         if name == "edit" and not self._generative():
             return Answer(intent=name, markdown=(
                 "The local provider generates no edits: it answers from the index. Give me the change as a "
-                "unified diff in a ```diff block and I propose it (through the Code-Impl lane, applied only when "
-                "you say so), or configure a generative provider in the broker policy."))
+                "unified diff in a ```diff block and I propose it — a file patch through the Code-Impl lane, a "
+                "cell edit headed `--- a/NB.ipynb cell N` / `+++ b/NB.ipynb cell N` as is — applied only when "
+                "you say so; or configure a generative provider in the broker policy."))
         return self._ask(intent.text, session, flags, context, on_event)
 
     # -- edits as proposals -----------------------------------------------------
@@ -226,6 +227,11 @@ class DirEng:
                                             contract_version=contract_version)
 
     def _patch_answer(self, diff: str) -> Answer:
+        if is_cell_diff(diff):  # a cell edit needs no lane: the user reviews the cell itself
+            made = self.proposals.propose_cell_diff(diff)
+            return Answer(intent="patch", proposals=made, markdown=(
+                "I propose the cell edit you gave me; nothing changes until you apply it.\n\n"
+                + "\n\n".join(proposal_summary(p) for p in made)))
         p = self.propose_patch(diff)
         task = self._orchestrator().status(p.task_id)
         return Answer(intent="patch", proposals=[p], proposed_task=task,

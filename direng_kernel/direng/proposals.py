@@ -2,7 +2,8 @@
 
 A proposal is one JSON file under `<store>/proposals/` (written atomically), made by a
 generative provider's `propose_cell_edit` / `propose_file_patch` tools or from a diff the user
-gave. Two kinds:
+gave (a diff headed `+++ b/NB.ipynb cell N`, as DirEng shows cell edits, proposes cell edits; any
+other is a file patch). Two kinds:
 
 - **cell**: a notebook cell's new source. It remembers the cell's source when proposed; applying
   refuses when the cell changed since (the notebook moved under the proposal), else writes the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import subprocess
 import threading
@@ -34,6 +36,10 @@ from ..errors import DirEngError, NotFoundError
 from ..models import Proposal, Task
 
 _DIFF_PATH = re.compile(r"^\+\+\+ (?:b/)?(\S+)", re.M)
+#: A section of a diff against one notebook cell, headed as `cell_diff` writes it (`+++ b/nb.ipynb cell 3`):
+#: the format DirEng shows a cell edit in is the format it takes one in.
+_CELL_HEADER = re.compile(r"^\+\+\+ (?:b/)?(\S+\.ipynb) cell (\d+)\s*$", re.M)
+_SECTION = re.compile(r"^--- .*\n(?=\+\+\+ )", re.M)
 _APPLY_ERROR = re.compile(r"^error: (?:patch failed: )?([^:\n]+)", re.M)
 
 
@@ -104,6 +110,27 @@ class ProposalStore:
                      old_source=old, diff=cell_diff(old, new_source, rel, cell), paths=[rel], provider=provider,
                      model=model, contract_version=contract_version, created_at=_now())
         return self._save(p)
+
+    def propose_cell_diff(self, diff: str, **who) -> list[Proposal]:
+        """Cell proposals from a unified diff whose sections are headed `--- a/NB.ipynb cell N` /
+        `+++ b/NB.ipynb cell N` (one proposal per section). Each section is applied to the cell's
+        current source with `git apply` (in a scratch folder, not the repository); one that does
+        not apply is refused with git's words naming the hunk."""
+        starts = [m.start() for m in _SECTION.finditer(diff)]
+        sections = [diff[a:b] for a, b in zip(starts, starts[1:] + [len(diff)])]
+        targets = [_CELL_HEADER.search(sec) for sec in sections]
+        if not sections or not all(targets):
+            raise ProposalError("a cell edit is a unified diff headed `--- a/NB.ipynb cell N` / "
+                                "`+++ b/NB.ipynb cell N` per cell; give file patches in a diff of their own")
+        made = []
+        for sec, target in zip(sections, targets):
+            rel, cell = self._relative(target.group(1)), int(target.group(2))
+            nb = self._read_notebook(rel)
+            if not cell < len(nb.cells):
+                raise ProposalError(f"{rel} has no cell {cell} (it has {len(nb.cells)}, numbered from 0)")
+            new = _patched(nb.cells[cell].source, sec, f"{rel} cell {cell}")
+            made.append((rel, cell, new))
+        return [self.propose_cell(rel, cell, new, **who) for rel, cell, new in made]
 
     def propose_patch(self, diff: str, *, task: Callable[[str, list[str]], Task], provider: str = "local",
                       model: str = "", contract_version: str | None = None) -> Proposal:
@@ -191,6 +218,36 @@ class ProposalStore:
     def _git(self, *args: str, stdin: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", *args], cwd=self.root, input=stdin, capture_output=True, text=True,
                               timeout=60)
+
+
+def is_cell_diff(diff: str) -> bool:
+    """Whether a diff the user gave edits notebook cells (see `ProposalStore.propose_cell_diff`)."""
+    return _CELL_HEADER.search(diff) is not None
+
+
+def _patched(source: str, section: str, label: str) -> str:
+    """`source` with one diff section applied by `git apply` in a scratch folder (cells need not end
+    with a newline: one is added for git and taken off again)."""
+    import tempfile
+
+    body = section.split("\n", 2)[2] if section.count("\n") >= 2 else ""
+    patch = "--- a/cell\n+++ b/cell\n" + body
+    with tempfile.TemporaryDirectory(prefix="direng-cell-") as tmp:
+        target = Path(tmp) / "cell"
+        target.write_text(source if source.endswith("\n") or not source else source + "\n", encoding="utf-8")
+        # the ceiling keeps git from finding a repository above the scratch folder (TMPDIR may lie in one)
+        env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(Path(tmp).parent)}
+        done = subprocess.run(["git", "apply", "-"], cwd=tmp, input=patch if patch.endswith("\n") else patch + "\n",
+                              capture_output=True, text=True, timeout=60, env=env)
+        if done.returncode != 0:
+            failed = re.search(r"patch failed: cell:(\d+)", done.stderr)
+            hunk = next((h for h in re.findall(r"^@@ -(\d+)[^\n]*", body, re.M) if failed and h == failed.group(1)),
+                        None)
+            where = (f"the hunk `@@ -{failed.group(1)}` does not match its lines" if failed and hunk
+                     else done.stderr.strip().splitlines()[0][:200] if done.stderr.strip() else "git apply refused it")
+            raise ProposalError(f"the diff does not apply to {label}: {where}")
+        new = target.read_text(encoding="utf-8")
+    return new if source.endswith("\n") else new.removesuffix("\n")
 
 
 def proposal_summary(p: Proposal) -> str:

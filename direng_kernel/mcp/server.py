@@ -19,7 +19,8 @@ import logging
 from typing import Any
 
 from .._version import __version__
-from .tools import TOOLS_BY_NAME, Caller, ToolDef, call_tool, visible_tools
+from ..security import audit
+from .tools import MISSING_SCOPE_CODE, TOOLS_BY_NAME, Caller, ToolDef, call_tool, visible_tools
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,21 @@ def caller_of(ctx: Any, default: Caller | None) -> Caller | None:
         found = state.get(CALLER_STATE_KEY)
         return found if isinstance(found, Caller) else None  # an HTTP request never falls back
     return default
+
+
+#: Refusals are audited at most once per (caller, tool, scope) a minute, as the REST API's are.
+_REFUSALS = audit.RateLimit()
+
+
+def audit_refusal(caller: Caller, tool: str, scope: str) -> None:
+    """Write a tool call refused for a missing scope to the audit log (`auth.denied`, as a REST 403
+    is). The refusal stands whether or not the record could be written."""
+    try:
+        audit.record_limited(_REFUSALS, (caller.subject, dict(caller.identity).get("jti"), tool, scope),
+                             "auth.denied", actor=caller.subject, reason="missing_scope", scope=scope,
+                             tool=tool, transport="mcp", **caller.identity)
+    except Exception as err:  # noqa: BLE001 — never let the log decide a refusal
+        log.warning("DirEng MCP: cannot audit the refusal of %s: %s", tool, err)
 
 
 def tool_spec(tool: ToolDef):
@@ -87,6 +103,8 @@ def build_server(default_caller: Caller | None = None):
         if outcome.is_error:
             log.info("DirEng MCP: %s refused or failed for %s: %s", tool.name, caller.subject or "the user",
                      outcome.data.get("code"))
+            if outcome.data.get("code") == MISSING_SCOPE_CODE:
+                await caller.run_blocking(lambda: audit_refusal(caller, tool.name, outcome.data["missing_scope"]))
             return types.CallToolResult(content=[types.TextContent(text=outcome.text())], is_error=True)
         # Structured for clients that read `structuredContent`, the same JSON as text for the others.
         return types.CallToolResult(content=[types.TextContent(text=outcome.text())],

@@ -39,7 +39,7 @@ async def serve_stdio(make_client: Callable[[], Client], scopes: Iterable[str] =
         try:
             if watch and hasattr(client, "watch"):
                 await anyio.to_thread.run_sync(client.watch)
-            caller = Caller(client=client, scopes=frozenset(scopes))
+            caller = Caller(client=client, scopes=frozenset(scopes), identity={"channel": "stdio"})
             log.info("DirEng MCP on stdio: %s (%s), scopes %s", getattr(client, "root", None), client.transport,
                      " ".join(sorted(caller.scopes)) or "(none)")
             server = build_server(caller)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Optional, TypeVar
@@ -82,6 +82,9 @@ class Caller:
     scopes: frozenset[str]
     run_blocking: Callable[[Callable[[], Any]], Awaitable[Any]] = to_thread
     subject: str | None = None
+    #: What an audit record of this caller's refusals says about them (transport, client address,
+    #: the token's `jti`/`kid`): never token material.
+    identity: Mapping[str, str] = field(default_factory=dict)
 
     def missing(self, needed: Iterable[str]) -> list[str]:
         return [s for s in needed if s not in self.scopes]

@@ -60,8 +60,10 @@ class McpHandler(DirEngHandler):
         from ...mcp.tools import Caller
 
         claims = self.token_claims
+        identity = {"channel": "http", "client": self.request.remote_ip or "unknown"}
         if claims is not None:
             scopes, subject = frozenset(claims.scopes), claims.subject
+            identity.update(jti=claims.jti, kid=claims.kid)
         else:
             granted = jupyter_user_scopes(self.current_user)
             scopes = frozenset(ALL_SCOPES if granted is None else granted)
@@ -72,7 +74,8 @@ class McpHandler(DirEngHandler):
             # Engine calls block: on the extension's pool, like every REST handler's (`run`).
             return await asyncio.get_running_loop().run_in_executor(executor, fn)
 
-        return Caller(client=self.engine, scopes=scopes, run_blocking=run_blocking, subject=subject)
+        return Caller(client=self.engine, scopes=scopes, run_blocking=run_blocking, subject=subject,
+                      identity=identity)
 
     def app(self) -> "HttpMcp":
         """The extension's MCP app (503 once the server is shutting down)."""
