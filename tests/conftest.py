@@ -40,6 +40,10 @@ if not _SECURITY_DIR or not os.path.isdir(_SECURITY_DIR):
 os.environ["DIRENG_KEYS_DIR"] = os.path.join(_SECURITY_DIR, "keys")
 os.environ["DIRENG_VAULT_DIR"] = os.path.join(_SECURITY_DIR, "vault")
 os.environ["DIRENG_AUDIT_LOG"] = os.path.join(_SECURITY_DIR, "audit.jsonl")
+# Serving executors keep a warm lane runner per lane (the kernel pool): a kernel booting after every
+# run of every short-lived test server is CPU this 2-core suite cannot spare. tests/test_kernel_pool.py
+# turns it on and tests it.
+os.environ["DIRENG_KERNEL_POOL"] = "0"
 
 
 def _isolated_model_cache() -> Path:

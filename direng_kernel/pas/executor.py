@@ -42,6 +42,7 @@ from .gates import read_gates
 from .lane import ESCALATIONS, WORK_DIR
 from .lanes import Lane, LaneRegistry, check_parameters_cell
 from .lanes import registry as default_lanes
+from .pool import ENGINE_NAME, KernelPool, PoolKey, hand_over, pool_size
 
 log = logging.getLogger(__name__)
 LEASE_S = 30.0
@@ -237,7 +238,8 @@ class Executor:
                  policy_path: str | Path | None = None, concurrency: int = 2,
                  notebooks: dict[str, Path] | None = None, extra_env: dict[str, str] | None = None,
                  workbench: Index | None = None, server_url: Callable[[], Optional[str]] | None = None,
-                 lane_token: Callable[[int], str] | None = None, lanes: LaneRegistry | None = None):
+                 lane_token: Callable[[int], str] | None = None, lanes: LaneRegistry | None = None,
+                 kernel_pool: int | None = None):
         from .artifacts import ArtifactStore
         from .passport import PassportStore
 
@@ -257,6 +259,9 @@ class Executor:
         self.passports = PassportStore(self.store_dir)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Runners kept warm per lane once the workers serve (`start`); a one-shot drain runs cold.
+        self.kernel_pool = pool_size() if kernel_pool is None else kernel_pool
+        self.pool: KernelPool | None = None
         self._index_lock = threading.Lock()
 
     # -- configuration ----------------------------------------------------------
@@ -312,6 +317,11 @@ class Executor:
     def start(self) -> "Executor":
         """Background workers (the server's): `concurrency` threads, each running one lane at a time."""
         self.tasks.reconcile(self.idempotent_lanes())
+        if self.kernel_pool > 0 and self.pool is None:
+            from .sandbox import apply_process_limits
+
+            self.pool = KernelPool(self.store_dir, self.kernel_pool,
+                                   lambda limits: (lambda: apply_process_limits(limits)))
         for i in range(self.concurrency):
             t = threading.Thread(target=self._serve, name=f"direng-pas-{i}", daemon=True)
             t.start()
@@ -331,6 +341,9 @@ class Executor:
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     # -- one run ----------------------------------------------------------------
     def execute(self, run: dict) -> None:
@@ -453,15 +466,24 @@ class Executor:
 
         out_nb = run_dir / "output.ipynb"
         params = {**parameters, "root": str(self.root), "run_dir": str(run_dir)}
-        argv = [sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", KERNEL, "--cwd", str(run_dir),
-                "-y", json.dumps(params), "--no-progress-bar", "--log-level", "WARNING"]
+        env = self.lane_env(run_id, task_id, lane, run_dir, extra_env)
+        key = PoolKey.of(lane, KERNEL, {k: v for k, v in env.items() if k not in (extra_env or {})}, limits)
         timeout = float(limits.get("timeout_s", 600))
         t0 = time.perf_counter()
         stderr_path = run_dir / "papermill.log"
-        with open(stderr_path, "w") as err:
-            proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT, cwd=run_dir, start_new_session=True,
-                                    env=self.lane_env(run_id, task_id, lane, run_dir, extra_env),
-                                    preexec_fn=lambda: apply_process_limits(limits))
+        proc = self.pool.take(key) if self.pool is not None else None
+        warm = proc is not None
+        if warm:  # papermill and the kernel are up already
+            hand_over(proc, {"input": str(nb), "output": str(out_nb), "parameters": params, "cwd": str(run_dir),
+                             "env": env, "log": str(stderr_path)})
+        else:  # cold: the same engine, in a papermill process of its own
+            argv = [sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", KERNEL, "--cwd", str(run_dir),
+                    "-y", json.dumps(params), "--engine", ENGINE_NAME, "--no-progress-bar", "--log-level", "WARNING"]
+            with open(stderr_path, "w") as err:
+                proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT, cwd=run_dir,
+                                        start_new_session=True, env=env,
+                                        preexec_fn=lambda: apply_process_limits(limits))
+        log.info("run %s of lane %s: %s kernel", run_id, lane, "a warm" if warm else "a cold")
         streamed = {"events.jsonl": 0, "kpis.jsonl": 0}
         state, error = None, None
         while True:
@@ -504,7 +526,10 @@ class Executor:
                 state = TaskState.failed
         if out_nb.exists():
             _record_kernelspec(run_dir, out_nb.name, KERNEL)
-        return {"state": state, "error": error, "seconds": seconds, "output_nb": out_nb if out_nb.exists() else None}
+        if self.pool is not None:
+            self.pool.refill(key)  # the next run of this lane starts warm; this runner is done
+        return {"state": state, "error": error, "seconds": seconds, "warm": warm,
+                "output_nb": out_nb if out_nb.exists() else None}
 
     @staticmethod
     def _kill(proc: subprocess.Popen) -> None:
