@@ -2,6 +2,8 @@
 
   * overhead — a lane whose notebook does nothing (`quick` mode of the test lane) run end to
     end through PEX and PAS: total run time, and the part spent in papermill + kernel start;
+    cold (a papermill process per run, as a one-shot `direng task start` runs it) and warm (the
+    serving executor's kernel pool, its runner started while the lane was idle);
   * queue — 20 queued tasks with max_parallel 2 and 4 worker threads: wall time and the most
     runs ever running at once (from the runs' start/finish times);
   * calibration — after those 20 runs of one lane, PLMS's prequential share of actuals within
@@ -69,6 +71,26 @@ def main(argv: list[str] | None = None) -> int:
         overhead.append({"wall_s": time.perf_counter() - t0, "run_s": run["duration_s"],
                          "notebook_s": passport["timings"]["notebook_s"]})
 
+    # Warm: the serving executor's kernel pool. Each run's runner was started (papermill imported,
+    # kernel up) while the lane was idle, as between a user's tasks; the first run is cold.
+    warm = []
+    executor = orch.executor
+    executor.kernel_pool, executor.concurrency = 1, 1
+    executor.start()
+    for i in range(args.overhead_runs + 1):
+        tid = submit(mode="quick")
+        while orch.status(tid).state.value not in ("succeeded", "failed"):
+            time.sleep(0.05)
+        task = orch.status(tid)
+        assert task.state == TaskState.succeeded, task.error
+        run = orch.tasks.get_run(task.run_id)
+        passport = json.loads((root / ".direng" / "passports" / f"{task.run_id}.json").read_text())
+        if i:
+            warm.append({"run_s": run["duration_s"], "notebook_s": passport["timings"]["notebook_s"]})
+        time.sleep(4)  # idle: the pool starts the next runner
+    executor.stop()
+    executor.kernel_pool = 0
+
     ids = [submit(mode="sleep", seconds=1) for _ in range(args.tasks)]
     executor = orch.executor
     executor.concurrency = 4
@@ -86,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     row = report[report["lane"] == "narrative"].iloc[0].to_dict()
 
     med = {k: statistics.median(o[k] for o in overhead) for k in ("wall_s", "run_s", "notebook_s")}
+    med_warm = {k: statistics.median(o[k] for o in warm) for k in ("run_s", "notebook_s")}
     result = {
         "overhead": {"runs": len(overhead), "median": med},
+        "overhead_warm": {"runs": len(warm), "median": med_warm},
         "queue": {"tasks": args.tasks, "max_parallel": 2, "workers": 4, "wall_s": round(queue_wall, 2),
                   "peak_running": peak, "failed": failed},
         "calibration": {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()},
@@ -95,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'measure':<44} result")
     print(f"{'lane run, empty notebook (median of ' + str(len(overhead)) + ')':<44} "
           f"{med['run_s']:.2f} s total, {med['notebook_s']:.2f} s papermill + kernel")
+    print(f"{'same, warm kernel from the pool (median of ' + str(len(warm)) + ')':<44} "
+          f"{med_warm['run_s']:.2f} s total, {med_warm['notebook_s']:.2f} s papermill + kernel")
     print(f"{'20 tasks, max_parallel 2, 4 workers':<44} {queue_wall:.1f} s wall, peak {peak} running, {failed} failed")
     print(f"{'PLMS share of actuals ≤ p90 (prequential)':<44} {row['within_p90']:.2f} over {row['scored']} scored runs "
           f"(p10–p90: {row['within_p10_p90']:.2f})")

@@ -37,9 +37,12 @@ if not _SECURITY_DIR or not os.path.isdir(_SECURITY_DIR):
     _SECURITY_DIR = _tempfile.mkdtemp(prefix="direng-test-security-")
     os.environ[_SESSION_ENV] = _SECURITY_DIR
     atexit.register(shutil.rmtree, _SECURITY_DIR, ignore_errors=True)
-os.environ["DIRENG_KEYS_DIR"] = os.path.join(_SECURITY_DIR, "keys")
-os.environ["DIRENG_VAULT_DIR"] = os.path.join(_SECURITY_DIR, "vault")
-os.environ["DIRENG_AUDIT_LOG"] = os.path.join(_SECURITY_DIR, "audit.jsonl")
+# Under pytest-xdist each worker has keys, vault and audit log of its own (tests read back what they
+# audited, and two workers must not create one key pair at once); the model cache is shared, read only.
+_WORKER_DIR = os.path.join(_SECURITY_DIR, os.environ.get("PYTEST_XDIST_WORKER", "main"))
+os.environ["DIRENG_KEYS_DIR"] = os.path.join(_WORKER_DIR, "keys")
+os.environ["DIRENG_VAULT_DIR"] = os.path.join(_WORKER_DIR, "vault")
+os.environ["DIRENG_AUDIT_LOG"] = os.path.join(_WORKER_DIR, "audit.jsonl")
 # Serving executors keep a warm lane runner per lane (the kernel pool): a kernel booting after every
 # run of every short-lived test server is CPU this 2-core suite cannot spare. tests/test_kernel_pool.py
 # turns it on and tests it.
@@ -60,12 +63,17 @@ def _isolated_model_cache() -> Path:
     os.environ["DIRENG_CACHE_DIR"] = str(cache)
     assert user_cache_dir() == cache
     ours = embed._static_dir()
-    if (ours / "config.json").is_file():
-        return cache  # this session's copy exists already
-    if (user_model / "config.json").is_file() and user_model != ours:
-        shutil.copytree(user_model, ours, dirs_exist_ok=True)
-    else:
-        embed.prepare_static()
+    import fcntl
+
+    # xdist workers start together: one copies (or distils), the others wait for it
+    with open(Path(_SECURITY_DIR) / "cache.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (ours / "config.json").is_file():
+            return cache  # this session's copy exists already
+        if (user_model / "config.json").is_file() and user_model != ours:
+            shutil.copytree(user_model, ours, dirs_exist_ok=True)
+        else:
+            embed.prepare_static()
     return cache
 
 
