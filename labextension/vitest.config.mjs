@@ -1,4 +1,4 @@
-// Unit tests of the pure modules (citations, graph model, event reducer, text helpers): node, no DOM.
+// Unit tests of the pure modules (citations, graph model, event reducer, text helpers, proposals): node, no DOM.
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({

@@ -627,6 +627,18 @@ def test_code_block_actions_change_the_notebook_and_the_clipboard(lab, page):
     assert file_lines() == original
 
 
+def open_saved_notebook(page, name: str, text: str) -> None:
+    """Open the notebook `name` (a cell of it has `text`) and save it once its kernel is idle: the
+    kernel's start rewrites the kernelspec's display name, and a reload never drops unsaved work."""
+    open_path(page, name)
+    page.locator(".jp-Notebook .jp-Cell", has_text=text).wait_for()
+    page.get_by_text(re.compile(r"\| Idle$")).wait_for(timeout=60_000)
+    page.locator(".jp-Notebook .jp-Cell", has_text=text).click()
+    page.keyboard.press("Control+s")
+    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:not(.jp-mod-dirty)",
+                 has_text=name).wait_for(timeout=30_000)
+
+
 def test_an_edit_proposed_in_chat_is_accepted_into_the_open_notebook(lab, page):
     """A generative provider (the FAKE OpenAI-protocol server) proposes a cell edit; nothing
     changes until Accept, which writes the cell with its provenance and reloads the open notebook."""
@@ -634,15 +646,7 @@ def test_an_edit_proposed_in_chat_is_accepted_into_the_open_notebook(lab, page):
 
     path = lab.root / "edits.ipynb"
     write_notebook(path, nbformat.v4.new_code_cell("total = 21"), nbformat.v4.new_code_cell("print(total)"))
-    open_path(page, "edits.ipynb")
-    page.locator(".jp-Notebook .jp-Cell", has_text="print(total)").wait_for()
-    # the kernel's start rewrites the kernelspec's display name: save, so nothing is unsaved (a reload
-    # never drops unsaved work)
-    page.get_by_text(re.compile(r"\| Idle$")).wait_for(timeout=60_000)
-    page.locator(".jp-Notebook .jp-Cell", has_text="print(total)").click()
-    page.keyboard.press("Control+s")
-    page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.lm-mod-current:not(.jp-mod-dirty)",
-                 has_text="edits.ipynb").wait_for(timeout=30_000)
+    open_saved_notebook(page, "edits.ipynb", "print(total)")
     with FakeModelServer() as fake, route_chat_to(lab, fake):
         fake.reply(FakeReply(content="", tool_calls=[{"id": "e1", "name": "propose_cell_edit", "arguments": {
                        "notebook": "edits.ipynb", "cell": 1, "new_source": "print(total * 2)"}}]),
@@ -660,3 +664,100 @@ def test_an_edit_proposed_in_chat_is_accepted_into_the_open_notebook(lab, page):
     page.locator(".jp-Notebook .jp-Cell", has_text="print(total * 2)").wait_for(timeout=30_000)  # reloaded
     assert "reloaded" in card.inner_text()
     shot(page, "edit-accepted")
+
+
+def propose_cell_edit(fake, notebook: str, cell: int, new_source: str) -> None:
+    """The FAKE model's next turn proposes `new_source` for `cell` of `notebook`, then says so."""
+    fake.reply(FakeReply(content="", tool_calls=[{"id": "e1", "name": "propose_cell_edit", "arguments": {
+                   "notebook": notebook, "cell": cell, "new_source": new_source}}]),
+               FakeReply(content=f"I proposed an edit of cell {cell} of {notebook}."))
+
+
+def test_a_proposed_edit_shows_as_a_diff_at_its_cell_and_is_decided_there(lab, page):
+    """The edit proposed in chat shows at its cell in the open notebook, side by side: Reject there
+    leaves the file as it was and the chat card says so; Accept there (another proposal) writes
+    the cell and the notebook shows it."""
+    import nbformat
+
+    path = lab.root / "diffs.ipynb"
+    before = "label = 'total'\nprint(label, 21)"
+    write_notebook(path, nbformat.v4.new_code_cell("total = 21"), nbformat.v4.new_code_cell(before))
+    open_saved_notebook(page, "diffs.ipynb", "print(label, 21)")
+    errors: list[str] = []
+
+    def on_console(message) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", on_console)
+    cell = page.locator(".jp-Notebook:visible .jp-Cell").nth(1)
+
+    def propose(new_source: str, message: str):
+        panel = open_side_panel(page, "direng-chat")
+        cards = panel.locator(".direng-edit-proposal")
+        seen = cards.count()
+        with FakeModelServer() as fake, route_chat_to(lab, fake):
+            propose_cell_edit(fake, "diffs.ipynb", 1, new_source)
+            ask_panel(page, message)
+            cards.nth(seen).wait_for(timeout=60_000)
+        pid = cards.nth(seen).get_attribute("data-proposal-id")
+        diff = cell.locator(f".direng-cell-diff[data-proposal-id='{pid}']")
+        diff.locator(".cm-mergeView").wait_for(timeout=30_000)  # at the cell, in CodeMirror's MergeView
+        return (lambda state: panel.locator(f".direng-edit-proposal[data-proposal-id='{pid}'][data-state='{state}']"),
+                diff)
+
+    try:
+        card_in, diff = propose("label = 'total'\nprint(label, 21 * 2)", "double the printed total in diffs.ipynb")
+        current, proposed = diff.locator(".cm-mergeViewEditor .cm-content").all_inner_texts()
+        assert "print(label, 21)" in current and "21 * 2" not in current and "print(label, 21 * 2)" in proposed
+        assert diff.locator(".cm-changedText").count() >= 1  # the change is marked, not just two texts
+        shot(page, "cell-diff")
+        diff.locator(".direng-cell-diff-reject").click()
+        diff.wait_for(state="detached", timeout=30_000)
+        card_in("rejected").wait_for(timeout=30_000)  # the chat card follows
+        assert nbformat.read(path, as_version=4).cells[1].source == before
+        assert card_in("rejected").locator(".direng-edit-accept").is_disabled()
+
+        card_in, diff = propose("label = 'total'\nprint(label, 21 * 3)", "triple the printed total in diffs.ipynb")
+        diff.locator(".direng-cell-diff-accept").click()
+        card_in("applied").wait_for(timeout=30_000)
+        assert nbformat.read(path, as_version=4).cells[1].source == "label = 'total'\nprint(label, 21 * 3)"
+        cell.locator(".jp-InputArea-editor", has_text="21 * 3").wait_for(timeout=30_000)  # reloaded
+        assert "reloaded" in card_in("applied").inner_text()
+        assert page.locator(".jp-Notebook:visible .direng-cell-diff").count() == 0
+    finally:
+        page.remove_listener("console", on_console)
+    assert not [e for e in errors if "codemirror" in e.lower() or "instances of @codemirror" in e], errors
+
+
+def test_a_pending_edit_shows_at_its_cell_when_the_notebook_is_opened_later(lab, page):
+    """A cell edit proposed while its notebook is closed shows at the cell when it is opened. The
+    cell changed on disk since, so Accept is refused: the reason shows at the cell and Reject
+    still works; then the palette finds no pending edit left."""
+    import nbformat
+
+    path = lab.root / "later.ipynb"
+    write_notebook(path, nbformat.v4.new_code_cell("rate = 0.2"), nbformat.v4.new_code_cell("price = 10"))
+    with FakeModelServer() as fake, route_chat_to(lab, fake):
+        propose_cell_edit(fake, "later.ipynb", 1, "price = 12")
+        status, answer = lab.post("chat", {"message": "raise the price in later.ipynb", "session": "later"})
+    assert status == 200 and answer["proposals"], answer
+    proposal_id = answer["proposals"][0]["id"]
+    write_notebook(path, nbformat.v4.new_code_cell("rate = 0.2"), nbformat.v4.new_code_cell("price = 11"))
+
+    open_path(page, "later.ipynb")
+    diff = page.locator(".jp-Notebook:visible .jp-Cell").nth(1).locator(
+        f".direng-cell-diff[data-proposal-id='{proposal_id}']")
+    diff.locator(".cm-mergeView").wait_for(timeout=30_000)
+    assert diff.locator(".direng-cell-diff-stale").is_visible()  # the cell is not what the edit was made for
+    diff.locator(".direng-cell-diff-accept").click()
+    refusal = diff.locator(".direng-error")
+    refusal.wait_for(timeout=30_000)
+    assert "changed since the proposal" in refusal.inner_text()
+    assert nbformat.read(path, as_version=4).cells[1].source == "price = 11"
+    assert diff.locator(".direng-cell-diff-reject").is_enabled()
+    diff.locator(".direng-cell-diff-reject").click()
+    diff.wait_for(state="detached", timeout=30_000)
+    assert lab.get(f"proposals/{proposal_id}")[1]["state"] == "rejected"
+    run_palette(page, "Show Pending Edits for This Notebook")
+    page.get_by_text("DirEng: no pending edits for later.ipynb.").first.wait_for(timeout=10_000)

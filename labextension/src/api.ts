@@ -60,10 +60,16 @@ export interface Proposal {
   kind: 'cell' | 'file';
   path: string;
   cell?: number | null;
+  /** A cell edit's proposed source, and the source it was proposed against (applying refuses if the cell moved). */
+  new_source?: string;
+  old_source?: string | null;
   diff: string;
   paths: string[];
   task_id?: string | null;
   state: 'proposed' | 'applied' | 'rejected';
+  provider?: string;
+  model?: string;
+  created_at?: string;
 }
 
 export interface ChatMessage {
@@ -398,6 +404,16 @@ export class DirEngAPI {
       throw error;
     }
     return { end };
+  }
+
+  /** `GET /proposals`: every proposal the engine holds, newest first. */
+  async proposals(): Promise<Proposal[]> {
+    const r = await this.request<{ proposals: Proposal[] }>('GET', ['proposals']);
+    return r.proposals ?? [];
+  }
+
+  proposal(id: string): Promise<Proposal> {
+    return this.request('GET', ['proposals', id]);
   }
 
   /** `POST /proposals/{id}/{apply|reject}`. */

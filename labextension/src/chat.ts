@@ -11,9 +11,11 @@ import { Answer, DirEngAPI, DirEngAPIError, Hit, NotebookContext, Proposal, Task
 import { formatCitation } from './citations';
 import { DirEngConfig } from './config';
 import { emptyLog, reduceEvents } from './events';
+import { decisionBar, el } from './dom';
 import { followTask } from './follow';
 import { formatEstimate } from './format';
 import { InputHistory } from './history';
+import { EditStatus, IEditProposals } from './proposals';
 import { chatIcon } from './icons';
 import {
   CompletionContext,
@@ -45,31 +47,8 @@ export interface ChatPanelOptions {
   activate: () => void;
   /** Where the user is, sent with each message (setting `sendContext`). */
   context?: () => NotebookContext | null;
-  /** Reload an open, unmodified document from disk (after an accepted edit wrote it). */
-  reload?: (path: string) => Promise<'reloaded' | 'unsaved' | 'not-open'>;
-}
-
-/** A yes / no pair of buttons in their bar (a proposed task's Approve / Cancel, an edit's Accept / Reject). */
-function decisionBar(yes: [string, string], no: [string, string]): [HTMLDivElement, HTMLButtonElement, HTMLButtonElement] {
-  const bar = el('div', 'direng-proposed-actions');
-  const make = ([label, cls]: [string, string], kind: string) => {
-    const b = el('button', `jp-Button ${kind} jp-mod-styled direng-button ${cls}`, label);
-    b.type = 'button';
-    return b;
-  };
-  const ok = make(yes, 'jp-mod-accept');
-  const cancel = make(no, 'jp-mod-reject');
-  bar.append(ok, cancel);
-  return [bar, ok, cancel];
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  e.className = cls;
-  if (text !== undefined) {
-    e.textContent = text;
-  }
-  return e;
+  /** The proposed edits, shared with the diffs at notebook cells. */
+  proposals: IEditProposals;
 }
 
 /** Markdown for `/search` hits (asked with the "number of hits" setting). */
@@ -107,7 +86,7 @@ export class ChatPanel extends Widget implements IDirEngChat {
   private readonly rendered: RenderedAnswer[] = [];
   private readonly history = new InputHistory();
   private readonly contextFn: () => NotebookContext | null;
-  private readonly reloadFn: (path: string) => Promise<'reloaded' | 'unsaved' | 'not-open'>;
+  private readonly proposals: IEditProposals;
   private path: string | null = null;
   private healthChecked = false;
 
@@ -124,7 +103,8 @@ export class ChatPanel extends Widget implements IDirEngChat {
     this.openGraph = options.openGraph;
     this.activateFn = options.activate;
     this.contextFn = options.context ?? (() => null);
-    this.reloadFn = options.reload ?? (async () => 'not-open' as const);
+    this.proposals = options.proposals;
+    this.proposals.changed.connect((_, status) => this.showEdit(status), this);
 
     this.id = CHAT_ID;
     this.addClass('direng-chat');
@@ -458,43 +438,39 @@ export class ChatPanel extends Widget implements IDirEngChat {
   }
 
   /**
-   * An edit DirEng proposed (its diff is in the answer above): **Accept** applies it — a cell is
-   * written into the notebook with its provenance, and an open, unmodified notebook is reloaded
-   * to show it; a patch only once its Code-Impl task succeeded — **Reject** declines it.
+   * An edit DirEng proposed (its diff is in the answer above, and at the cell when its notebook is
+   * open): **Accept** applies it — a cell is written into the notebook with its provenance, and an
+   * open, unmodified notebook is reloaded to show it; a patch only once its Code-Impl task
+   * succeeded — **Reject** declines it. The card follows decisions taken at the cell too.
    */
   private editCard(edit: Proposal): HTMLElement {
     const card = el('div', 'direng-edit-proposal');
     card.dataset.proposalId = edit.id;
-    card.dataset.state = edit.state;
     const where = edit.kind === 'cell' ? `cell ${edit.cell} of ${edit.path}` : edit.paths.join(', ');
     card.appendChild(el('div', 'direng-proposed-head', `Proposed edit: ${where}`));
-    const note = el('div', 'direng-proposed-state', edit.state);
     const [bar, accept, reject] = decisionBar(['Accept', 'direng-edit-accept'], ['Reject', 'direng-edit-reject']);
-    card.append(bar, note);
-    const decide = async (action: 'apply' | 'reject') => {
-      accept.disabled = reject.disabled = true;
-      try {
-        const done = await this.api.proposalAction(edit.id, action);
-        card.dataset.state = done.state;
-        note.textContent = done.state;
-        if (action === 'apply' && done.kind === 'cell') {
-          const shown = await this.reloadFn(done.path);
-          note.textContent =
-            shown === 'reloaded'
-              ? `${done.state}: ${done.path} reloaded`
-              : shown === 'unsaved'
-                ? `${done.state} on disk; ${done.path} has unsaved changes here: File → Reload Notebook from Disk to see the edit (saving first would overwrite it)`
-                : `${done.state}: written to ${done.path}`;
-        }
-      } catch (err) {
-        accept.disabled = reject.disabled = false; // e.g. its Code-Impl task has not succeeded yet
-        note.textContent = err instanceof DirEngAPIError ? err.describe() : String(err);
-        note.classList.add('direng-error');
-      }
-    };
-    accept.addEventListener('click', () => void decide('apply'));
-    reject.addEventListener('click', () => void decide('reject'));
+    card.append(bar, el('div', 'direng-proposed-state'));
+    accept.addEventListener('click', () => void this.proposals.decide(edit.id, 'apply'));
+    reject.addEventListener('click', () => void this.proposals.decide(edit.id, 'reject'));
+    this.renderEdit(card, this.proposals.track(edit));
     return card;
+  }
+
+  private showEdit(status: EditStatus): void {
+    const selector = `.direng-edit-proposal[data-proposal-id="${CSS.escape(status.proposal.id)}"]`;
+    // every conversation's log, the ones not shown now too: a card must not offer a decided edit
+    for (const log of this.logs.values()) {
+      log.querySelectorAll<HTMLElement>(selector).forEach(card => this.renderEdit(card, status));
+    }
+  }
+
+  private renderEdit(card: HTMLElement, status: EditStatus): void {
+    card.dataset.state = status.proposal.state;
+    const open = status.proposal.state === 'proposed' && !status.busy;
+    card.querySelectorAll('button').forEach(b => (b.disabled = !open));
+    const note = card.querySelector('.direng-proposed-state') as HTMLElement;
+    note.textContent = status.note;
+    note.classList.toggle('direng-error', status.error);
   }
 
   private addError(host: HTMLElement, err: unknown): void {

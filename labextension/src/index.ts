@@ -6,7 +6,9 @@
  *   direng-workbench:plugin     IDirEngConfig     settings (schema/plugin.json), context menus
  *   direng-workbench:workspace  IDirEngWorkspace  citations and engine paths → editors
  *   direng-workbench:graph      IDirEngGraphs     graphs in main-area tabs
+ *   direng-workbench:proposals  IDirEngProposals  proposed edits, shared by the chat and the cells
  *   direng-workbench:chat       IDirEngChat       the chat side panel (#direng-chat)
+ *   direng-workbench:cell-diffs                   pending cell edits as diffs at their cells
  *   direng-workbench:tasks                        the tasks side panel (#direng-tasks)
  *   direng-workbench:status                       the status bar item (.direng-status)
  *   direng-workbench:commands                     palette commands, launcher card
@@ -19,6 +21,7 @@ import {
 } from '@jupyterlab/application';
 import { ICommandPalette, InputDialog, MainAreaWidget, Notification } from '@jupyterlab/apputils';
 import { CodeEditor } from '@jupyterlab/codeeditor';
+import { IEditorLanguageRegistry } from '@jupyterlab/codemirror';
 import { PageConfig } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IEditorTracker } from '@jupyterlab/fileeditor';
@@ -30,6 +33,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { Widget } from '@lumino/widgets';
 
 import { DirEngAPI } from './api';
+import { CellDiffs } from './cellDiff';
 import { ChatPanel } from './chat';
 import { Citation } from './citations';
 import { DEFAULT_SETTINGS, DirEngConfig, DirEngSettings, config } from './config';
@@ -38,9 +42,10 @@ import { GraphData } from './graphModel';
 import { GraphView } from './graphView';
 import { chatIcon, graphIcon, tasksIcon } from './icons';
 import { toServerPath } from './paths';
+import { EditProposals } from './proposals';
 import { IndexStatusItem } from './status';
 import { TasksPanel } from './tasks';
-import { IDirEngAPI, IDirEngChat, IDirEngConfig, IDirEngGraphs, IDirEngWorkspace } from './tokens';
+import { IDirEngAPI, IDirEngChat, IDirEngConfig, IDirEngGraphs, IDirEngProposals, IDirEngWorkspace } from './tokens';
 
 export * from './tokens';
 
@@ -57,6 +62,7 @@ export namespace CommandIDs {
   export const openTasks = 'direng:open-tasks';
   export const refreshIndex = 'direng:refresh-index';
   export const newNotebook = 'direng:new-notebook';
+  export const showPendingEdits = 'direng:show-pending-edits';
 }
 
 const TOUR = 'notebooks/tour.ipynb';
@@ -239,12 +245,66 @@ const graphPlugin: JupyterFrontEndPlugin<IDirEngGraphs> = {
   }
 };
 
+/** The edits DirEng proposed, one state for the chat's cards and the cells' diffs. */
+const proposalsPlugin: JupyterFrontEndPlugin<IDirEngProposals> = {
+  id: 'direng-workbench:proposals',
+  description: 'The edits DirEng proposed and their Accept / Reject, shared by the chat panel and the notebooks.',
+  autoStart: true,
+  requires: [IDirEngAPI, IDirEngWorkspace],
+  provides: IDirEngProposals,
+  activate: (app: JupyterFrontEnd, api: DirEngAPI, workspace: IDirEngWorkspace): IDirEngProposals =>
+    new EditProposals(api, path => workspace.reload(path))
+};
+
+/** Pending cell edits as side-by-side diffs at their cells, with Accept / Reject there. */
+const cellDiffsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'direng-workbench:cell-diffs',
+  description: 'Shows a pending DirEng cell edit as a side-by-side diff at its cell, with Accept / Reject.',
+  autoStart: true,
+  requires: [IDirEngProposals, IDirEngWorkspace, INotebookTracker],
+  optional: [IEditorLanguageRegistry, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    proposals: IDirEngProposals,
+    workspace: IDirEngWorkspace,
+    notebooks: INotebookTracker,
+    languages: IEditorLanguageRegistry | null,
+    palette: ICommandPalette | null
+  ): void => {
+    const diffs = new CellDiffs(notebooks, proposals, path => workspace.serverPath(path), languages);
+    app.commands.addCommand(CommandIDs.showPendingEdits, {
+      label: 'DirEng: Show Pending Edits for This Notebook',
+      caption: "Show the edits DirEng proposed for this notebook's cells, as diffs at the cells",
+      isEnabled: () => notebooks.currentWidget !== null,
+      execute: async () => {
+        const panel = notebooks.currentWidget;
+        if (!panel) {
+          return;
+        }
+        app.shell.activateById(panel.id);
+        const { reached, diffs: shown } = await diffs.show(panel);
+        if (!reached) {
+          Notification.error('DirEng: the proposals could not be read from the server.', { autoClose: 5000 });
+        } else if (!shown.length) {
+          Notification.info(`DirEng: no pending edits for ${panel.context.path}.`, { autoClose: 4000 });
+        } else {
+          const first = panel.content.widgets.indexOf(shown[0].cell);
+          panel.content.activeCellIndex = first;
+          await panel.content.scrollToItem(first);
+          shown[0].node.scrollIntoView({ block: 'nearest' });
+        }
+      }
+    });
+    palette?.addItem({ command: CommandIDs.showPendingEdits, category: CATEGORY });
+  }
+};
+
 /** The chat side panel. */
 const chatPlugin: JupyterFrontEndPlugin<IDirEngChat> = {
   id: 'direng-workbench:chat',
   description: 'The DirEng chat panel: one conversation per notebook or file.',
   autoStart: true,
-  requires: [IDirEngAPI, IDirEngConfig, IRenderMimeRegistry, IDirEngWorkspace, IDirEngGraphs, IDocumentManager],
+  requires: [IDirEngAPI, IDirEngConfig, IRenderMimeRegistry, IDirEngWorkspace, IDirEngGraphs, IDocumentManager, IDirEngProposals],
   optional: [ILabShell, ILayoutRestorer, INotebookTracker, IEditorTracker, ICommandPalette],
   provides: IDirEngChat,
   activate: (
@@ -255,6 +315,7 @@ const chatPlugin: JupyterFrontEndPlugin<IDirEngChat> = {
     workspace: IDirEngWorkspace,
     graphs: IDirEngGraphs,
     docManager: IDocumentManager,
+    proposals: IDirEngProposals,
     labShell: ILabShell | null,
     restorer: ILayoutRestorer | null,
     notebooks: INotebookTracker | null,
@@ -266,7 +327,7 @@ const chatPlugin: JupyterFrontEndPlugin<IDirEngChat> = {
       api,
       config: cfg,
       context: () => edit.context(),
-      reload: path => workspace.reload(path),
+      proposals,
       rendermime,
       actions: {
         openCitation: c => void workspace.openCitation(c),
@@ -503,7 +564,9 @@ const plugins: JupyterFrontEndPlugin<unknown>[] = [
   settingsPlugin,
   workspacePlugin,
   graphPlugin,
+  proposalsPlugin,
   chatPlugin,
+  cellDiffsPlugin,
   tasksPlugin,
   statusPlugin,
   commandsPlugin

@@ -7,6 +7,7 @@ import { DirEngAPI } from './api';
 import { Citation } from './citations';
 import { DirEngConfig } from './config';
 import { GraphData } from './graphModel';
+import { IEditProposals } from './proposals';
 
 /** The REST API client (`{base_url}direng/api/`). */
 export const IDirEngAPI = new Token<DirEngAPI>('direng-workbench:IDirEngAPI', 'The DirEng REST API client.');
@@ -56,3 +57,14 @@ export interface IDirEngGraphs {
 }
 
 export const IDirEngGraphs = new Token<IDirEngGraphs>('direng-workbench:IDirEngGraphs', 'DirEng graph viewer tabs.');
+
+/**
+ * The edits DirEng proposed, shared by the chat panel's cards and the diffs at notebook cells:
+ * deciding in one view updates the other.
+ */
+export type IDirEngProposals = IEditProposals;
+
+export const IDirEngProposals = new Token<IDirEngProposals>(
+  'direng-workbench:IDirEngProposals',
+  'The edits DirEng proposed (cell edits, patches) and their Accept / Reject.'
+);
