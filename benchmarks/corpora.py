@@ -1,17 +1,23 @@
 """Pinned real-world corpora for the retrieval evaluation and the index benchmark.
 
-Each corpus is an exact release of an open-source package, downloaded from PyPI at run
-time (never vendored into this repository), unpacked under ``benchmarks/.cache/corpora/``
-and turned into a git repository with one commit, so that commit-based refresh can be
-measured against it.
+Each corpus is an exact release of an open-source package, downloaded at run time (never
+vendored into this repository), unpacked under ``benchmarks/.cache/corpora/`` and turned into
+a git repository with one commit, so that commit-based refresh can be measured against it.
+Python corpora are sdists from PyPI (``pip download``); the TypeScript corpus is an npm
+tarball (``npm pack``); the Go and Rust corpora are the source trees that Debian's
+``golang-*-dev`` / ``librust-*-dev`` binary packages ship under ``/usr/share/gocode`` and
+``/usr/share/cargo/registry`` (``apt-get download PKG=VERSION`` + ``dpkg-deb -x``: nothing is
+installed, no deb-src entry is needed).
 
     python benchmarks/corpora.py                 # fetch every corpus
     python benchmarks/corpora.py requests flask  # fetch some
     python benchmarks/corpora.py --list
 
 ``fetch(name)`` returns the unpacked root.  The root is the sdist's top directory
-(``requests-2.32.3/``), so gold paths in ``eval/questions.json`` look like
-``src/requests/cookies.py``.
+(``requests-2.32.3/``), the npm tarball's ``package/``, or the Debian package's source
+directory (``usr/share/gocode/src/github.com/spf13/cobra``), so gold paths in
+``eval/questions.json`` look like ``src/requests/cookies.py``, ``src/core/reaction.ts`` or
+``command.go``.
 """
 
 from __future__ import annotations
@@ -39,15 +45,21 @@ GIT_IDENTITY = ["-c", "user.name=direng-bench", "-c", "user.email=bench@direng.i
 @dataclass(frozen=True)
 class Corpus:
     name: str
-    registry: str  # "pypi" or "npm"
+    registry: str  # "pypi", "npm" or "deb"
     package: str
     version: str
     purpose: str  # "eval" | "bench" | "notebooks" | "extra"
     note: str = ""
+    lang: str = "python"  # the corpus's main language (questions carry their own `lang`)
+    subdir: str = ""  # deb: the source tree inside the package, e.g. usr/share/gocode/src/...
 
     @property
     def pin(self) -> str:
-        return f"{self.package}=={self.version}" if self.registry == "pypi" else f"{self.package}@{self.version}"
+        if self.registry == "pypi":
+            return f"{self.package}=={self.version}"
+        if self.registry == "deb":
+            return f"{self.package}={self.version}"  # apt-get's NAME=VERSION
+        return f"{self.package}@{self.version}"
 
     @property
     def root(self) -> Path:
@@ -66,6 +78,17 @@ CORPORA: dict[str, Corpus] = {
         Corpus("click", "pypi", "click", "8.1.7", "eval", "CLI framework, src/ layout"),
         Corpus("flask", "pypi", "flask", "3.0.3", "eval", "web micro-framework, src/ layout"),
         Corpus("attrs", "pypi", "attrs", "23.2.0", "eval", "class-boilerplate library, src/ layout"),
+        Corpus("mobx", "npm", "mobx", "6.13.5", "eval",
+               "reactive state library: TypeScript sources in src/ (dist/ is build output)", lang="typescript"),
+        Corpus("cobra", "deb", "golang-github-spf13-cobra-dev", "1.6.1-1", "eval",
+               "Go CLI framework (spf13/cobra 1.6.1)", lang="go",
+               subdir="usr/share/gocode/src/github.com/spf13/cobra"),
+        Corpus("logrus", "deb", "golang-github-sirupsen-logrus-dev", "1.9.0-1", "eval",
+               "Go structured logger (sirupsen/logrus 1.9.0)", lang="go",
+               subdir="usr/share/gocode/src/github.com/sirupsen/logrus"),
+        Corpus("serde_json", "deb", "librust-serde-json-dev", "1.0.87-1", "eval",
+               "Rust JSON library (the serde_json 1.0.87 crate)", lang="rust",
+               subdir="usr/share/cargo/registry/serde_json-1.0.87"),
         Corpus("django", "pypi", "django", "5.1.4", "bench", "large: >100k lines of Python"),
         Corpus("control", "pypi", "control", "0.10.1", "notebooks",
                "python-control: 38 example notebooks that call the package (11 copied under doc/)"),
@@ -130,6 +153,43 @@ def _download_npm(corpus: Corpus, dest: Path) -> Path:
         raise RuntimeError("npm is not installed; cannot fetch npm corpora")
     out = _run([npm, "pack", corpus.pin, "--silent"], cwd=dest).stdout.strip().splitlines()
     return dest / out[-1].strip()
+
+
+def _download_deb(corpus: Corpus, dest: Path) -> Path:
+    """``apt-get download`` one exact version of a Debian binary package (nothing is installed)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in dest.glob(f"{corpus.package}_*.deb"):
+        if p.name.startswith(f"{corpus.package}_{corpus.version.split(':')[-1]}_"):
+            return p
+    apt = shutil.which("apt-get")
+    if not apt:
+        raise RuntimeError(f"apt-get is not available; cannot fetch {corpus.pin}")
+    try:
+        _run([apt, "download", "-q", corpus.pin], cwd=dest)
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}\n(is the package list current? `apt-get update` once; "
+                           f"Debian's {corpus.pin} must still be in the archive)") from None
+    found = sorted(dest.glob(f"{corpus.package}_*.deb"))
+    if not found:
+        raise RuntimeError(f"apt-get download {corpus.pin} produced no .deb in {dest}")
+    return found[-1]
+
+
+def _unpack_deb(archive: Path, into: Path, subdir: str) -> Path:
+    """Extract a .deb with ``dpkg-deb -x`` and return its source directory `subdir`."""
+    into.mkdir(parents=True, exist_ok=True)
+    dpkg = shutil.which("dpkg-deb")
+    if not dpkg:
+        raise RuntimeError("dpkg-deb is not available; cannot unpack Debian packages")
+    _run([dpkg, "-x", str(archive), str(into)])
+    top = into / subdir
+    if not top.is_dir():
+        raise RuntimeError(f"{archive.name} has no {subdir}/")
+    # Debian ships some sources as symlinks into other packages; never follow them out.
+    for p in sorted(top.rglob("*"), reverse=True):
+        if p.is_symlink():
+            p.unlink()
+    return top
 
 
 def _safe_members(tar: tarfile.TarFile, target: Path):
@@ -202,12 +262,13 @@ def fetch(name: str, *, refresh: bool = False) -> Path:
         return root
 
     dl_dir = DOWNLOAD_DIR / corpus.name
-    archive = _download_npm(corpus, dl_dir) if corpus.registry == "npm" else _download_pypi(corpus, dl_dir)
+    download = {"npm": _download_npm, "deb": _download_deb}.get(corpus.registry, _download_pypi)
+    archive = download(corpus, dl_dir)
 
     CORPORA_DIR.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{corpus.name}-", dir=CORPORA_DIR))
     try:
-        top = _unpack(archive, tmp)
+        top = _unpack_deb(archive, tmp, corpus.subdir) if corpus.registry == "deb" else _unpack(archive, tmp)
         # Never let a corpus carry a stale index or a nested repository.
         for junk in (".direng", ".git"):
             if (top / junk).exists():
@@ -228,6 +289,9 @@ def fetch(name: str, *, refresh: bool = False) -> Path:
     return root
 
 
+LANG_SUFFIX = {"python": ".py", "typescript": ".ts", "go": ".go", "rust": ".rs"}
+
+
 def count_lines(root: Path, suffixes: tuple[str, ...] = (".py",)) -> dict[str, int]:
     """Count files, physical lines and non-blank non-comment lines per suffix (git-tracked files only)."""
     files = git(root, "ls-files", "-z").split("\0")
@@ -244,7 +308,8 @@ def count_lines(root: Path, suffixes: tuple[str, ...] = (".py",)) -> dict[str, i
             n_files += 1
             lines = text.splitlines()
             n_lines += len(lines)
-            n_code += sum(1 for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+            comment = "#" if suf == ".py" else "//"
+            n_code += sum(1 for ln in lines if ln.strip() and not ln.lstrip().startswith(comment))
         out[f"{suf}_files"] = n_files
         out[f"{suf}_lines"] = n_lines
         out[f"{suf}_code_lines"] = n_code
@@ -257,18 +322,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("names", nargs="*", help="corpora to fetch (default: all)")
     ap.add_argument("--list", action="store_true", help="list the pinned corpora and exit")
     ap.add_argument("--refresh", action="store_true", help="re-unpack and re-commit even if cached")
-    ap.add_argument("--count", action="store_true", help="also count lines of Python")
+    ap.add_argument("--count", action="store_true", help="also count lines of the corpus's language")
     args = ap.parse_args(argv)
     if args.list:
         for c in CORPORA.values():
-            print(f"{c.name:10s} {c.pin:22s} {c.purpose:6s} {c.note}")
+            print(f"{c.name:10s} {c.pin:42s} {c.purpose:9s} {c.lang:10s} {c.note}")
         return 0
     for name in args.names or list(CORPORA):
         root = fetch(name, refresh=args.refresh)
         line = f"{name:10s} {root}"
         if args.count:
-            n = count_lines(root)
-            line += f"  ({n['.py_files']} .py files, {n['.py_lines']} lines, {n['.py_code_lines']} code lines)"
+            suf = LANG_SUFFIX.get(CORPORA[name].lang, ".py")
+            n = count_lines(root, (suf,))
+            line += (f"  ({n[f'{suf}_files']} {suf} files, {n[f'{suf}_lines']} lines, "
+                     f"{n[f'{suf}_code_lines']} code lines)")
         print(line)
     return 0
 
