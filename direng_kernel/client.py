@@ -10,6 +10,14 @@ Kernels started by a Jupyter server with the DirEng extension inherit `DIRENG_SE
 broker). Anywhere else — plain IPython, papermill, CI, the CLI — or when the server does not
 answer, it builds the engine in-process on the git root of the working directory (or `root`),
 with a one-line notice saying so.
+
+A one-shot caller (each `direng` command: `connect(one_shot=True)`) gets a `DaemonClient` when a
+long-running engine — `direng index --watch`, or a Jupyter server's — owns the store's unix
+socket (`daemon_socket.py`). It is a third transport of the same protocol: the index queries
+(`daemon_socket.SERVED`) go to the daemon, which has everything loaded; every other call, and
+every call once the daemon is gone (killed, stale socket), goes to an in-process engine built
+on first need — silently, removing the stale socket. The daemon answers only what is read-only,
+so answering it again in-process after a lost reply is always safe.
 """
 
 from __future__ import annotations
@@ -17,13 +25,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
-from . import sse
+from . import daemon_socket, sse
+from .config import IndexSettings
 from .errors import DirEngError, from_reply
 from .index import git
 from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, Answer, ChatMessage, GraphNode, GraphResult, Hit,
@@ -87,15 +94,17 @@ class HttpClient:
         if params:
             pairs = params.items() if isinstance(params, dict) else params
             url += "?" + urllib.parse.urlencode([(k, v) for k, v in pairs if v is not None])
+        from urllib import error as urlerror, request as urlrequest  # http.client, email, ssl: only for HTTP
+
         data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
-        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urlrequest.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
         if stream:
             req.add_header("Accept", sse.MEDIA_TYPE)
         if self.token:
             req.add_header("Authorization", f"token {self.token}")
         try:
-            return urllib.request.urlopen(req, timeout=timeout or self.timeout)
-        except urllib.error.HTTPError as err:
+            return urlrequest.urlopen(req, timeout=timeout or self.timeout)
+        except urlerror.HTTPError as err:
             try:
                 payload = json.loads(err.read() or b"{}")
             except ValueError:
@@ -209,6 +218,94 @@ class HttpClient:
         return Proposal.model_validate(self._request("POST", path, body={}))
 
 
+class DaemonClient:
+    """`Client` for a one-shot process while a daemon owns the store's socket: the index queries
+    go to the daemon, everything else (and everything once the daemon is gone) to `fallback()`,
+    an in-process engine built on first need."""
+
+    transport = "daemon"
+
+    def __init__(self, store_dir: str | Path, fallback: Callable[[], Client], timeout: float = 30):
+        self.store_dir = Path(store_dir)
+        self.path = daemon_socket.socket_path(self.store_dir)
+        self._make_fallback = fallback
+        self._fallback: Client | None = None
+        self._gone = False
+        self.timeout = timeout
+        self.root: str | None = None
+
+    @property
+    def fallback(self) -> Client:
+        if self._fallback is None:
+            self._fallback = self._make_fallback()
+        return self._fallback
+
+    def __getattr__(self, name: str) -> Any:
+        # The calls no daemon serves (index, chat, tasks, ...): the in-process engine's own.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.fallback, name)
+
+    def _call(self, method: str, params: dict) -> Any:
+        """The daemon's result (JSON), or the fallback's answer (a model) when the daemon is gone."""
+        if not self._gone:
+            try:
+                reply = daemon_socket.request(self.path, method, params, timeout=self.timeout)
+            except daemon_socket.DaemonGone as exc:
+                log.debug("the daemon of %s is gone (%s): answering in-process", self.store_dir, exc)
+                self._gone = True
+                daemon_socket.remove_stale(self.store_dir)
+            else:
+                if "error" in reply:
+                    err = reply["error"] if isinstance(reply["error"], dict) else {}
+                    raise from_reply(int(err.get("status") or 500), err)
+                return reply["result"]
+        return _Local(getattr(self.fallback, method)(**params))
+
+    def health(self) -> dict:
+        out = self._call("health", {})
+        return out.value if isinstance(out, _Local) else out
+
+    def status(self) -> IndexStatus:
+        out = self._call("status", {})
+        return out.value if isinstance(out, _Local) else IndexStatus.model_validate(out)
+
+    def search(self, query: str, k: int = 10, mode: str = DEFAULT_SEARCH_MODE) -> list[Hit]:
+        out = self._call("search", {"query": query, "k": k, "mode": mode})
+        return out.value if isinstance(out, _Local) else [Hit.model_validate(h) for h in out]
+
+    def graph(self, symbol: str, direction: str = DEFAULT_GRAPH_DIRECTION, depth: int = 1, max_nodes: int = 150,
+              code: bool = False) -> GraphResult:
+        out = self._call("graph", {"symbol": symbol, "direction": direction, "depth": depth,
+                                   "max_nodes": max_nodes, "code": code})
+        return out.value if isinstance(out, _Local) else GraphResult.model_validate(out)
+
+    def path(self, source: str, target: str) -> list[GraphNode]:
+        out = self._call("path", {"source": source, "target": target})
+        return out.value if isinstance(out, _Local) else [GraphNode.model_validate(n) for n in out]
+
+    def repo_map(self, tokens: int = 1024, focus: list[str] | None = None) -> str:
+        out = self._call("repo_map", {"tokens": tokens, "focus": focus})
+        return out.value if isinstance(out, _Local) else str(out)
+
+    def complete(self, prefix: str, limit: int = 30) -> list[str]:
+        out = self._call("complete", {"prefix": prefix, "limit": limit})
+        return out.value if isinstance(out, _Local) else [str(n) for n in out]
+
+    def inspect(self, symbol: str) -> dict:
+        out = self._call("inspect", {"symbol": symbol})
+        return out.value if isinstance(out, _Local) else out
+
+
+class _Local:
+    """An answer the in-process fallback gave (already a model), told apart from the daemon's JSON."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 def default_root(start: str | Path | None = None) -> Path:
     """The git work tree containing `start` (default: the working directory), else `start` itself."""
     here = Path(start or os.getcwd()).resolve()
@@ -216,9 +313,14 @@ def default_root(start: str | Path | None = None) -> Path:
 
 
 def connect(root: str | Path | None = None, *, store: str | Path | None = None, prefer_server: bool = True,
-            notices: list[str] | None = None) -> Client:
+            notices: list[str] | None = None, one_shot: bool = False, dense_queries: bool = False) -> Client:
     """A client: the server named by DIRENG_SERVER_URL if it answers (and no `root` was asked
-    for), else an engine in this process."""
+    for), else an engine in this process.
+
+    `one_shot`: the caller runs one command and exits (the CLI). Then a daemon owning the
+    store's socket answers the index queries (`DaemonClient`; `DIRENG_DAEMON=off` never asks
+    one), and the in-process engine is a `one_shot` one: hybrid queries leave MiniLM out unless
+    `dense_queries`, noting it in `notices`."""
     url = os.environ.get("DIRENG_SERVER_URL")
     if prefer_server and url and root is None:
         client = HttpClient(url, os.environ.get("DIRENG_TOKEN"))
@@ -231,7 +333,18 @@ def connect(root: str | Path | None = None, *, store: str | Path | None = None, 
             log.warning(msg)
             if notices is not None:
                 notices.append(msg)
-    from .engine import Engine  # the in-process transport pulls in the whole engine: only when chosen
+    root = root or os.environ.get("DIRENG_ROOT") or default_root()
 
-    return Engine(root or os.environ.get("DIRENG_ROOT") or default_root(), store=store,
-                  policy_path=os.environ.get("DIRENG_POLICY"), link_base=os.getcwd())
+    def engine() -> Client:
+        from .engine import Engine  # the in-process transport pulls in the whole engine: only when chosen
+
+        return Engine(root, store=store, policy_path=os.environ.get("DIRENG_POLICY"), link_base=os.getcwd(),
+                      one_shot=one_shot, dense_queries=dense_queries if one_shot else None, notices=notices)
+
+    if one_shot and os.environ.get("DIRENG_DAEMON", "").lower() not in ("0", "off", "no", "false"):
+        store_dir = IndexSettings.for_root(root, store).store
+        if daemon_socket.socket_path(store_dir).exists():
+            client = DaemonClient(store_dir, engine)
+            client.root = str(Path(root).expanduser().resolve())
+            return client
+    return engine()

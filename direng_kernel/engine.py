@@ -4,6 +4,12 @@ The Jupyter server extension owns one `Engine`; without a server, the magics, ke
 use one in-process. `Engine` is itself the in-process transport of the application API
 (`client.Client`): the REST handlers call the same methods, and `HttpClient` rebuilds the same
 pydantic models from their replies, so a surface never knows which one it holds.
+
+A long-running engine (`direng index --watch`, the Jupyter server's) also answers the index
+queries of one-shot CLI processes on the store's unix socket (`serve_socket`,
+`daemon_socket.py`). A `one_shot` engine is the CLI's own when no such daemon runs: it
+memory-maps the static matrix and leaves MiniLM out of hybrid queries unless asked
+(`dense_queries`), saying so in `notices` — loading torch and chromadb would cost it seconds.
 """
 
 from __future__ import annotations
@@ -13,21 +19,13 @@ import logging
 import threading
 from pathlib import Path
 
-from .broker.broker import Broker
-from .broker.policy import Policy, policy_for, validate_policy
-from .direng.assistant import DirEng, LocalProvider
-from .direng.proposals import ProposalStore
 from .errors import DirEngError
 from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, PROPOSAL_ACTIONS, TASK_ACTIONS, Answer, ChatMessage,
                      GraphNode, GraphResult, Hit, IndexReport, IndexStatus, NotebookContext, OnEvent, Proposal, Task)
-from .pas.allowlist import lane_limits
-from .pas.executor import check_lane
-from .pas.lanes import registry
-from .pas.passport import PassportStore
-from .pas.sandbox import probe
-from .security import audit
 from .workbench import Workbench
 
+# The broker, DirEng, PAS and the audit log are imported where they are first used: a one-shot
+# `direng search` needs none of them, and importing them all cost about a fifth of its time.
 log = logging.getLogger(__name__)
 
 
@@ -35,11 +33,17 @@ class Engine:
     transport = "in-process"
 
     def __init__(self, root: str | Path, store: str | Path | None = None, policy_path: str | Path | None = None,
-                 watch: bool = False, link_base: str | None = None):
-        self.workbench = Workbench(root, store)
+                 watch: bool = False, link_base: str | None = None, *, one_shot: bool = False,
+                 dense_queries: bool | None = None, notices: list[str] | None = None):
+        self.workbench = Workbench(root, store, static_cache=one_shot)
         self.root = self.workbench.root
+        self.one_shot = one_shot
+        # Hybrid queries embed the query with MiniLM: always in a long-running engine, only when
+        # asked in a one-shot one (it would load torch, the model and chromadb for one query).
+        self.dense_queries = (not one_shot) if dense_queries is None else dense_queries
+        self.notices = notices if notices is not None else []
         self.policy_path = Path(policy_path) if policy_path else None
-        self.policy = None
+        self._policy = None
         self.policy_errors: list[str] = []
         self._broker = None
         self._direng = None
@@ -48,8 +52,12 @@ class Engine:
         self._workers = None
         self._orchestrator = None
         self._watch = watch
+        self._socket = None
+        self._socket_thread: threading.Thread | None = None
+        self._socket_closed = False
         self._lock = threading.RLock()
-        self.load_policy()
+        if self.policy_path is not None:  # a policy file is checked now (errors show at start);
+            self.load_policy()            # the default policy is built when first needed
 
     # -- lifecycle --------------------------------------------------------------
     def start(self) -> "Engine":
@@ -75,12 +83,79 @@ class Engine:
         return self.start()
 
     def watch_forever(self) -> None:
-        """Refresh this engine's index on every change until interrupted (`direng index --watch`)."""
+        """Refresh this engine's index on every change until interrupted (`direng index --watch`),
+        answering one-shot CLI processes on the store's socket meanwhile."""
         from .index.refresh import RefreshDaemon  # watchdog and the embedding models: only when watching
 
-        RefreshDaemon(self.workbench).run_forever()
+        self._long_lived()
+        daemon = RefreshDaemon(self.workbench)
+        self.serve_socket(warm=True, after=daemon.first_refresh)
+        try:
+            daemon.run_forever()
+        finally:
+            self.close_socket()
+
+    def _long_lived(self) -> None:
+        self.one_shot = False
+        self.dense_queries = True
+        self.workbench.set_static_cache(False)
+
+    def serve_socket(self, *, warm: bool = False, after: threading.Event | None = None) -> None:
+        """Answer the index queries of one-shot CLI processes on `<store>/daemon.sock`, from a
+        background thread: once `after` is set (the refresh daemon's first pass) and, with
+        `warm`, the static matrix and MiniLM are loaded — until then one-shot commands answer
+        in-process, which is faster than waiting for a cold daemon. Nothing happens when
+        another live process serves the store already."""
+        self._long_lived()
+        with self._lock:
+            if self._socket is not None or self._socket_thread is not None:
+                return
+            self._socket_closed = False
+            self._socket_thread = threading.Thread(target=self._start_socket, args=(warm, after),
+                                                   name="direng-socket-start", daemon=True)
+            self._socket_thread.start()
+
+    def _start_socket(self, warm: bool, after: threading.Event | None) -> None:
+        from .daemon_socket import SocketServer
+
+        if after is not None:
+            after.wait()
+        if warm:
+            self._warm()
+        server = SocketServer(self, self.workbench.settings.store)
+        with self._lock:
+            if self._socket_closed:
+                return
+            try:
+                if server.start():
+                    self._socket = server
+            except OSError as exc:
+                log.warning("cannot serve %s on a unix socket: %s", self.workbench.settings.store, exc)
+
+    def _warm(self) -> None:
+        """Load what queries need — the static matrix and model, MiniLM when there are vectors."""
+        try:
+            if not self.workbench.is_indexed:
+                return
+            self.workbench.searcher.warm()
+            if self.workbench.store.has_dense():
+                from .index.embed import embed_dense
+
+                embed_dense(["warm up"])
+                self.workbench.vectors()
+        except Exception as exc:  # noqa: BLE001 — the first query loads them instead
+            log.warning("warming the search models failed: %s", exc)
+
+    def close_socket(self) -> None:
+        with self._lock:
+            self._socket_closed = True
+            server, self._socket = self._socket, None
+            self._socket_thread = None
+        if server is not None:
+            server.close()
 
     def stop(self) -> None:
+        self.close_socket()
         if self._daemon is not None:
             self._daemon.stop()
             self._daemon = None
@@ -92,32 +167,52 @@ class Engine:
             release_server(self.workbench.settings.store)
 
     # -- policy and broker ------------------------------------------------------
+    @property
+    def policy(self):
+        with self._lock:
+            if self._policy is None:
+                self.load_policy()
+            return self._policy
+
+    @policy.setter
+    def policy(self, value) -> None:
+        self._policy = value
+
     def load_policy(self) -> None:
         """Load the policy file; an invalid one keeps the previous valid policy and is reported."""
+        from .broker.policy import policy_for
+
         if self.policy_path is None:
-            self.policy = self.policy or policy_for(None)
+            self._policy = self._policy or policy_for(None)
             return
         try:
             policy = policy_for(self.policy_path, self._extra_lane_routes())
         except DirEngError as exc:
             self.policy_errors = [str(exc)]
             log.error("policy %s rejected, keeping the previous one: %s", self.policy_path, exc)
-            self.policy = self.policy or policy_for(None)
+            self._policy = self._policy or policy_for(None)
             return
-        self.policy, self.policy_errors = policy, []
+        self._policy, self.policy_errors = policy, []
         self._drop_broker()
 
     def validate_policy(self, data: dict) -> list[dict]:
+        from .broker.policy import validate_policy
+
         return [i.model_dump() if hasattr(i, "model_dump") else dict(i)
                 for i in validate_policy(data, self._extra_lane_routes())]
 
     @staticmethod
     def _extra_lane_routes() -> list[str]:
         """Policy route names of user lanes (PAS's lane registry): valid policy lanes besides `models.LANES`."""
+        from .pas.lanes import registry
+
         return registry.extra_routes()
 
     def apply_policy(self, data: dict) -> list[dict]:
         """Validate and, when clean, switch to (and save) the new policy."""
+        from .broker.policy import Policy
+        from .security import audit
+
         issues = self.validate_policy(data)
         if issues:
             return issues
@@ -145,6 +240,9 @@ class Engine:
     def broker(self):
         with self._lock:
             if self._broker is None:
+                from .broker.broker import Broker
+                from .direng.assistant import LocalProvider
+
                 usage_log = self.workbench.settings.store / "usage.jsonl"
                 self._broker = Broker(self.policy, local_factory=lambda: LocalProvider(self.direng),
                                       usage_log=usage_log)
@@ -154,6 +252,8 @@ class Engine:
     def direng(self):
         with self._lock:
             if self._direng is None:
+                from .direng.assistant import DirEng
+
                 # DirEng hands large work to PEX: the orchestrator is built when first needed.
                 self._direng = DirEng(self.workbench, broker=None, link_base=self._link_base,
                                       tasks=lambda: self.orchestrator, proposals=self.proposal_store)
@@ -181,7 +281,13 @@ class Engine:
         return self.workbench.index(progress=progress, dense=dense)
 
     def search(self, query: str, k: int = 10, mode: str = DEFAULT_SEARCH_MODE) -> list[Hit]:
-        return self.workbench.search(query, k=k, mode=mode)
+        hits = self.workbench.search(query, k=k, mode=mode, dense=self.dense_queries)
+        if mode == "hybrid" and not self.dense_queries and self.workbench.store.has_dense():
+            note = ("MiniLM vectors were left out of this one-shot search (loading the model takes seconds); "
+                    "run `direng index --watch` to have them served, or pass --dense")
+            if note not in self.notices:
+                self.notices.append(note)
+        return hits
 
     def graph(self, symbol: str, direction: str = DEFAULT_GRAPH_DIRECTION, depth: int = 1, max_nodes: int = 150,
               code: bool = False) -> GraphResult:
@@ -241,7 +347,9 @@ class Engine:
 
     # -- edits DirEng proposes (applied only on the user's word) -----------------
     @property
-    def proposal_store(self) -> ProposalStore:
+    def proposal_store(self):
+        from .direng.proposals import ProposalStore
+
         return ProposalStore(self.root, self.workbench.settings.store)
 
     def proposals(self) -> list[Proposal]:
@@ -252,6 +360,8 @@ class Engine:
 
     def proposal_action(self, proposal_id: str, action: str) -> Proposal:
         """`apply` (a patch only once its Code-Impl task succeeded) or `reject`, audited."""
+        from .security import audit
+
         if action not in PROPOSAL_ACTIONS:
             raise DirEngError(f"unknown proposal action {action!r}; actions: {', '.join(PROPOSAL_ACTIONS)}")
         store = self.proposal_store
@@ -319,6 +429,8 @@ class Engine:
         return self.orchestrator.tasks.list_runs()
 
     def passport(self, run_id: str):
+        from .pas.passport import PassportStore
+
         return PassportStore(self.workbench.settings.store).load(run_id)
 
     def replay(self, run_id: str, dry_run: bool = False):
@@ -326,6 +438,10 @@ class Engine:
         return self.orchestrator.replay(run_id, dry_run=dry_run)
 
     def pas_health(self) -> dict:
+        from .pas.allowlist import lane_limits
+        from .pas.executor import check_lane
+        from .pas.sandbox import probe
+
         info = probe()
         registry = self.orchestrator.lanes
         lanes = {}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -23,15 +25,24 @@ log = logging.getLogger(__name__)
 
 
 class Workbench:
-    def __init__(self, root: str | Path = ".", store: str | Path | None = None):
+    def __init__(self, root: str | Path = ".", store: str | Path | None = None, *, static_cache: bool = False):
+        """`static_cache`: this process is short-lived (one CLI command): search memory-maps the
+        static matrix from the store's cache, and an index pass that changed content refreshes
+        that cache when one exists. Long-lived processes keep (and patch) the matrix in memory."""
         self.settings = IndexSettings.for_root(root, store)
         self.root = self.settings.root
+        self.static_cache = static_cache
         self._store: IndexStore | None = None
         self._graph = None
         self._graph_generation: str | None = None
         self._vectors = None
         self._searcher = None
         self._lock = threading.RLock()
+        # Queries in flight and when the last one ended: the refresh daemon's MiniLM filling
+        # waits while this process is answering someone (`busy_answering`).
+        self._queries = 0
+        self._last_query = float("-inf")
+        self._queries_lock = threading.Lock()
 
     # -- parts, lazily ----------------------------------------------------------
     @property
@@ -73,8 +84,29 @@ class Workbench:
         if self._searcher is None:
             from .index.search import Searcher
 
-            self._searcher = Searcher(self.store, self.vectors)
+            self._searcher = Searcher(self.store, self.vectors, static_cache=self.static_cache)
         return self._searcher
+
+    def set_static_cache(self, on: bool) -> None:
+        self.static_cache = on
+        if self._searcher is not None:
+            self._searcher.static_cache = on
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        with self._queries_lock:
+            self._queries += 1
+        try:
+            yield
+        finally:
+            with self._queries_lock:
+                self._queries -= 1
+                self._last_query = time.monotonic()
+
+    def busy_answering(self, quiet: float = 0.0) -> bool:
+        """Is a query being answered, or did one end less than `quiet` seconds ago?"""
+        with self._queries_lock:
+            return self._queries > 0 or time.monotonic() - self._last_query < quiet
 
     # -- indexing ---------------------------------------------------------------
     def index(self, progress: bool = False, dense: bool = False) -> IndexReport:
@@ -85,6 +117,12 @@ class Workbench:
             report = run_index(self.settings, self.store, progress=progress, on_changed=self._follow)
             if report.deleted or report.modified:
                 self.gc_vectors()
+            if self.static_cache and (report.added or report.modified or report.deleted) \
+                    and self.store.has_static_cache():
+                # One-shot searches use the cache: have it ready rather than make the next one rebuild it.
+                generation, ids, _paths, mat = self.store.static_snapshot()
+                if generation is not None:
+                    self.store.write_static_cache(generation, ids, mat)
         if dense:
             self.fill_dense(progress=progress)
         return report
@@ -112,13 +150,16 @@ class Workbench:
         return len(stale)
 
     # -- queries ----------------------------------------------------------------
-    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", *, dense: bool = True) -> list[Hit]:
+        """Hybrid (or `mode`) search; `dense=False` leaves MiniLM out of a hybrid query."""
         self._require_index()
-        return self.searcher.search(query, k=k, mode=mode)
+        with self._answering():
+            return self.searcher.search(query, k=k, mode=mode, dense=dense)
 
     def graph(self, symbol: str, direction: str = "both", depth: int = 1, max_nodes: int = 150) -> GraphResult:
         self._require_index()
-        return self.code_graph().neighbourhood(symbol, direction=direction, depth=depth, max_nodes=max_nodes)
+        with self._answering():
+            return self.code_graph().neighbourhood(symbol, direction=direction, depth=depth, max_nodes=max_nodes)
 
     def callers(self, symbol: str) -> GraphResult:
         return self.graph(symbol, direction="callers")

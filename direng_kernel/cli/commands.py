@@ -1,7 +1,9 @@
 """The `direng` index commands: parse nothing, call the application API, print results.
 
-Each command talks to the same `Client` API as the magics and the kernel (the engine in this
-process, for the `--root` it names), and prints JSON or a rich table.
+Each command talks to the same `Client` API as the magics and the kernel, and prints JSON or a
+rich table. The transport is the store's daemon when one runs (`direng index --watch` or a
+Jupyter server: everything is loaded there), else a one-shot engine in this process, which
+leaves MiniLM out of hybrid searches unless `--dense` (and says so on stderr).
 """
 
 from __future__ import annotations
@@ -30,18 +32,24 @@ def _console():
     return Console()
 
 
-def client_for(args) -> Client:
-    """The API for the command's `--root` (and `--store`)."""
+def client_for(args, *, one_shot: bool = True, notices: list[str] | None = None) -> Client:
+    """The API for the command's `--root` (and `--store`): the store's daemon when one serves it."""
     root = Path(args.root)
     if not root.exists():
         raise RootError(f"root {root} does not exist")
     if not root.is_dir():
         raise RootError(f"root {root} is a file, not a directory")
-    return connect(root, store=args.store)
+    return connect(root, store=args.store, one_shot=one_shot, notices=notices,
+                   dense_queries=bool(getattr(args, "dense", False)))
+
+
+def _print_notices(notices: list[str]) -> None:
+    for note in notices:
+        print(f"direng: note: {note}", file=sys.stderr)
 
 
 def cmd_index(args) -> int:
-    client = client_for(args)
+    client = client_for(args, one_shot=not args.watch)
     progress = sys.stderr.isatty()
     report = client.index(progress=progress, dense=args.dense)
     if args.json:
@@ -57,6 +65,7 @@ def cmd_index(args) -> int:
         )
     if args.watch:
         print("watching for changes (Ctrl-C to stop)", file=sys.stderr)
+        _stop_on_sigterm()
         try:
             client.watch_forever()
         except KeyboardInterrupt:
@@ -69,10 +78,22 @@ def cmd_index(args) -> int:
     return 0
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a service manager, `kill`) stops the watcher like Ctrl-C: its socket is removed."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def cmd_search(args) -> int:
-    hits = client_for(args).search(args.query, k=args.k, mode=args.mode)
+    notices: list[str] = []
+    hits = client_for(args, notices=notices).search(args.query, k=args.k, mode=args.mode)
     if args.json:
         _print_json([h.model_dump(mode="json", exclude={"snippet"}) | {"snippet": h.snippet} for h in hits])
+        _print_notices(notices)
         return 0
     from rich.table import Table
 
@@ -82,6 +103,7 @@ def cmd_search(args) -> int:
     for i, h in enumerate(hits, 1):
         table.add_row(str(i), h.citation, h.symbol or "", h.kind, f"{h.score:.4f}")
     _console().print(table)
+    _print_notices(notices)
     return 0
 
 

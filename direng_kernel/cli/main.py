@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_root(p)
     p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
     p.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_SEARCH_MODE)
+    p.add_argument("--dense", action="store_true",
+                   help="embed the query with MiniLM in this process when no `direng index --watch` or server "
+                        "serves the store (seconds: loads torch and the model); the daemon always does")
     p.add_argument("--json", action="store_true", help="JSON array of hits")
     p.set_defaults(run=commands.cmd_search)
 
@@ -85,6 +88,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _LazyRedactingFilter(logging.Filter):
+    """`security.scrub.RedactingFilter`, imported when the first record reaches a handler: most
+    commands log nothing, and importing the detectors cost a one-shot search ~15 ms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._inner: logging.Filter | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._inner is None:
+            from ..security.scrub import RedactingFilter
+
+            self._inner = RedactingFilter()
+        return bool(self._inner.filter(record))
+
+
 def _json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -95,10 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     if args.command not in ("status",):  # status stays instant: it logs nothing worth redacting
-        from ..security.scrub import RedactingFilter
-
         for handler in logging.getLogger().handlers:
-            handler.addFilter(RedactingFilter())
+            handler.addFilter(_LazyRedactingFilter())
     try:
         return args.run(args) or 0
     except DirEngError as err:

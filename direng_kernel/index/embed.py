@@ -7,6 +7,9 @@ before the first search. So the index embeds in two tiers:
   vector, PCA-reduced and Zipf-weighted; a text is the mean of its tokens). ~40k chunks/s,
   so every chunk has a static vector the moment it is indexed. Distilled once per machine
   (~25 s) into the user cache (`python -m direng_kernel.index.embed` does it at install).
+  Only the distillation needs model2vec: encoding reads the files it saved (`StaticEncoder`:
+  the matrix with `safetensors`, the vocabulary with `tokenizers`), because importing
+  model2vec pulls in huggingface_hub and joblib — most of a one-shot `direng search`'s time.
 * dense — MiniLM itself, filled in by the refresh daemon in the background (and on demand
   for the best candidates of a query), stored in chromadb.
 
@@ -16,10 +19,13 @@ Both models load lazily and once per process: importing this module costs nothin
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
+from collections import defaultdict
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -80,15 +86,129 @@ def prepare_static(show_progress: bool = False) -> Path:
     return target
 
 
+class _Encoder(Protocol):
+    def encode(self, sentences: list[str]) -> np.ndarray: ...
+
+
+class StaticEncoder:
+    """model2vec's `StaticModel.encode`, on the files `StaticModel.save_pretrained` wrote.
+
+    The same arithmetic in the same dtypes (tested equal to model2vec's vectors): tokens
+    without special tokens, truncated to `max_length` tokens (and first to `max_length` times
+    the median token length in characters, as model2vec does), unknown tokens dropped, the mean
+    of their rows (same-length texts as one gather), normalized when the config says so.
+    """
+
+    BATCH = 1024  # model2vec's default batch: the same sentences are averaged together
+
+    def __init__(self, folder: Path):
+        from safetensors import safe_open  # framework="numpy": no torch
+        from tokenizers import Tokenizer
+
+        folder = Path(folder)
+        config = json.loads((folder / "config.json").read_text())
+        with safe_open(str(folder / "model.safetensors"), framework="numpy") as tensors:
+            names = set(tensors.keys())
+            self.embedding: np.ndarray = tensors.get_tensor("embeddings")
+            self.weights = tensors.get_tensor("weights") if "weights" in names else None
+            self.token_mapping = tensors.get_tensor("mapping") if "mapping" in names else None
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        padding = tokenizer.padding
+        if padding is not None:  # model2vec never pads (it keeps the pad token)
+            tokenizer.enable_padding(pad_id=padding["pad_id"], pad_token=padding["pad_token"],
+                                     pad_type_id=padding["pad_type_id"], length=0)
+        self.max_length: int | None = config.get("max_length", 512)
+        if self.max_length is None:
+            tokenizer.no_truncation()
+        else:
+            tokenizer.enable_truncation(self.max_length)
+        self.normalize = bool(config.get("normalize", False))
+        if hasattr(tokenizer.model, "unk_token"):  # WordPiece, BPE, word level
+            unk = tokenizer.model.unk_token
+            self.unk_token_id = None if unk is None else tokenizer.token_to_id(unk)
+        else:  # Unigram
+            self.unk_token_id = json.loads(tokenizer.to_str())["model"].get("unk_id")
+        self.tokenizer = tokenizer
+        self._median_token_length: int | None = None
+
+    @property
+    def dim(self) -> int:
+        return int(self.embedding.shape[1])
+
+    @property
+    def median_token_length(self) -> int:
+        # Only texts longer than max_length characters need it (the median is at least 1).
+        if self._median_token_length is None:
+            tokens = [t for t, _ in sorted(self.tokenizer.get_vocab().items(), key=lambda x: x[1])]
+            self._median_token_length = int(np.median([len(t) for t in tokens]))
+        return self._median_token_length
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        if self.max_length is not None and any(len(s) > self.max_length for s in sentences):
+            m = self.max_length * self.median_token_length
+            sentences = [s[:m] for s in sentences]
+        parts = [self._encode_batch(sentences[i:i + self.BATCH]) for i in range(0, len(sentences), self.BATCH)]
+        return np.concatenate(parts, axis=0) if parts else np.zeros((0, self.dim), self.embedding.dtype)
+
+    def _encode_batch(self, sentences: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch_fast(sentences, add_special_tokens=False)
+        ids = [e.ids for e in encodings]
+        if self.unk_token_id is not None:
+            ids = [[t for t in row if t != self.unk_token_id] for row in ids]
+        dtype = self.embedding.dtype if self.embedding.dtype != np.int8 else np.dtype(np.float32)
+        out = np.zeros((len(ids), self.dim), dtype=dtype)
+        if self.token_mapping is None and self.weights is None:
+            buckets: dict[int, list[int]] = defaultdict(list)
+            for i, row in enumerate(ids):
+                if row:
+                    buckets[len(row)].append(i)
+            for indices in buckets.values():
+                out[indices] = self.embedding[np.array([ids[i] for i in indices], dtype=np.int64)].mean(axis=1)
+        else:
+            for i, row in enumerate(ids):
+                if row:
+                    rows = self.embedding[row if self.token_mapping is None else self.token_mapping[row]]
+                    if self.weights is not None:
+                        rows = rows * self.weights[row][:, None]
+                    out[i] = rows.mean(axis=0)
+        if self.normalize:
+            out32 = out.astype(np.float32)
+            return (out32 / (np.linalg.norm(out32, axis=1, keepdims=True) + 1e-32)).astype(out.dtype)
+        return out
+
+
 @lru_cache(maxsize=1)
-def static_model():
+def static_model() -> _Encoder:
+    folder = prepare_static()
+    if (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file():
+        return StaticEncoder(folder)
+    # Another layout (an older model2vec, a sentence-transformers export): let model2vec read it.
     from model2vec import StaticModel
 
-    return StaticModel.from_pretrained(str(prepare_static()))
+    log.info("static model %s is not in model2vec's own layout: loading it with model2vec", folder)
+    model = StaticModel.from_pretrained(str(folder))
+    return _Model2Vec(model)
+
+
+class _Model2Vec:
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def encode(self, sentences: list[str]) -> np.ndarray:
+        return self.model.encode(sentences, show_progress_bar=False)
+
+
+_dense_lock = threading.Lock()
+
+
+def dense_model():
+    # Locked: a query and the refresh daemon's filling may ask for it at once; load it once.
+    with _dense_lock:
+        return _load_dense_model()
 
 
 @lru_cache(maxsize=1)
-def dense_model():
+def _load_dense_model():
     offline_env()
     import torch
     from sentence_transformers import SentenceTransformer
@@ -110,7 +230,7 @@ def embed_static(texts: list[str]) -> np.ndarray:
     model = static_model()
     # The Rust tokenizer is not re-entrant ("Already borrowed" when two threads encode at once).
     with _static_lock:
-        vecs = model.encode(texts, show_progress_bar=False).astype(np.float32)
+        vecs = model.encode(texts).astype(np.float32)
     return _normalize(vecs)
 
 

@@ -5,11 +5,20 @@ wake it; after a short debounce it runs an incremental refresh, which touches on
 whose content hash changed. A second thread fills MiniLM vectors in small batches while
 nothing is pending, yielding as soon as a change arrives — so a commit is searchable in about
 a second even while the background embedding (and the model's own loading) is far from done.
+
+The filling is idle-time work in the strict sense. It waits while this process answers a query
+(and for `QUERY_QUIET_S` after), and its thread runs at the lowest CPU priority — as do the
+OpenMP workers torch starts from it — so that neither the queries this daemon serves nor other
+processes (a one-shot `direng search`, the user's own programs) compete with it for the cores.
+Before, a one-shot search beside a filling daemon spent two thirds of its time waiting for a
+CPU (`docs/benchmarks.md`, "CLI latency").
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,12 +27,27 @@ from . import git
 
 log = logging.getLogger(__name__)
 IGNORED_PARTS = {".direng", "__pycache__", "node_modules", ".venv", ".ipynb_checkpoints"}
+QUERY_QUIET_S = 1.0  # the filling resumes this long after the last query ended
+
+
+def lower_thread_priority() -> bool:
+    """Give the calling thread (and the threads it starts from now on) the lowest CPU priority.
+    Linux only: there the nice value is per thread; elsewhere it would slow the whole process."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except OSError as exc:
+        log.debug("cannot lower the MiniLM thread's priority: %s", exc)
+        return False
+    return True
 
 
 class RefreshDaemon:
     def __init__(self, workbench, *, debounce: float = 0.15, poll: float = 0.5, dense: bool = True,
                  dense_batch: int = 32):
         self.wb = workbench
+        workbench.set_static_cache(False)  # a long-lived process: its search patches its own matrix
         self.debounce = debounce
         self.poll = poll
         self.dense = dense
@@ -31,6 +55,7 @@ class RefreshDaemon:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._busy = threading.Event()  # a refresh is running
+        self.first_refresh = threading.Event()  # set once the first pass is done (or on stop)
         self._thread: threading.Thread | None = None
         self._dense_thread: threading.Thread | None = None
         self._observer = None
@@ -100,11 +125,17 @@ class RefreshDaemon:
             self.refresh_now()
         finally:
             self._busy.clear()
+            self.first_refresh.set()
 
     def _dense_loop(self) -> None:
         """Fill MiniLM vectors in small batches, on its own thread so a refresh never waits for it
         (loading the model alone takes seconds); each batch yields as soon as a change arrives."""
-        interrupted = lambda: self._stop.is_set() or self._wake.is_set() or self._busy.is_set()  # noqa: E731
+        lower_thread_priority()
+
+        def interrupted() -> bool:
+            return (self._stop.is_set() or self._wake.is_set() or self._busy.is_set()
+                    or self.wb.busy_answering(QUERY_QUIET_S))
+
         while not self._stop.is_set():
             if interrupted() or self.refreshes == 0:
                 time.sleep(0.1)
@@ -129,6 +160,7 @@ class RefreshDaemon:
 
     def stop(self, timeout: float = 5) -> None:
         self._stop.set()
+        self.first_refresh.set()
         self._wake.set()
         if self._observer is not None:
             self._observer.stop()

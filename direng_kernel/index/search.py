@@ -14,12 +14,13 @@ A hit inside a notebook also names its cell (`Hit.cell`; the lines are within th
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from .notebooks import plain_qualname
 from .store import IndexStore
 from .tokens import query_terms
 
+log = logging.getLogger(__name__)
 RRF_K = 60
 CANDIDATES = 100
 CALLERS_Q = re.compile(
@@ -54,6 +56,11 @@ def callers_target(query: str) -> str | None:
     return m.group(1) if m and _code_like(m.group(1), bool(m.group(2))) else None
 
 
+def _text(chunk_id) -> str:
+    """A chunk id as str (a memory-mapped matrix keeps them as bytes)."""
+    return chunk_id.decode() if isinstance(chunk_id, (bytes, np.bytes_)) else chunk_id
+
+
 def rrf(rankings: list[tuple[float, list[str]]]) -> dict[str, float]:
     scores: dict[str, float] = defaultdict(float)
     for weight, ids in rankings:
@@ -63,11 +70,16 @@ def rrf(rankings: list[tuple[float, list[str]]]) -> dict[str, float]:
 
 
 class Searcher:
-    def __init__(self, store: IndexStore, vectors: Callable):
+    def __init__(self, store: IndexStore, vectors: Callable, *, static_cache: bool = False):
         self.store = store
         self._vectors = vectors  # () -> VectorStore | None, lazily
-        # (generation, chunk ids, their paths, matrix): patched per changed file, reloaded otherwise.
-        self._static: tuple[str | None, list[str], np.ndarray, np.ndarray] = (
+        # A short-lived process memory-maps the static matrix from the store's cache (and writes
+        # it when missing) instead of reading every vector out of SQLite; a long-lived one reads
+        # SQLite once and patches its copy per refresh, which needs each row's path.
+        self.static_cache = static_cache
+        # (generation, chunk ids, their paths or None when memory-mapped, matrix): patched per
+        # changed file, reloaded otherwise.
+        self._static: tuple[str | None, Sequence, np.ndarray | None, np.ndarray] = (
             None, [], np.array([], dtype=object), np.zeros((0, 0), np.float32))
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="direng-dense")
@@ -87,20 +99,39 @@ class Searcher:
         gen = self.store.get_meta("generation")
         with self._lock:
             if self._static[0] != gen or gen is None:
-                ids, paths, mat = self.store.static_matrix()
-                self._static = (gen, ids, paths, mat)
+                self._static = self._load_static(gen)
             _, ids, _paths, mat = self._static
-        if not ids:
+        if not len(ids):
             return []
         q = embed_static([query])[0]
         sims = mat @ q
         top = np.argpartition(-sims, min(n, len(ids) - 1))[:n]
-        return [ids[i] for i in top[np.argsort(-sims[top])]]
+        return [_text(ids[i]) for i in top[np.argsort(-sims[top])]]
+
+    def _load_static(self, gen: str | None) -> tuple[str | None, Sequence, np.ndarray | None, np.ndarray]:
+        if self.static_cache and gen is not None:
+            cached = self.store.load_static_cache(gen)
+            if cached is not None:
+                return gen, cached[0], None, cached[1]
+        gen, ids, paths, mat = self.store.static_snapshot()
+        if self.static_cache and gen is not None:
+            try:
+                self.store.write_static_cache(gen, ids, mat)
+            except OSError as exc:  # a read-only store: search still works, only slower
+                log.debug("static cache not written: %s", exc)
+        return gen, ids, paths, mat
+
+    def warm(self) -> None:
+        """Load the static matrix and model now, so the first query does not pay for them."""
+        self.static("warm up", n=1)
 
     def patch_static(self, changed: set[str], generation: str | None) -> None:
         """Follow a refresh this process made: swap the changed files' rows of the static matrix."""
         with self._lock:
             gen, ids, paths, mat = self._static
+            if paths is None:  # memory-mapped without paths: reload when next searched
+                self._static = (None, [], np.array([], dtype=object), np.zeros((0, 0), np.float32))
+                return
             if gen is None or not ids:
                 return
             keep = ~np.isin(paths, list(changed))
@@ -125,7 +156,9 @@ class Searcher:
         return [cid for cid, _ in hits if cid in live]
 
     # -- fusion -----------------------------------------------------------------
-    def search(self, query: str, k: int = 10, mode: str = "hybrid") -> list[Hit]:
+    def search(self, query: str, k: int = 10, mode: str = "hybrid", *, dense: bool = True) -> list[Hit]:
+        """The best `k` hits. `dense=False` leaves MiniLM out of a hybrid query (a short-lived
+        process would spend seconds loading it); `mode="dense"` always uses it."""
         query = query.strip()
         if not query:
             return []
@@ -144,7 +177,7 @@ class Searcher:
         }.get(mode)
         if plan is None:
             raise ValueError(f"unknown search mode {mode!r}")
-        plan = [step for step in plan if step[1] > 0]
+        plan = [step for step in plan if step[1] > 0 and (dense or mode == "dense" or step[0] != "dense")]
         # MiniLM's query embedding is the slowest step and torch releases the GIL: run it beside
         # the lexical and static rankings rather than after them.
         pending = {name: self._pool.submit(fn, query) for name, _w, fn in plan if name == "dense"}

@@ -32,7 +32,8 @@ from ..errors import DirEngError
 from ..models import SETTLED_STATES, TERMINAL_STATES, Escalation, Estimate, ReplayReport, Task, TaskState
 from ..pas.lanes import LaneRegistry, UnknownLane
 from ..pas.lanes import registry as default_lanes
-from .store import TaskStore, pid_alive
+from ..processes import pid_alive
+from .store import TaskStore
 
 if TYPE_CHECKING:
     from ..pas.executor import Executor

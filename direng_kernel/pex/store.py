@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from ..errors import NotFoundError
 from ..security.scrub import scrub, scrub_obj
+from ..processes import pid_alive
 from ..models import RUN_FINAL_STATES, SETTLED_STATES, Escalation, Estimate, Task, TaskEvent, TaskState
 from . import states
 
@@ -111,19 +112,6 @@ def _local_pid(worker: str | None) -> int | None:
     """The pid of a worker named `host:pid` on this host; None for any other worker."""
     host, _, pid = (worker or "").rpartition(":")
     return int(pid) if host == socket.gethostname() and pid.isdigit() and int(pid) > 0 else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed worker nobody has reaped yet still answers signal 0
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
 
 
 def worker_alive(worker: str | None) -> bool | None:

@@ -8,7 +8,8 @@ Lifecycle, in jupyter_server 2.x order:
    `root_dir`) and start its refresh daemon, whose first pass builds or refreshes the index;
    `initialize_handlers`: register the API. A failing engine (bad root, ...) does not stop
    the server: the API answers 503 with the reason. A bad policy file does not even do that:
-   the engine runs on the default policy and `health` reports the file's errors.
+   the engine runs on the default policy and `health` reports the file's errors. The engine
+   also answers one-shot `direng` commands on the store's unix socket (`daemon_socket.py`).
 3. `ServerApp.init_httpserver` picks the final port (it may move with port retries or
    `port=0`), *after* extensions load; so the kernel environment is exported in
    `_start_jupyter_server_extension`, which `ServerApp._post_start` awaits once the event loop
@@ -19,7 +20,7 @@ Lifecycle, in jupyter_server 2.x order:
    12 h) for the server's OS user with `KERNEL_SCOPES` only (no policy changes, no replay, no
    secrets), signed with the keys in `keys_dir`; it is re-minted periodically so that every new
    kernel gets a fresh one (see docs/security-tokens.md).
-4. `stop_extension` (server shutdown): stop the daemon, drop the thread pool.
+4. `stop_extension` (server shutdown): stop the daemon and the socket, drop the thread pool.
 """
 
 from __future__ import annotations
@@ -156,6 +157,9 @@ class DirEngExtension(ExtensionApp):
         for error in engine.policy_errors:
             self.log.error("DirEng: policy %s is invalid (using the default policy): %s", self.policy_file, error)
         self._start_indexing()
+        # One-shot `direng` commands on this store ask this engine (warm index and models) over
+        # the store's unix socket rather than loading everything themselves.
+        engine.serve_socket()
         self.log.info("DirEng: serving %s (store %s, watch=%s)", root, engine.workbench.settings.store, self.watch)
 
     def _start_indexing(self) -> None:
