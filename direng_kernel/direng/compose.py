@@ -15,7 +15,9 @@ from pathlib import Path
 
 from .. import confined
 from ..discovery import NOTEBOOK_SUFFIX
+from ..index.intent import file_role
 from ..index.notebooks import cell_source
+from ..index.tokens import code_terms, query_terms
 from ..models import GraphResult, Hit, NotebookContext, Task
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -30,8 +32,63 @@ def _echo(question: str, limit: int = 120) -> str:
     """The question as the answer repeats it: its first line, shortened, and without Markdown
     that would swallow the answer (a code fence opening inside the bold, stray emphasis)."""
     first = next((line.strip() for line in question.splitlines() if line.strip()), "")
-    first = re.sub(r"[`*_]+", "", first)
+    first = re.sub(r"([*_])", r"\\\1", first.replace("`", ""))
     return first if len(first) <= limit else first[:limit - 1].rstrip() + "…"
+
+
+def lead_first(hits: list[Hit], window: int = 5) -> list[Hit]:
+    """`hits` with the answer to open with first: when the best hit is a data constant, a test,
+    a benchmark, an example, prose or a notebook's top-level cell, the first definition (or
+    file summary) within `window` hits leads instead."""
+    def minor(h: Hit) -> bool:
+        return h.kind in ("constant", "text", "cell") or file_role(h.path) != "code"
+
+    if not hits or not minor(hits[0]):
+        return hits
+    lead = next((i for i, h in enumerate(hits[:window]) if not minor(h)), None)
+    return hits if lead is None else [hits[lead], *hits[:lead], *hits[lead + 1:]]
+
+
+def evidence(question: str, hit: Hit, docstring: str = "") -> str:
+    """Why `hit` answers `question`, in a clause: the graph edge that found it, the question's
+    words in its name, in its docstring, or else in its code."""
+    if hit.sources == ["graph"] and hit.snippet:  # a relation answer: the snippet is its edge
+        return f"it {hit.snippet} (from the call graph)"
+    words = list(dict.fromkeys(query_terms(question)))
+    named = _shared(words, hit.symbol or "")
+    doc = docstring.splitlines()[0].strip() if docstring else ""
+    in_doc = _shared(words, doc)
+    parts = []
+    if named:
+        parts.append("its name says " + ", ".join(f"*{w}*" for w in named[:4]))
+    if in_doc and len(in_doc) >= len(named):
+        parts.append(f"its docstring reads “{doc[:140]}”")
+    if not parts:
+        seen = _shared(words, hit.snippet or "")
+        if seen:
+            parts.append("its code mentions " + ", ".join(f"*{w}*" for w in seen[:4]))
+    return ", and ".join(parts)
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[:-len(suffix)]
+    return word
+
+
+def _shared(words: list[str], text: str) -> list[str]:
+    """The query's words that `text` also uses, up to plural and tense."""
+    stems = {_stem(t) for t in code_terms(text)}
+    return [w for w in words if _stem(w) in stems]
+
+
+def _by_file(hits: list[Hit]) -> list[tuple[str, list[tuple[int, Hit]]]]:
+    """(path, [(rank, hit)]) in the order each file first appears."""
+    groups: dict[str, list[tuple[int, Hit]]] = {}
+    for i, hit in enumerate(hits):
+        groups.setdefault(hit.path, []).append((i, hit))
+    return list(groups.items())
 
 
 class Composer:
@@ -118,30 +175,42 @@ class Composer:
         return ("**In your notebook:**\n" + "\n".join(lines)) if lines else ""
 
     def answer_hits(self, question: str, hits: list[Hit], detail: int = 3) -> str:
+        """The hits as an answer: one sentence naming the symbol that answers and why, then the
+        hits grouped by file — the first `detail` with their code and graph context, the rest
+        as links. It opens with a definition whenever one is among the first hits, never with a
+        constant, a test or prose that merely shares the question's words."""
         asked = _echo(question)
         if not hits:
             return (f"I found nothing in the index for **{asked}**. Try other words, or check "
                     "`%direng status` to see whether the index covers the code you mean.")
+        hits = lead_first(hits)
         top = hits[0]
         where = f"`{top.symbol}`" if top.symbol else f"`{top.path}`"
-        out = [f"The most relevant place for **{asked}** is {where} in "
-               f"{self.link(top.path, top.start_line, top.end_line, top.cell)}."]
-        for hit in hits[:detail]:
-            title = f"`{hit.symbol}` ({hit.kind})" if hit.symbol else f"`{hit.path}` ({hit.kind})"
-            block = [f"### {title} — {self.link(hit.path, hit.start_line, hit.end_line, hit.cell)}"]
-            doc = self.docstring(hit.path, hit.symbol)
-            if doc:
-                block.append(f"> {doc.splitlines()[0]}")
-            context = self.neighbours(hit)
-            if context:
-                block.append(context)
-            block.append(self.fence(hit.path, self.excerpt(hit.path, hit.start_line, hit.end_line, cell=hit.cell),
-                                    hit.cell))
+        kind = f" ({top.kind})" if top.symbol else ""
+        reason = evidence(question, top, self.docstring(top.path, top.symbol))
+        out = [f"For **{asked}**, look at {where}{kind} in "
+               f"{self.link(top.path, top.start_line, top.end_line, top.cell)}" + (f": {reason}." if reason else ".")]
+        for path, group in _by_file(hits):
+            block = [f"### `{path}`"]
+            links = []
+            for i, hit in group:
+                if i >= detail:
+                    links.append(f"{self.link(hit.path, hit.start_line, hit.end_line, hit.cell)}"
+                                 + (f" `{hit.symbol}`" if hit.symbol else ""))
+                    continue
+                title = f"**`{hit.symbol}`** ({hit.kind})" if hit.symbol else f"**{hit.kind}**"
+                block.append(f"{title} — {self.link(hit.path, hit.start_line, hit.end_line, hit.cell)}")
+                doc = self.docstring(hit.path, hit.symbol)
+                if doc:
+                    block.append(f"> {doc.splitlines()[0]}")
+                context = self.neighbours(hit)
+                if context:
+                    block.append(context)
+                block.append(self.fence(hit.path, self.excerpt(hit.path, hit.start_line, hit.end_line, cell=hit.cell),
+                                        hit.cell))
+            if links:
+                block.append(("Also here: " if len(block) > 1 else "") + ", ".join(links))
             out.append("\n\n".join(b for b in block if b))
-        if len(hits) > detail:
-            out.append("Also relevant: " + ", ".join(
-                f"{self.link(h.path, h.start_line, h.end_line, h.cell)}" + (f" `{h.symbol}`" if h.symbol else "")
-                for h in hits[detail:]))
         return "\n\n".join(out)
 
     def answer_graph(self, symbol: str, g: GraphResult, direction: str) -> str:

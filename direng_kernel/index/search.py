@@ -1,12 +1,19 @@
-"""Hybrid search: lexical + vector + graph, fused by reciprocal rank.
+"""Hybrid search: lexical + vector + graph, fused by reciprocal rank, read through the query's intent.
 
 Three retrievers each rank chunks: BM25 over identifier-split terms (FTS5, names weighted
 above bodies), exact cosine over the static vectors every chunk has, and HNSW over the MiniLM
 vectors the daemon has filled in so far. Reciprocal rank fusion (Cormack et al.) combines the
-rankings without calibrating their scores. The graph then adds what text alone misses: the
-strongest hits pass a share of their score to the symbols they contain or call, and PageRank
-gives a gentle prior towards code the rest of the repo depends on. "What calls X?" is a graph
-question, answered from call edges rather than from text.
+rankings without calibrating their scores. The query's wording then scales the fused scores
+(`intent.py`): tests, benchmarks, examples and prose down unless the query names them, data
+constants down, type definitions up for "which class/interface…". The graph adds what text
+alone misses: the strongest hits pass a share of their score to the symbols they contain or
+call, and PageRank gives a gentle prior towards code the rest of the repo depends on. A
+relation question ("what calls X", "which functions use X", "who depends on X") is answered
+from the graph — callers, type references and subclasses, and calls bound by name when the
+resolver could not bind them — rather than from text.
+
+The weights are fitted on the evaluation set by leave-one-corpus-out cross-validation
+(`benchmarks/ablation.py --fit`, figures in docs/benchmarks.md).
 
 Only chunk ids present in the SQLite store are trusted, so every hit cites current lines.
 A hit inside a notebook also names its cell (`Hit.cell`; the lines are within that cell).
@@ -16,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..models import Chunk, Hit
+from . import intent
 from .notebooks import plain_qualname
 from .store import IndexStore
 from .tokens import query_terms
@@ -32,36 +39,14 @@ from .tokens import query_terms
 log = logging.getLogger(__name__)
 RRF_K = 60
 CANDIDATES = 100
-CALLERS_Q = re.compile(
-    r"^\s*(?:what|who|which\s+\w+)\s+(?:calls|invokes|uses|call|use)\s+[`'\"]?([A-Za-z_][\w.:]*)[`'\"]?(?:\(\))?\s*\??\s*$",
-    re.I,
-)
-CALLERS_Q2 = re.compile(r"^\s*(?:callers|users|call\s+sites)\s+of\s+[`'\"]?([A-Za-z_][\w.:]*)[`'\"]?(?:\(\))?\s*\??\s*$", re.I)
-
-
-# Looser: "which functions call open_stream to open files?" — only when the name looks like code.
-CALLERS_Q3 = re.compile(
-    r"^\s*(?:which|what|who)\b[^?]*?\b(?:calls?|invokes?|uses?)\s+[`'\"]?([A-Za-z_][\w.:]*)[`'\"]?(\(\))?", re.I)
-
-
-def _code_like(name: str, parens: bool) -> bool:
-    return parens or any(c in name for c in "_.:") or bool(re.search(r"[a-z][A-Z]", name))
-
-
-def callers_target(query: str) -> str | None:
-    m = CALLERS_Q.match(query) or CALLERS_Q2.match(query)
-    if m:
-        return m.group(1)
-    m = CALLERS_Q3.match(query)
-    return m.group(1) if m and _code_like(m.group(1), bool(m.group(2))) else None
-
-
 def _text(chunk_id) -> str:
     """A chunk id as str (a memory-mapped matrix keeps them as bytes)."""
     return chunk_id.decode() if isinstance(chunk_id, (bytes, np.bytes_)) else chunk_id
 
 
 def rrf(rankings: list[tuple[float, list[str]]]) -> dict[str, float]:
+    """Combine several retrievers' rankings into one score per chunk (reciprocal rank fusion):
+    each ranking adds weight / (RRF_K + rank), so agreement counts and raw scores never mix."""
     scores: dict[str, float] = defaultdict(float)
     for weight, ids in rankings:
         for rank, cid in enumerate(ids):
@@ -84,14 +69,23 @@ class Searcher:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="direng-dense")
         # Fusion weights; benchmarks/ablation.py measures what each part adds.
-        self.graph_weight = 0.35
+        # Fitted by leave-one-corpus-out cross-validation (`benchmarks/ablation.py --fit`).
+        self.graph_weight = 0.2
         self.prior_weight = 0.05
-        self.static_weight = 0.6
+        self.static_weight = 0.1
         self.dense_weight = 1.0
+        self.name_weight = 4.0
+        # Query intent (intent.py): relation questions answered from the graph; tests, docs and
+        # other asides, and data constants, demoted for "how/where" questions; type definitions
+        # lifted for "which class/interface…" ones.
+        self.relation_routing = True
+        self.aside_weight = 0.2
+        self.constant_weight = 0.4
+        self.type_weight = 3.0
 
     # -- retrievers -------------------------------------------------------------
     def lexical(self, query: str, n: int = CANDIDATES) -> list[str]:
-        return [cid for cid, _ in self.store.lexical(query_terms(query), n)]
+        return [cid for cid, _ in self.store.lexical(query_terms(query), n, name_weight=self.name_weight)]
 
     def static(self, query: str, n: int = CANDIDATES) -> list[str]:
         from .embed import embed_static
@@ -162,10 +156,12 @@ class Searcher:
         query = query.strip()
         if not query:
             return []
-        if mode == "hybrid" and (target := callers_target(query)):
-            hits = self.callers_hits(target, k)
-            if hits:
-                return hits
+        if mode == "hybrid" and self.relation_routing:
+            # A relation question is answered by the graph alone when the graph knows the target;
+            # text would only add the definition itself and look-alikes.
+            for name in intent.relation_candidates(query)[:4]:
+                if (related := self.callers_hits(name, k)):
+                    return related
         sources: dict[str, list[str]] = defaultdict(list)
         rankings: list[tuple[float, list[str]]] = []
         plan = {
@@ -191,8 +187,30 @@ class Searcher:
             return []
         chunks = {c.id: c for c in self.store.chunks(sorted(scores, key=lambda c: -scores[c])[: CANDIDATES * 2])}
         if mode == "hybrid":
+            self._intent_weights(query, scores, chunks)
             self._graph_boost(scores, chunks, sources)
         return self._to_hits(scores, chunks, sources, k)
+
+    def _intent_weights(self, query: str, scores: dict[str, float], chunks: dict[str, Chunk]) -> None:
+        """Scale fused scores by what the query asks for (intent.py): asides (tests, docs, …)
+        down, or up when the query names them; data constants down unless asked for; type
+        definitions up for a type question."""
+        wanted = intent.asks_for_asides(query)
+        keep_constants = intent.asks_for_constant(query)
+        types = intent.asks_for_type(query)
+        for cid, c in chunks.items():
+            factor = 1.0
+            role = intent.file_role(c.path)
+            if role in wanted:  # "which test checks…": the asides asked for are the answer
+                factor /= self.aside_weight
+            elif role != "code":
+                factor *= self.aside_weight
+            if c.kind == "constant" and not keep_constants:
+                factor *= self.constant_weight
+            if types and c.kind in intent.TYPE_KINDS:
+                factor *= self.type_weight
+            if factor != 1.0 and cid in scores:
+                scores[cid] *= factor
 
     def _graph_boost(self, scores: dict[str, float], chunks: dict[str, Chunk], sources) -> None:
         """PageRank prior, then one hop of score from the strongest symbol hits to what they contain/call.
@@ -271,23 +289,43 @@ class Searcher:
         return out
 
     def callers_hits(self, target: str, k: int) -> list[Hit]:
-        """Callers of every definition named `target` (qualified or bare), from resolved call edges."""
+        """What calls or uses every definition named `target` (qualified or bare): resolved call
+        edges first, then type references and inheritance, then calls the resolver could not
+        bind but that name the target and nothing else the repository defines (a Go method on
+        a value, Rust's `self.method()`, a TypeScript re-export) — by name, so said."""
         name = target.replace("::", ".")
+        bare = name.rsplit(".", 1)[-1]
         # A bare name matches members one level down (`Session.request`), not deeper; an earlier
         # definition in a notebook (`cell[1].clean`) answers to its qualname as written in the cell.
         rows = self.store.db.execute(
-            "SELECT id, qualname, name FROM symbols WHERE qualname=? OR name=? OR (cell IS NOT NULL AND qualname LIKE ?)",
-            (name, name, f"cell[%].{name}")).fetchall()
-        ids = [sid for sid, qual, bare in rows
-               if name in (qual, plain_qualname(qual)) or (bare == name and plain_qualname(qual).count(".") < 2)]
-        if not ids:
+            "SELECT id, qualname, name, path FROM symbols WHERE qualname=? OR name=? OR (cell IS NOT NULL AND qualname LIKE ?)",
+            (name, bare, f"cell[%].{name}")).fetchall()
+        targets = [(sid, path) for sid, qual, nm, path in rows
+                   if name in (qual, plain_qualname(qual)) or (nm == name and plain_qualname(qual).count(".") < 2)]
+        if not targets:
             return []
-        rows = self.store.db.execute(
-            f"SELECT e.src, min(e.line) FROM edges e WHERE e.kind='calls' AND e.resolved=1 AND e.dst IN "
-            f"({','.join('?' * len(ids))}) GROUP BY e.src", ids).fetchall()
-        rank = self.store.ranks(r[0] for r in rows)
+        ids = [sid for sid, _ in targets]
+        marks = ",".join("?" * len(ids))
+        found: dict[str, tuple[float, int | None, str]] = {}  # src -> (weight, line, how)
+        by_name: set[str] = set()
+        for src, kind, line in self.store.db.execute(
+                f"SELECT src, kind, min(line) FROM edges WHERE resolved=1 AND dst IN ({marks}) AND kind IN "
+                f"('calls', 'references', 'inherits', 'implements') GROUP BY src, kind", ids):
+            weight = 1.0 if kind == "calls" else 0.9
+            if src not in found or found[src][0] < weight:
+                found[src] = (weight, line, "calls" if kind == "calls" else "uses")
+        defined = self.store.db.execute("SELECT count(*) FROM symbols WHERE name=?", (bare,)).fetchone()[0]
+        if defined <= len({p for _, p in targets}):  # no other definition could be meant
+            languages = {self.store.file_language(p) for _, p in targets}
+            for src, owner, line in self.store.db.execute(
+                    "SELECT src, owner, min(line) FROM edges WHERE resolved=0 AND kind='calls' AND dst_name=? "
+                    "GROUP BY src", (bare,)):
+                if src not in found and src not in ids and self.store.file_language(owner) in languages:
+                    found[src] = (0.8, line, "calls")
+                    by_name.add(src)
+        rank = self.store.ranks(found)
         hits = []
-        for src, line in rows:
+        for src, (weight, line, how) in found.items():
             if src.startswith("file:"):
                 path = src[5:]
                 sym, cell = None, None
@@ -301,6 +339,7 @@ class Searcher:
                 path, sym, kind, start, end, sig, cell = row
             where = f"cell {cell} line {line}" if cell is not None else f"line {line}"
             hits.append(Hit(path=path, symbol=sym, kind=kind, start_line=start, end_line=end,
-                            score=round(1.0 + rank.get(src, 0.0), 6), signature=sig or "",
-                            snippet=f"calls {target} at {where}", sources=["graph"], cell=cell))
+                            score=round(weight + rank.get(src, 0.0), 6), signature=sig or "",
+                            snippet=f"{how} {target} at {where}" + (" (matched by name)" if src in by_name else ""),
+                            sources=["graph"], cell=cell))
         return sorted(hits, key=lambda h: (-h.score, h.path, h.start_line))[:k]

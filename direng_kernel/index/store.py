@@ -372,15 +372,15 @@ class IndexStore:
             )
         return found
 
-    def lexical(self, terms: list[str], limit: int) -> list[tuple[str, float]]:
+    def lexical(self, terms: list[str], limit: int, name_weight: float = 4.0) -> list[tuple[str, float]]:
         """BM25 over FTS5: (chunk_id, score) best first; names weigh more than bodies."""
         if not terms:
             return []
         match = " OR ".join('"' + t.replace('"', "") + '"' for t in terms)
         rows = self.db.execute(
-            "SELECT c.id, f.s FROM (SELECT rowid, bm25(chunks_fts, 4.0, 1.0) AS s FROM chunks_fts "
+            "SELECT c.id, f.s FROM (SELECT rowid, bm25(chunks_fts, ?, 1.0) AS s FROM chunks_fts "
             "WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?) f JOIN chunks c ON c.rid = f.rowid ORDER BY f.s",
-            (match, limit),
+            (float(name_weight), match, limit),
         ).fetchall()
         return [(r[0], -r[1]) for r in rows]
 
