@@ -376,3 +376,28 @@ def test_go():
         ("net.Listener", "Server.Serve", 35),
         ("Server", "NewServer", 41),  # `any` and `string` are builtins, T a type parameter
     ]
+
+
+def test_typescript_generic_call_signatures_without_semicolons():
+    # tree-sitter-typescript reads `T\n    <T>(…)` as one type expression and can lose the whole
+    # file (mobx 6.13.5's src/api/action.ts came back as a single ERROR node); the parser
+    # re-reads it with a `;` in the indentation, byte for byte, so lines and text stay.
+    source = (
+        "export interface IActionFactory extends Annotation {\n"
+        "    // nameless actions\n"
+        "    <T extends Function | undefined | null>(fn: T): T\n"
+        "    // named actions\n"
+        "    <T extends Function | undefined | null>(name: string, fn: T): T\n"
+        "    bound: Annotation\n"
+        "}\n"
+        "\n"
+        "export function runInAction<T>(fn: () => T): T {\n"
+        "    return executeAction(fn.name, false, fn)\n"
+        "}\n"
+    )
+    pf = parse_source("action.ts", source.encode(), "typescript")
+    assert pf.has_errors is False
+    assert table(pf) == [("IActionFactory", "interface", 1, 7, None), ("runInAction", "function", 9, 11, None)]
+    assert sym(pf, "runInAction").signature == "export function runInAction<T>(fn: () => T): T"
+    assert refs(pf, "call") == [("executeAction", "runInAction", 10)]
+    assert refs(pf, "inherits") == [("Annotation", "IActionFactory", 1)]

@@ -71,8 +71,10 @@ def parse_source(path: str, source: bytes, language: str) -> ParsedFile:
     if isinstance(source, str):
         source = source.encode("utf-8", "replace")
     line_count = source.count(b"\n") + (1 if source and not source.endswith(b"\n") else 0)
-    tree = Parser(grammar(language)).parse(source)
-    root = tree.root_node
+    parser = Parser(grammar(language))
+    root = parser.parse(source).root_node
+    if root.has_error and language == "typescript":
+        root = _reparse_generic_signatures(parser, source, root)
     try:
         symbols, references = _extract(root, source, LANGUAGES[language])
     except Exception:  # a bug on some odd recovered tree must not stop an index run
@@ -80,6 +82,24 @@ def parse_source(path: str, source: bytes, language: str) -> ParsedFile:
         return ParsedFile(path=path, language=language, line_count=line_count, has_errors=True)
     return ParsedFile(path=path, language=language, symbols=symbols, references=references,
                       line_count=line_count, has_errors=root.has_error)
+
+
+# A member line opening with a generic call signature (`<T>(fn: T): T`) after a member without
+# a semicolon: tree-sitter-typescript 0.23 reads `A\n<T>(…)` as one type expression and, from
+# there, can lose the whole file (mobx's src/api/action.ts came back as a single ERROR node).
+_GENERIC_SIGNATURE_LINE = re.compile(rb"(?m)^([ \t]+)<(?=[A-Za-z_])")
+
+
+def _reparse_generic_signatures(parser: Parser, source: bytes, root: Node) -> Node:
+    """Parse again with a `;` in the last indentation column before each such line — one byte
+    for one byte, so every offset and line number stays — and keep whichever tree recovered more
+    (TypeScript only: in TSX a line opening with `<` is JSX)."""
+    fixed = _GENERIC_SIGNATURE_LINE.sub(lambda m: m.group(1)[:-1] + b";<", source)
+    if fixed == source:
+        return root
+    other = parser.parse(fixed).root_node
+    better = (not other.has_error) or (root.type == "ERROR" and other.type != "ERROR")
+    return other if better else root
 
 
 _ROLE_PREFIXES = ("def.", "ref.", "import.module", "import.use", "typeparam")
