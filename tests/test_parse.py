@@ -401,3 +401,25 @@ def test_typescript_generic_call_signatures_without_semicolons():
     assert sym(pf, "runInAction").signature == "export function runInAction<T>(fn: () => T): T"
     assert refs(pf, "call") == [("executeAction", "runInAction", 10)]
     assert refs(pf, "inherits") == [("Annotation", "IActionFactory", 1)]
+
+
+def test_rust_calls_inside_macro_arguments():
+    # serde_json wraps most calls in `tri!(…)`: tree-sitter keeps a macro's arguments as tokens,
+    # so without this its read.rs had almost no call edges.
+    source = (
+        "impl<R> Deserializer<R> {\n"
+        "    fn next(&mut self) -> Result<u8> {\n"
+        "        let x = tri!(self.parse_escape(read));\n"
+        "        let v = vec![table[0], x];\n"
+        "        assert!(matches!(x, Some(y)));\n"
+        "        Ok(x)\n"
+        "    }\n"
+        "}\n"
+    )
+    pf = parse_source("de.rs", source.encode(), "rust")
+    calls = refs(pf, "call")
+    assert ("parse_escape", "Deserializer.next", 3) in calls
+    assert ("Ok", "Deserializer.next", 6) in calls
+    called = {name for name, _, _ in calls}
+    assert "table" not in called  # an index, not a call
+    assert "matches" not in called and "tri" not in called and "vec" not in called  # macros are not calls

@@ -141,6 +141,8 @@ def _extract(root: Node, source: bytes, spec: LanguageSpec) -> tuple[list[Symbol
                 defs[slot] = _Def(node, kind, name, name_node[0].start_byte if name_node else -1)
         elif role == "ref.call":
             for node in nodes:
+                if _macro_name_in_tokens(node):
+                    continue
                 refs.append((node.start_byte, "call", _callee(_text(node)), node.start_point.row + 1,
                              None, None, None))
         elif role == "ref.references":
@@ -179,6 +181,13 @@ def _extract(root: Node, source: bytes, spec: LanguageSpec) -> tuple[list[Symbol
                 refs.append((node.start_byte, "references", name, line, None, None, None))
 
     return symbols, _references(refs, defs)
+
+
+def _macro_name_in_tokens(node: Node) -> bool:
+    """`matches!(…)` inside a macro's tokens: the query's anchor skips the anonymous `!`, but a
+    nested macro is not a call."""
+    nxt = node.next_sibling
+    return node.parent is not None and node.parent.type == "token_tree" and nxt is not None and nxt.type == "!"
 
 
 # ---------------------------------------------------------------- definitions

@@ -20,6 +20,10 @@
 ; ---- references
 (call_expression
   function: [(identifier) (field_expression) (scoped_identifier) (generic_function)] @ref.call)
+; Inside a macro's arguments (`tri!(self.parse_escape(read))`) tree-sitter keeps only tokens: a
+; name directly followed by a parenthesised token tree is a call (a method's receiver is not
+; known there, so `self.parse_escape(…)` is the call `parse_escape`).
+(token_tree (identifier) @ref.call . (token_tree . "("))
 (trait_item
   bounds: (trait_bounds [(type_identifier) (scoped_type_identifier) (generic_type)] @ref.inherits))
 (type_identifier) @ref.references
