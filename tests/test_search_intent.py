@@ -187,11 +187,16 @@ def test_type_references_and_subclasses_count_as_users(wb):
     assert {"cart_summary", "GiftCart"} <= users
 
 
-def test_a_go_method_called_on_a_value_is_found_by_name(wb):
+def test_go_method_calls_resolve_through_the_receiver_or_are_found_by_name(wb):
     hits = wb.search("which functions call flushPending?", k=5)
-    graph = [h for h in hits if h.sources == ["graph"]]
-    assert {h.symbol for h in graph} == {"Drain", "Store.Close"}
-    assert all("matched by name" in h.snippet for h in graph)
+    graph = {h.symbol: h.snippet for h in hits if h.sources == ["graph"]}
+    assert set(graph) == {"Drain", "Store.Close"}
+    # `s.flushPending()` in `func (s *Store) Close()`: the receiver's type binds it
+    assert "matched by name" not in graph["Store.Close"]
+    # in `func Drain(s *Store)` the parameter's type is not tracked: found by name, and said so
+    assert "matched by name" in graph["Drain"]
+    callers = wb.graph("queue/store.go::Store.flushPending", direction="callers")
+    assert {n.name for n in callers.nodes if n.id != callers.center} >= {"Store.Close"}
 
 
 def test_a_rust_self_method_call_is_found_by_name(wb):

@@ -36,6 +36,7 @@ from .store import symbol_id
 
 _SPLIT = re.compile(r"\.|::")
 _SELF = {"self", "this", "cls", "Self"}
+_GO_RECEIVER = re.compile(r"func\s*\(\s*(\w+)\s+\*?\s*(\w+)")  # func (c *Command[T]) …
 CLASSY = {"class", "struct", "enum", "interface", "trait", "impl"}
 FUNCY = {"function", "method"}
 JS_EXTS = (".ts", ".tsx", ".js", ".jsx", ".mjs", ".cjs", ".d.ts")
@@ -268,6 +269,19 @@ class Resolver:
             return row
         return self._member(row[1], row[2], parts[1]) or row
 
+    def _go_receiver(self, path: str, scope: str | None, name: str) -> str | None:
+        """The type of the Go method `scope`'s receiver when it is named `name` (`func (c *Command)
+        execute()` and `c`: `Command`), else None."""
+        while scope:
+            row = self.by_file.get(path, {}).get(scope)
+            if row is None:
+                return None
+            if row[4] == "method":
+                m = _GO_RECEIVER.match(row[7] or "")
+                return m.group(2) if m and m.group(1) == name else None
+            scope = row[9]
+        return None
+
     def _enclosing_type(self, path: str, scope: str | None) -> str | None:
         while scope:
             row = self.by_file.get(path, {}).get(scope)
@@ -301,6 +315,13 @@ class Resolver:
             if not owner or len(parts) < 2:
                 return local.get(owner) if owner else None
             return self._member(path, owner, parts[1])
+        if len(parts) == 2 and self.files.get(path) == "go" and (owner := self._go_receiver(path, scope, parts[0])):
+            # `c.updateParentsPflags()` in `func (c *Command) …`: a method of the receiver's type,
+            # defined in any file of the package
+            for sibling in self.dirs.get(posixpath.dirname(path), []):
+                row = self.by_file.get(sibling, {}).get(f"{owner}.{parts[1]}")
+                if row:
+                    return row
         first, rest = parts[0], parts[1:]
         row = None
         nested = bool(scope) and local.get(scope, (None,) * 5)[4] in FUNCY and f"{scope}.{first}" in local
