@@ -95,6 +95,29 @@ FILES = {
             s.flushPending()
         }
         ''',
+    # a TypeScript barrel whose modules import from it again (mobx's src/internal.ts)
+    "web/internal.ts": '''
+        export * from "./core/track"
+        export * from "./core/run"
+        ''',
+    "web/core/track.ts": '''
+        import { runAll } from "../internal"
+
+        export function trackDerived(fn: () => void): void {
+            fn()
+        }
+
+        export function retrack(): void {
+            runAll()
+        }
+        ''',
+    "web/core/run.ts": '''
+        import { trackDerived } from "../internal"
+
+        export function runAll(): void {
+            trackDerived(() => {})
+        }
+        ''',
     "reader/src/lib.rs": '''
         pub struct Reader {
             pos: usize,
@@ -197,6 +220,16 @@ def test_go_method_calls_resolve_through_the_receiver_or_are_found_by_name(wb):
     assert "matched by name" in graph["Drain"]
     callers = wb.graph("queue/store.go::Store.flushPending", direction="callers")
     assert {n.name for n in callers.nodes if n.id != callers.center} >= {"Store.Close"}
+
+
+def test_typescript_calls_resolve_through_a_barrel_that_its_modules_import(wb):
+    callers = wb.graph("web/core/track.ts::trackDerived", direction="callers")
+    assert {n.id for n in callers.nodes if n.id != callers.center} == {"web/core/run.ts::runAll"}
+    back = wb.graph("web/core/run.ts::runAll", direction="callers")
+    assert {n.id for n in back.nodes if n.id != back.center} == {"web/core/track.ts::retrack"}
+    hits = wb.search("who calls trackDerived?", k=3)
+    assert [(h.path, h.symbol) for h in hits] == [("web/core/run.ts", "runAll")]
+    assert "matched by name" not in hits[0].snippet
 
 
 def test_a_rust_self_method_call_is_found_by_name(wb):

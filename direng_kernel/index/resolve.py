@@ -85,6 +85,7 @@ class Resolver:
             if scope:
                 self.bases[(path, scope)].append(name)
         self._import_refs: dict[str, list[tuple]] = defaultdict(list)
+        self._reexports: dict[str, dict[str, tuple[str, str]]] = {}
         for ref in import_refs:
             self._import_refs[ref[0]].append(ref)
         self._imports: dict[str, dict[str, tuple[str, str | None]]] = {}
@@ -152,6 +153,25 @@ class Resolver:
             return []
         return []
 
+    def reexports(self, path: str) -> dict[str, tuple[str, str]]:
+        """What a JS/TS module passes on with `export * from "./m"`: m's top-level definitions
+        and, in turn, what m passes on. Read from the star re-exports alone (never the file's
+        full import table), so a barrel whose modules import from the barrel cannot loop."""
+        if path in self._reexports:
+            return self._reexports[path]
+        out: dict[str, tuple[str, str]] = {}
+        self._reexports[path] = out  # a cycle of barrels sees the part found so far
+        for _p, kind, name, _line, _scope, module, alias in self._import_refs.get(path, []):
+            if kind != "import" or name != "*" or alias:
+                continue
+            for target in self.module_files(path, module or ""):
+                for qual, row in self.by_file.get(target, {}).items():
+                    if "." not in qual:
+                        out.setdefault(qual, (row[0], row[1]))
+                for qual, there in self.reexports(target).items():
+                    out.setdefault(qual, there)
+        return out
+
     def imports_of(self, path: str, refs: list[tuple]) -> dict[str, tuple[str, str | None]]:
         """local name → (target node id, target path) for a file's imports."""
         table: dict[str, tuple[str, str | None]] = {}
@@ -164,8 +184,13 @@ class Resolver:
                 target = (file_node(files[0]), files[0]) if files else (f"module:{module or name}", None)
             elif files:
                 sym = next((self.by_file[f].get(name) for f in files if name in self.by_file[f]), None)
+                passed_on = None
+                if sym is None and self.files.get(path) in ("javascript", "typescript", "tsx"):
+                    passed_on = self.reexports(files[0]).get(name)  # passed on by a barrel file
                 if sym:
                     target = (sym[0], sym[1])
+                elif passed_on and not passed_on[0].startswith("module:"):
+                    target = passed_on
                 else:  # `from pkg import submodule`
                     sub = self.module_files(path, f"{module}.{name}") if self.files.get(path) == "python" else []
                     target = (file_node(sub[0]), sub[0]) if sub else (file_node(files[0]), files[0])

@@ -64,3 +64,9 @@
     function: (identifier) @_require
     arguments: (arguments . (string (string_fragment) @import.module)))
   (#eq? @_require "require"))
+; Re-exports (`export * from "./x"`, `export { a as b } from "./x"`) are imports the file's own
+; importers see through: a barrel file (mobx's src/internal.ts) passes on what it re-exports.
+(export_statement "*" source: (string (string_fragment) @import.module) (#set! name "*"))
+(export_statement
+  (export_clause (export_specifier name: (_) @import.name alias: (_)? @import.alias))
+  source: (string (string_fragment) @import.module))
