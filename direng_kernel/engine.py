@@ -263,8 +263,9 @@ class Engine:
     # -- the API every surface uses --------------------------------------------
     def health(self) -> dict:
         daemon = self._daemon
+        pex = self._pex_health()
         return {
-            "status": "ok" if not self.policy_errors else "degraded",
+            "status": "ok" if not self.policy_errors and pex["ok"] else "degraded",
             "root": str(self.root),
             "store": str(self.workbench.settings.store),
             "indexed": self.workbench.is_indexed,
@@ -272,7 +273,23 @@ class Engine:
                        "valid": not self.policy_errors, "errors": self.policy_errors},
             "daemon": {"running": daemon is not None, "refreshes": getattr(daemon, "refreshes", 0),
                        "last_error": getattr(daemon, "last_error", None)},
+            "pex": pex,
         }
+
+    def _pex_health(self) -> dict:
+        """Where PEX's task store lives and whether it answers. A database server (`DIRENG_PEX_DB`)
+        is asked (bounded by its connect timeout); the SQLite file only once PEX has opened it."""
+        from .pex.db import locate
+
+        info = {"ok": True, "db": None, "error": None}
+        try:
+            location = locate(self.workbench.settings.store)
+            info["db"] = location.describe()
+            if not location.is_sqlite or self._orchestrator is not None:
+                self.orchestrator.tasks.ping()
+        except DirEngError as exc:
+            info.update(ok=False, error=str(exc))
+        return info
 
     def status(self) -> IndexStatus:
         return self.workbench.status()
@@ -401,6 +418,8 @@ class Engine:
             raise DirEngError(f"unknown task action {action!r}; actions: {', '.join(TASK_ACTIONS)}")
         if action == "start":  # PEX decides who runs it: the server's workers, or a thread of this process
             return orch.start(task_id, "background")
+        if action == "estimate":  # a lane here moves the task before approval (recorded as a correction)
+            return orch.estimate(task_id, lane=lane)
         if action == "change_lane":
             if not lane:
                 raise DirEngError("change_lane needs the lane to move the task to")

@@ -80,6 +80,7 @@ class DirEngMagics(Magics):
         self._notices: list[str] = []
         self.session = os.environ.get("JPY_SESSION_NAME") or f"kernel-{uuid.uuid4().hex[:8]}"
         self._daemon = None
+        self.last_delegation = None  # the latest %direng delegate (its buttons, its task)
         self.send_context = context_enabled()
 
     def context(self, cell_source: str | None = None):
@@ -228,8 +229,9 @@ class DirEngMagics(Magics):
         brief = " ".join(args.brief)
         from .widgets.delegate import Delegation
 
-        return Delegation(self.client, brief, lane=args.lane, title=args.title, parameters=parse_params(args.param),
-                          timeout=args.timeout).show(auto_approve=args.yes)
+        self.last_delegation = Delegation(self.client, brief, lane=args.lane, title=args.title,
+                                          parameters=parse_params(args.param), timeout=args.timeout)
+        return self.last_delegation.show(auto_approve=args.yes)
 
     def _cmd_context(self, rest: str):
         """Show what is sent with each message; `on`/`off` turns sending it on or off."""

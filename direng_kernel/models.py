@@ -249,6 +249,37 @@ LANE_ROUTES: dict[str, str] = dict(BUILTIN_LANES)
 CHAT_ROUTE = "chat"
 LANES: tuple[str, ...] = (*LANE_ROUTES.values(), CHAT_ROUTE)
 
+#: Where a lane routing record comes from (`plms/corrections.py`): `routed` is the router's own
+#: decision that nobody changed; the rest are the user's word, the classifier's labelled examples:
+#: `task_new` (`task new --lane X` where the router said Y, or agreed), `asked` (the answer to an
+#: uncertain routing), `approval` (a lane change before approval: estimate in another lane),
+#: `escalation` (change_lane answering an escalation), `recreated` (a cancelled task re-created
+#: in another lane).
+RoutingSource = Literal["routed", "task_new", "asked", "approval", "escalation", "recreated"]
+ROUTING_SOURCES: tuple[str, ...] = get_args(RoutingSource)
+#: The sources that are the user's choice (labelled examples for the lane classifier).
+CORRECTION_SOURCES: tuple[str, ...] = ROUTING_SOURCES[1:]
+
+
+class LaneChoice(BaseModel):
+    """One lane the router considered: its probability and why."""
+
+    lane: str
+    probability: float
+    reasons: list[str] = Field(default_factory=list)
+
+
+class RoutingDecision(BaseModel):
+    """The lane classifier's answer for a brief: its lane, the top two with their reasons, and
+    whether the margin between them is below the threshold (then DirEng asks instead of guessing)."""
+
+    lane: str
+    candidates: list[LaneChoice]
+    margin: float
+    threshold: float
+    uncertain: bool
+    corrections: int = 0  # labelled examples the classifier was fitted on (besides the seeds)
+
 
 class Usage(BaseModel):
     """What one provider call cost; every call records one."""

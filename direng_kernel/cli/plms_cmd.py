@@ -1,9 +1,10 @@
-"""`direng plms calibration [--root ROOT] [--json]`: how well PLMS's estimates fit the runs.
+"""`direng plms calibration [--root ROOT] [--json] [--plot FILE.png]`: how well PLMS's estimates fit the runs.
 
 Reads the run history from PEX's task store under ROOT, replays it prequentially (each run
 scored against the estimate made before it) and prints one row per lane: calibrated runs,
 share of actuals within the p90 estimate, share inside p10..p90, mean |log error|, drift and
-the current p50/p90. Imports nothing heavy until it runs; pandas comes in with the report.
+the current p50/p90. `--plot` also writes the figure of `plms/plot.py` (matplotlib, Agg).
+Imports nothing heavy until it runs; pandas comes in with the report.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c = psub.add_parser("calibration", help="prequential calibration report, one row per lane")
     c.add_argument("--root", default=".", help="the workbench root holding the task store (default: .)")
     c.add_argument("--json", action="store_true", help="print the report as a JSON list")
+    c.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="also draw predicted p50/p90 vs actual and p90 coverage over time, drift alarms marked")
     return p
 
 
@@ -94,7 +97,12 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from ..plms.calibration import calibration_report
 
-    df = calibration_report(TaskStore.for_root(root).run_records())
+    records = TaskStore.for_root(root).run_records()
+    df = calibration_report(records)
+    if getattr(args, "plot", None):
+        from ..plms.plot import save
+
+        print(f"wrote {save(records, args.plot)}", file=sys.stderr)
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(report_json(df), indent=2) + "\n")
     else:

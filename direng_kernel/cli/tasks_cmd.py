@@ -42,6 +42,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--params-json", default=None, help="lane parameters as a JSON object")
     p.add_argument("--idempotency-key", default=None)
     p.add_argument("--rehearsal", action="store_true", help="a dry-run: excluded from PLMS calibration")
+    p.add_argument("--ask", action=argparse.BooleanOptionalAction, default=None,
+                   help="without --lane, when PLMS's lane classifier is unsure, ask which of its two lanes "
+                        "(read from stdin; default: when stdin is a terminal)")
     _common(p)
     task.set_defaults(run=run)
     helps = {"estimate": "estimate with PLMS", "approve": "approve an estimated task",
@@ -139,11 +142,43 @@ def _follow(client, task_id: str, as_json: bool, poll: float = 0.25) -> None:
         printer.flush()
 
 
+def _ask_lane(args) -> str | None:
+    """When the lane classifier is unsure of the brief, the lane the user picks (None: let PEX
+    route). Asked on stderr, answered on stdin (a number, a lane name, or Enter for the first);
+    not asked without a terminal unless --ask."""
+    from ..config import IndexSettings
+    from ..pas.lanes import registry
+    from ..plms.routing import choice_lines, decide_for_store
+
+    ask = args.ask if args.ask is not None else sys.stdin.isatty()
+    store = IndexSettings.for_root(args.root, args.store).store
+    decision = decide_for_store(store, f"{args.title} {args.brief}".strip(), registry.ids())
+    if not decision.uncertain:
+        return None
+    if not ask:
+        print(f"direng: routed to {decision.lane}, unsure (margin {decision.margin:.2f}); "
+              "--lane chooses, --ask asks", file=sys.stderr)
+        return None
+    for line in choice_lines(decision):
+        print(line, file=sys.stderr)
+    lanes = [c.lane for c in decision.candidates]
+    print(f"lane [1-{len(lanes)} or a lane name, Enter = 1]: ", end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip()
+    if not answer:
+        return lanes[0]
+    if answer.isdigit() and 1 <= int(answer) <= len(lanes):
+        return lanes[int(answer) - 1]
+    return answer  # a lane name: PEX refuses an unknown one, naming the closest
+
+
 def run(args) -> int:
     client = client_for(args)
     cmd = args.task_command
     if cmd == "new":
-        task = client.new_task(args.title, args.brief, args.lane, parse_params(args.param, args.params_json),
+        lane = args.lane
+        if lane is None and not args.rehearsal:
+            lane = _ask_lane(args)
+        task = client.new_task(args.title, args.brief, lane, parse_params(args.param, args.params_json),
                                args.idempotency_key, args.rehearsal)
         _print_task(task, args.json)
         return 0

@@ -2,7 +2,8 @@
 
     new ──estimate──► estimated ──approve──► approved ──start──► queued ──worker──► running ──► done
 
-A brief is routed to a lane by its wording unless the user names one; PLMS estimates it from
+A brief is routed to a lane by its wording (PLMS's lane classifier, `plms/routing.py`, every routing
+recorded in its routing book) unless the user names one; PLMS estimates it from
 the lane's calibrated history; the user approves; starting queues a run that a PAS worker
 claims. `Orchestrator.start` is the one place that decides which worker that is (the server's,
 a live worker already holding the run, or this process's); see its docstring. Every step is an
@@ -20,8 +21,8 @@ runs it through the same lifecycle and executor.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import re
 import threading
 import time
 from datetime import datetime, timezone
@@ -32,27 +33,22 @@ from ..errors import DirEngError
 from ..models import SETTLED_STATES, TERMINAL_STATES, Escalation, Estimate, ReplayReport, Task, TaskState
 from ..pas.lanes import LaneRegistry, UnknownLane
 from ..pas.lanes import registry as default_lanes
+from ..plms.keywords import ROUTES, route_lane  # the rules (they seed the lane classifier)
 from ..processes import pid_alive
 from .store import TaskStore
 
 if TYPE_CHECKING:
     from ..pas.executor import Executor
 
-__all__ = ["Orchestrator", "UnknownLane", "check_lane", "claim_server", "release_server", "replay", "route_lane",
+__all__ = ["ROUTES", "Orchestrator", "UnknownLane", "check_lane", "claim_server", "release_server", "replay", "route_lane",
            "server_owner"]
+
+log = logging.getLogger(__name__)
 
 Worker = Literal["none", "here", "background"]
 POLL_S = 0.5        # how often a start waiting on another worker looks at the task
 RECONCILE_S = 2.0   # ... and reconciles, so that a lost worker's run comes back to it
 
-ROUTES: list[tuple[str, re.Pattern]] = [
-    ("code-impl", re.compile(r"\b(patch|diff|apply|implement|fix|refactor|change the code)\b", re.I)),
-    ("code-api-design", re.compile(r"\b(breaking|public api|api surface|api changes?|compatib)", re.I)),
-    ("data-schema", re.compile(r"\b(schema|json|data files?|validate (the )?data|pydantic models?)\b", re.I)),
-    ("graph-ops", re.compile(r"\b(cycles?|dead code|unused|unreferenced|central|dependency graph|call graph)\b", re.I)),
-    ("vector-ops", re.compile(r"\b(re-?index|refresh|freshness|embeddings?)\b", re.I)),
-    ("narrative", re.compile(r"\b(document|docs|documentation|reference|explain the api|write up)\b", re.I)),
-]
 
 
 def check_lane(lane: str, lanes: LaneRegistry = default_lanes, notebook: Optional[Path] = None) -> None:
@@ -69,14 +65,6 @@ def _mint_lane_token(ttl_s: int) -> str:
     from ..security.tokens import mint_lane_token
 
     return mint_lane_token(ttl_s=ttl_s)
-
-
-def route_lane(brief: str) -> str:
-    """The lane whose keyword comes first in the brief (the verb usually leads: "document the
-    public API" is narrative, "report breaking changes in the API" is API design); narrative
-    when nothing matches."""
-    found = [(m.start(), i, lane) for i, (lane, pattern) in enumerate(ROUTES) if (m := pattern.search(brief))]
-    return min(found)[2] if found else "narrative"
 
 
 class Orchestrator:
@@ -109,6 +97,7 @@ class Orchestrator:
         self._notebooks = dict(notebooks or {})
         self._extra_env = dict(extra_env or {})
         self._executor = None
+        self._routing = None
         self._lock = threading.Lock()
 
     @property
@@ -149,15 +138,63 @@ class Orchestrator:
     def _check_lane(self, lane: str) -> None:
         check_lane(lane, self.lanes, self._notebooks.get(lane))
 
+    @property
+    def routing(self):
+        """PLMS's routing book for this store (decisions and corrections)."""
+        from ..plms.corrections import RoutingBook
+
+        with self._lock:
+            if self._routing is None:
+                self._routing = RoutingBook.for_store(self.store_dir)
+            return self._routing
+
+    def route(self, text: str):
+        """PLMS's lane classifier's decision for `text` (fitted on this store's corrections), or
+        None when it cannot answer (then the keyword rules route, as before the classifier)."""
+        from ..plms.routing import router_for
+
+        try:
+            return router_for(self.routing, self.lanes.ids()).decide(text)
+        except (ImportError, OSError, ValueError, RuntimeError) as exc:
+            log.warning("lane classifier unavailable (%s); routing by the keyword rules", exc)
+            return None
+
+    def _record_routing(self, task: Task, source: str, routed: str) -> None:
+        """One routing record for the task: a decision, or a correction the classifier learns from."""
+        try:
+            self.routing.record(source, f"{task.title} {task.brief}".strip(), routed, task.lane,
+                                self.lanes.ids(), task_id=task.id)
+        except Exception as exc:  # sqlite errors too: a routing record must never stop a task
+            log.warning("could not record the routing of %s: %s", task.id, exc)
+
+    def _recreated_from(self, title: str, brief: str, lane: str) -> Task | None:
+        """A cancelled task with the same title and brief in another lane: this one re-creates it."""
+        return next((t for t in self.tasks.list_tasks() if t.state == TaskState.cancelled and t.title == title
+                     and t.brief == brief and t.lane != lane), None)
+
     def new_task(self, title: str, brief: str = "", lane: str | None = None, parameters: dict | None = None,
                  idempotency_key: str | None = None, rehearsal: bool = False) -> tuple[Task, bool]:
-        lane = lane or route_lane(f"{title} {brief}")
-        self.lanes.get(lane)  # UnknownLane naming the lanes there are (and the closest one)
+        """Create a task in `lane`, or in the lane PLMS's classifier routes it to. Every creation
+        is recorded in the routing book: the router's decision, or — when a lane is named — a
+        correction (`task_new`; `asked` when the classifier was unsure of this brief; `recreated`
+        when a cancelled task with this title and brief was in another lane)."""
+        text = f"{title} {brief}".strip()
+        decision = self.route(text) if not rehearsal else None
+        routed = decision.lane if decision is not None else route_lane(text)
+        chosen = lane or routed
+        self.lanes.get(chosen)  # UnknownLane naming the lanes there are (and the closest one)
         if parameters is not None and not isinstance(parameters, dict):
             raise DirEngError("parameters must be a JSON object")
-        self._check_lane(lane)
-        return self.tasks.create_task(title=title, brief=brief, lane=lane, parameters=parameters or {},
-                                      idempotency_key=idempotency_key, rehearsal=rehearsal)
+        self._check_lane(chosen)
+        source, previous = "routed", None
+        if lane is not None and not rehearsal:
+            previous = self._recreated_from(title, brief, lane)
+            source = "recreated" if previous else "asked" if decision is not None and decision.uncertain else "task_new"
+        task, created = self.tasks.create_task(title=title, brief=brief, lane=chosen, parameters=parameters or {},
+                                               idempotency_key=idempotency_key, rehearsal=rehearsal)
+        if created and not rehearsal:
+            self._record_routing(task, source, previous.lane if previous else routed)
+        return task, created
 
     def _planner(self, lane: str):
         """PLMS's planner over this store's history; lanes without a prior of their own (user
@@ -174,6 +211,9 @@ class Orchestrator:
         """PLMS's estimate (for `lane`, when the lane changes). A p90 above the lane's
         `escalate_p90_s` in the policy (times the task's budget factor) escalates the task."""
         task = self.tasks.get_task(task_id)
+        if lane and lane != task.lane and task.state in (TaskState.new, TaskState.estimated):
+            self.lanes.get(lane)
+            self._record_routing(task.model_copy(update={"lane": lane}), "approval", task.lane)
         lane = lane or task.lane
         estimate: Estimate = self._planner(lane).estimate(lane)
         task = self.tasks.transition(task_id, TaskState.estimated,
@@ -239,6 +279,8 @@ class Orchestrator:
         self.lanes.get(lane)  # UnknownLane naming the lanes there are
         self._check_lane(lane)
         self._audit(task, "change_lane", to_lane=lane)
+        if lane != task.lane:
+            self._record_routing(task.model_copy(update={"lane": lane}), "escalation", task.lane)
         return self.estimate(task_id, lane=lane)
 
     def raise_budget(self, task_id: str, factor: float = 2.0) -> Task:

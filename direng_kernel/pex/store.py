@@ -1,8 +1,13 @@
-"""PEX's durable state: tasks, runs, events and KPIs in SQLite through SQLAlchemy Core.
+"""PEX's durable state: tasks, runs, events and KPIs through SQLAlchemy Core, in SQLite or PostgreSQL.
 
-SQLite runs in WAL mode with a busy timeout and every write transaction starts with
-`BEGIN IMMEDIATE`, so concurrent workers serialize cleanly; the SQL is plain Core, so a
-PostgreSQL URL can replace the file. Workers claim runs atomically (one UPDATE guarded by the
+SQLite (the default, `<store>/pex.sqlite3`) runs in WAL mode with a busy timeout and every
+write transaction starts with `BEGIN IMMEDIATE`, so concurrent workers serialize cleanly.
+PostgreSQL (`DIRENG_PEX_DB`, see `pex/db.py`; the store's tables in a schema of its own) gets
+the same guarantee from transaction-scoped advisory locks: every write takes the store's lock
+exclusively, as `BEGIN IMMEDIATE` does, except claims, which share it so that servers claim in
+parallel — each takes its candidate lanes' locks (in one order, so no deadlock) to keep the
+lanes' parallelism exact across servers, then the oldest queued run with `SELECT … FOR UPDATE
+SKIP LOCKED`. Workers claim runs atomically (one UPDATE guarded by the
 run's state and the lane's parallelism) and hold a lease they renew with heartbeats; a worker
 that dies stops renewing, and `reconcile()` turns its run `interrupted` — re-queued when the
 lane is idempotent. A kill -9 therefore loses no task and leaves no half-written row.
@@ -22,6 +27,7 @@ import signal
 import socket
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -33,9 +39,10 @@ from ..security.scrub import scrub, scrub_obj
 from ..processes import pid_alive
 from ..models import RUN_FINAL_STATES, SETTLED_STATES, Escalation, Estimate, Task, TaskEvent, TaskState
 from . import states
+from .db import DB_NAME, Location, PexDatabaseError, create_engine, locate, unreachable
 
+__all__ = ["DB_NAME", "PexDatabaseError", "TaskNotFound", "TaskStore"]
 log = logging.getLogger(__name__)
-DB_NAME = "pex.sqlite3"
 meta = sa.MetaData()
 tasks = sa.Table(
     "tasks", meta,
@@ -55,8 +62,9 @@ tasks = sa.Table(
     sa.Column("escalation", sa.Text, nullable=True),  # an Escalation's JSON while the task is escalated
     sa.Column("budget_factor", sa.Float, nullable=True),  # budgets raised for this task (an escalation's choice)
 )
-#: Columns added after a store was first created: (table, column, SQL type), added on open.
-ADDED_COLUMNS = [("tasks", "escalation", "TEXT"), ("tasks", "budget_factor", "REAL")]
+#: Columns added after a store was first created: (table, column), added on open with their
+#: type in the table above.
+ADDED_COLUMNS = [("tasks", "escalation"), ("tasks", "budget_factor")]
 runs = sa.Table(
     "runs", meta,
     sa.Column("id", sa.String, primary_key=True),
@@ -135,9 +143,15 @@ def _stop_lane(run) -> None:
 
 
 class TaskStore:
-    def __init__(self, url: str):
-        self.engine = sa.create_engine(url, future=True)
-        if url.startswith("sqlite"):
+    """The task store at `url` (a SQLAlchemy URL or a `db.Location`); `schema` holds its tables
+    on PostgreSQL (default: the database's search path). An unreachable database is a
+    `PexDatabaseError` here, at once — never a hang."""
+
+    def __init__(self, url: "str | Location", schema: str | None = None):
+        self.location = url if isinstance(url, Location) else Location(url, schema)
+        self.engine = create_engine(self.location)
+        self.dialect = self.engine.dialect.name
+        if self.dialect == "sqlite":
             @sa.event.listens_for(self.engine, "connect")
             def _on_connect(dbapi_conn, _record):
                 dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
@@ -150,22 +164,77 @@ class TaskStore:
             @sa.event.listens_for(self.engine, "begin")
             def _on_begin(conn):
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
-        meta.create_all(self.engine)
-        self._add_columns()
+        try:
+            with self._write() as conn:  # one server creates a new store; the others wait, then see it
+                if self.location.schema:
+                    conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {self._quoted_schema()}")
+                meta.create_all(conn)
+                self._add_columns(conn)
+        except sa.exc.DBAPIError as exc:  # refused, timed out, no such database, no right to create the schema
+            self.engine.dispose()
+            raise unreachable(self.location, exc) from None
+        if not self.location.is_sqlite:
+            log.info("PEX task store: %s", self.location.describe())
 
-    def _add_columns(self) -> None:
-        """Columns newer than the store: added in one transaction (SQLite adds a column in place;
-        existing rows get NULL, which every reader takes as "none")."""
+    def _quoted_schema(self) -> str:
+        return self.engine.dialect.identifier_preparer.quote_schema(self.location.schema)
+
+    @contextmanager
+    def _write(self, shared: bool = False):
+        """A write transaction. SQLite: `BEGIN IMMEDIATE` (the `begin` listener). PostgreSQL: the
+        store's advisory lock first — exclusive, like SQLite's write lock, or `shared` for claims,
+        which keep themselves apart with lane locks and SKIP LOCKED."""
         with self.engine.begin() as conn:
-            for table, column, sql_type in ADDED_COLUMNS:
-                have = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")}
-                if column not in have:
-                    conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+            if self.dialect == "postgresql":
+                fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+                conn.execute(sa.text(f"SELECT {fn}(hashtext(:key)::bigint)"), {"key": self._lock_key()})
+            yield conn
+
+    def _lock_key(self) -> str:
+        return f"direng-pex:{self.location.schema or ''}"
+
+    def _lock_lanes(self, conn, lanes) -> None:
+        """PostgreSQL: hold the claim locks of `lanes` till commit, in sorted order (two claimers
+        wanting the same lanes queue up instead of deadlocking). Two-key locks: a space apart
+        from the store's one-key lock."""
+        for lane in sorted(lanes):
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:store), hashtext(:lane))"),
+                         {"store": self._lock_key(), "lane": lane})
+
+    def _add_columns(self, conn) -> None:
+        """Columns newer than the store, added in the set-up transaction (existing rows get NULL,
+        which every reader takes as "none")."""
+        inspector = sa.inspect(conn)
+        for table, column in ADDED_COLUMNS:
+            have = {c["name"] for c in inspector.get_columns(table, schema=self.location.schema)}
+            if column not in have:
+                sql_type = meta.tables[table].c[column].type.compile(dialect=conn.dialect)
+                name = f"{self._quoted_schema()}.{table}" if self.location.schema else table
+                conn.exec_driver_sql(f"ALTER TABLE {name} ADD COLUMN {column} {sql_type}")
+
+    def ping(self) -> None:
+        """One round trip to the database (for `health`); a PexDatabaseError when it fails."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.DBAPIError as exc:  # timeouts, refused, gone
+            raise unreachable(self.location, exc) from None
+
+    def describe(self) -> str:
+        """Where this store lives (URL without password, and schema)."""
+        return self.location.describe()
+
+    def close(self) -> None:
+        self.engine.dispose()
 
     @classmethod
     def for_store(cls, store_dir: Path) -> "TaskStore":
-        store_dir.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{store_dir / DB_NAME}")
+        """The store of `store_dir`: `DIRENG_PEX_DB` when set (see `pex/db.py`), else its SQLite file."""
+        store_dir = Path(store_dir)
+        location = locate(store_dir)
+        if location.is_sqlite:
+            store_dir.mkdir(parents=True, exist_ok=True)
+        return cls(location)
 
     @classmethod
     def for_root(cls, root: str | Path, store: str | Path | None = None) -> "TaskStore":
@@ -190,7 +259,7 @@ class TaskStore:
                     idempotency_key: str | None = None, rehearsal: bool = False) -> tuple[Task, bool]:
         """(task, created): the same idempotency key returns the task it created before."""
         now = time.time()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if idempotency_key:
                 row = conn.execute(sa.select(tasks).where(tasks.c.idempotency_key == idempotency_key)).first()
                 if row:
@@ -238,7 +307,7 @@ class TaskStore:
 
         if conn is not None:
             return apply(conn)
-        with self.engine.begin() as c:
+        with self._write() as c:
             return apply(c)
 
     # -- events -----------------------------------------------------------------
@@ -251,7 +320,7 @@ class TaskStore:
         return seq
 
     def add_event(self, task_id: str, kind: str, message: str = "", data: dict | None = None) -> int:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             return self._event(conn, task_id, kind, message, data)
 
     def events(self, task_id: str, after: int = 0) -> list[TaskEvent]:
@@ -279,7 +348,7 @@ class TaskStore:
     # -- runs -------------------------------------------------------------------
     def enqueue(self, task_id: str, message: str = "queued") -> str:
         """Create a run for an approved (or interrupted) task and queue both, atomically."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             return self._enqueue(conn, task_id, message)
 
     def _enqueue(self, conn, task_id: str, message: str) -> str:
@@ -293,7 +362,7 @@ class TaskStore:
         return run_id
 
     def set_budget_factor(self, task_id: str, factor: float) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             self._row(conn, task_id)
             conn.execute(tasks.update().where(tasks.c.id == task_id).values(budget_factor=factor,
                                                                             updated_at=time.time()))
@@ -302,16 +371,20 @@ class TaskStore:
     def claim(self, worker: str, max_parallel: dict[str, int], lease_s: float = 30.0,
               task_id: str | None = None) -> dict | None:
         """Atomically take the oldest queued run (of `task_id` only, if given) whose lane has a free
-        slot; None when there is none."""
-        with self.engine.begin() as conn:
-            running = self._running_by_lane(conn)
+        slot; None when there is none. The lanes' slots count every worker of the store, on every
+        server sharing it."""
+        with self._write(shared=True) as conn:
             query = sa.select(runs).where(runs.c.state == "queued")
             if task_id is not None:
                 query = query.where(runs.c.task_id == task_id)
-            queued = conn.execute(query.order_by(runs.c.created_at)).all()
-            for run in queued:
-                if running.get(run.lane, 0) >= max_parallel.get(run.lane, 1):
-                    continue
+            if self.dialect == "postgresql":
+                run = self._pick_locked(conn, query, max_parallel)
+                candidates = [run] if run is not None else []
+            else:  # BEGIN IMMEDIATE: this transaction is the only writer, a plain scan is exact
+                running = self._running_by_lane(conn)
+                candidates = [r for r in conn.execute(query.order_by(runs.c.created_at)).all()
+                              if running.get(r.lane, 0) < max_parallel.get(r.lane, 1)]
+            for run in candidates:
                 now = time.time()
                 done = conn.execute(runs.update().where(runs.c.id == run.id, runs.c.state == "queued").values(
                     state="running", worker=worker, lease_until=now + lease_s, started_at=now)).rowcount
@@ -319,6 +392,21 @@ class TaskStore:
                     self.transition(run.task_id, TaskState.running, f"running on {worker}", conn=conn)
                     return dict(conn.execute(sa.select(runs).where(runs.c.id == run.id)).one()._mapping)
         return None
+
+    def _pick_locked(self, conn, query, max_parallel: dict[str, int]):
+        """PostgreSQL: the oldest queued run of a lane with a free slot, locked (`FOR UPDATE SKIP
+        LOCKED`: rows another transaction holds are passed over, never waited on). The candidate
+        lanes' locks come first, so the running counts read next stay true until commit."""
+        lanes = conn.execute(query.with_only_columns(runs.c.lane).distinct()).scalars().all()
+        if not lanes:
+            return None
+        self._lock_lanes(conn, lanes)
+        running = self._running_by_lane(conn)  # read after the locks: every earlier claim has committed
+        free = [lane for lane in lanes if running.get(lane, 0) < max_parallel.get(lane, 1)]
+        if not free:
+            return None
+        return conn.execute(query.where(runs.c.lane.in_(free)).order_by(runs.c.created_at).limit(1)
+                            .with_for_update(skip_locked=True)).first()
 
     @staticmethod
     def _running_by_lane(conn) -> dict[str, int]:
@@ -340,7 +428,7 @@ class TaskStore:
 
     def heartbeat(self, run_id: str, lease_s: float = 30.0, pid: int | None = None) -> bool:
         """Renew a lease; False when the run was cancelled (the worker should stop it)."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             values = {"lease_until": time.time() + lease_s}
             if pid is not None:
                 values["pid"] = pid
@@ -351,7 +439,7 @@ class TaskStore:
                escalation: Escalation | None = None, **fields) -> None:
         """Record a run's end and move its task in one transaction; with `escalation` the run
         ended `state` (failed) and the task waits, escalated, for the user's choice."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             run = conn.execute(sa.select(runs).where(runs.c.id == run_id)).one()
             if run.state != "running":
                 return  # already reconciled (e.g. interrupted) or cancelled
@@ -359,8 +447,10 @@ class TaskStore:
             error = scrub(error) if error else error
             conn.execute(runs.update().where(runs.c.id == run_id).values(
                 state=state.value, finished_at=now, duration_s=now - (run.started_at or now), error=error, **fields))
-            for name, value in (kpi_values or {}).items():
-                conn.execute(kpis.insert().prefix_with("OR REPLACE").values(run_id=run_id, name=name, value=value))
+            if kpi_values:  # replaced, portably: the run's row is ours alone in this transaction
+                conn.execute(kpis.delete().where(kpis.c.run_id == run_id, kpis.c.name.in_(list(kpi_values))))
+                conn.execute(kpis.insert(), [{"run_id": run_id, "name": name, "value": value}
+                                             for name, value in kpi_values.items()])
             if escalation is not None:
                 self.transition(run.task_id, TaskState.escalated, f"escalated: {escalation.message}", conn=conn,
                                 error=error, escalation=escalation)
@@ -368,7 +458,7 @@ class TaskStore:
                 self.transition(run.task_id, state, error or state.value, conn=conn, error=error)
 
     def request_cancel(self, task_id: str) -> Task:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             task = self._task(self._row(conn, task_id))
             if task.state == TaskState.running and task.run_id:
                 conn.execute(runs.update().where(runs.c.id == task.run_id).values(cancel_requested=True))
@@ -385,7 +475,7 @@ class TaskStore:
         a crash here cannot leave a task interrupted with nobody to move it on."""
         now = now or time.time()
         touched, lost = [], []
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for run in conn.execute(sa.select(runs).where(runs.c.state == "running")).all():
                 if run.lease_until is not None and run.lease_until < now:
                     why = "worker lost (lease expired)"

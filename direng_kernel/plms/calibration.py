@@ -33,14 +33,18 @@ def prequential(records: Iterable[RunRecord], min_n: int = 5, recent_k: int = 5,
     for r in sorted(records, key=lambda r: _ts(r.finished_at)):
         if r.lane not in planner.priors:
             continue
+        score = None
         if is_calibrating(r) and not planner.prior_only(r.lane):
             p10, p90 = planner.band(r.lane)
             p50 = planner.quantile(r.lane, 0.5)
             actual = max(r.duration_s, MIN_DURATION_S)
-            scores.append({"lane": r.lane, "actual": actual, "p10": p10, "p50": p50, "p90": p90,
-                           "le_p90": actual <= p90, "in_band": p10 <= actual <= p90,
-                           "abs_log_err": abs(math.log(actual / p50))})
+            score = {"lane": r.lane, "actual": actual, "p10": p10, "p50": p50, "p90": p90,
+                     "le_p90": actual <= p90, "in_band": p10 <= actual <= p90,
+                     "abs_log_err": abs(math.log(actual / p50)), "at": r.finished_at}
+            scores.append(score)
         planner.observe(r)
+        if score is not None:
+            score["drift"] = planner.drift(r.lane)  # the alarm as it stands once this run is in
     return planner, scores
 
 

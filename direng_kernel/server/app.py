@@ -116,6 +116,14 @@ class DirEngExtension(ExtensionApp):
 
     # -- loading ----------------------------------------------------------------------------------
     run_tasks = Bool(True, config=True, help="Run delegated tasks (PAS workers) in this server.")
+    pex_db = Unicode(
+        "", config=True,
+        help="SQLAlchemy URL of PEX's task store, e.g. postgresql+psycopg://user@host/db, so several servers "
+             "drain one queue (sets $DIRENG_PEX_DB; default: the store's SQLite file). See docs/deploy.md.")
+    pex_schema = Unicode(
+        "", config=True,
+        help="Schema of this store's tables in pex_db: servers sharing a queue set the same one (sets "
+             "$DIRENG_PEX_SCHEMA; default: one derived from the store directory).")
 
     def initialize_settings(self):
         from ..config import offline_env
@@ -143,6 +151,10 @@ class DirEngExtension(ExtensionApp):
         self.settings["direng_executor"] = self._executor
         root = Path(self.root or self.serverapp.root_dir).expanduser().resolve()
         os.environ["DIRENG_ROOT"] = str(root)
+        # the engine (and the CLI processes and lanes this server starts) read PEX's store from the environment
+        for name, value in (("DIRENG_PEX_DB", self.pex_db), ("DIRENG_PEX_SCHEMA", self.pex_schema)):
+            if value:
+                os.environ[name] = value
         try:
             from ..engine import Engine
 
@@ -201,8 +213,13 @@ class DirEngExtension(ExtensionApp):
         await asyncio.get_running_loop().run_in_executor(None, self.export_kernel_env, serverapp)
         self._start_token_refresher()
         if self.engine is not None and self.run_tasks:
+            from ..errors import DirEngError
+
             url = os.environ.get("DIRENG_SERVER_URL")
-            await asyncio.get_running_loop().run_in_executor(None, self.engine.start_workers, url)
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.engine.start_workers, url)
+            except DirEngError as exc:  # e.g. PEX's database unreachable: one line; /health says it too
+                self.log.error("DirEng: PAS workers not started: %s", exc)
 
     def export_kernel_env(self, serverapp) -> None:
         url = kernel_api_url(serverapp)

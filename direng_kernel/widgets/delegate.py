@@ -1,6 +1,7 @@
 """`%direng delegate`: a task from brief to result, visible in the notebook.
 
-Creates the task (routed to a lane unless one is named) — or takes the task DirEng proposed in
+Creates the task (routed to a lane unless one is named; when PLMS's lane classifier is unsure,
+it first shows its two lanes with their reasons as buttons, and the pick is the lane) — or takes the task DirEng proposed in
 a chat answer (`Delegation.for_task`) — shows PLMS's estimate with an Approve button (or
 approves at once with `--yes`, as papermill runs need), then follows the task's event log live
 until it ends and shows the result: state, KPIs, duration, cost, and links to the output
@@ -9,6 +10,7 @@ notebook and the run passport (the wording is DirEng's own, `direng/compose.py`)
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -19,17 +21,40 @@ from IPython.display import Markdown, display
 from ..direng.compose import estimate_line, task_report
 from ..models import SETTLED_STATES, Task
 
+log = logging.getLogger(__name__)
+
 
 class Delegation:
     def __init__(self, client, brief: str, lane: str | None = None, title: str | None = None,
                  parameters: dict | None = None, timeout: float = 3600.0, *, task: Task | None = None):
         self.client = client
-        if task is None:
-            task = client.new_task(title or brief[:80], brief, lane, parameters or {})
-            task = client.task_action(task.id, "estimate")
-        self.task = task
+        self.brief, self.title, self.parameters = brief, title or brief[:80], parameters or {}
         self.timeout = timeout
         self._seen = 0
+        #: PLMS's routing decision when no lane is named; when it is unsure, the task waits for a pick
+        self.decision = self._routing() if task is None and lane is None else None
+        self.choice_buttons: list = []
+        if task is None and not (self.decision is not None and self.decision.uncertain):
+            task = self._create(lane)
+        self.task = task
+
+    def _routing(self):
+        """The lane classifier's decision for the brief over the client's store (None: PEX routes)."""
+        try:
+            from ..pas.lanes import registry
+            from ..plms.routing import decide_for_store
+
+            # the text PEX routes (`Orchestrator.new_task`): title and brief
+            return decide_for_store(self.client.health()["store"], f"{self.title} {self.brief}".strip(),
+                                    registry.ids())
+        except Exception as exc:  # routing help is optional: PEX still routes the task
+            log.warning("no lane suggestion for the brief: %s", exc)
+            return None
+
+    def _create(self, lane: str | None) -> Task:
+        """The task, in `lane` (PEX routes it when None; a lane picked here is the answer PEX records)."""
+        task = self.client.new_task(self.title, self.brief, lane, self.parameters)
+        return self.client.task_action(task.id, "estimate")
 
     @classmethod
     def for_task(cls, client, task: Task, timeout: float = 3600.0) -> "Delegation":
@@ -40,7 +65,42 @@ class Delegation:
         t = self.task
         return f"**Task `{t.id}`** → lane **{t.lane}**: {t.title}\n\n{estimate_line(t)}"
 
+    def choice_markdown(self) -> str:
+        from ..plms.routing import choice_lines
+
+        first, *rest = choice_lines(self.decision)
+        return f"**DirEng is {first}**\n\n" + "\n".join(f"- {line.strip()}" for line in rest)
+
+    def lane_buttons(self):
+        """One button per candidate lane: a click creates and estimates the task there (the answer
+        becomes a labelled example), then shows its Approve / Cancel buttons."""
+        import ipywidgets as w
+
+        out = w.Output()
+        self.choice_buttons = [w.Button(description=c.lane, tooltip="; ".join(c.reasons))
+                               for c in self.decision.candidates]
+
+        def pick(button):
+            for b in self.choice_buttons:
+                b.disabled = True
+            self.task = self._create(button.description)
+            with out:
+                display(Markdown(self.estimate_markdown()))
+                self.buttons()
+
+        for b in self.choice_buttons:
+            b.on_click(pick)
+        display(w.VBox([w.HBox(self.choice_buttons), out]))
+
     def show(self, auto_approve: bool = False):
+        if self.task is None:
+            if not auto_approve:
+                display(Markdown(self.choice_markdown()))
+                return self.lane_buttons()
+            # --yes asks nothing: the router's first lane, and a note that it was unsure
+            self.task = self._create(self.decision.lane)
+            display(Markdown(f"DirEng was unsure of the lane (margin {self.decision.margin:.2f}); "
+                             f"took **{self.decision.lane}**: name one with `--lane`"))
         display(Markdown(self.estimate_markdown()))
         if auto_approve:
             self._run(self._print)
