@@ -447,6 +447,10 @@ class Engine:
     def runs(self) -> list[dict]:
         return self.orchestrator.tasks.list_runs()
 
+    def plms_history(self) -> list[dict]:
+        """PLMS's input: the finished runs as history records (`plms.estimate.RunRecord`), oldest first."""
+        return [r.model_dump(mode="json") for r in self.orchestrator.tasks.run_records()]
+
     def passport(self, run_id: str):
         from .pas.passport import PassportStore
 

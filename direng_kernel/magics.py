@@ -34,7 +34,7 @@ from .pex.params import parse_params
 from .tables import runs_frame
 
 USAGE = ("usage: %direng ask QUESTION | search QUERY [-k N] | graph SYMBOL [--callers|--callees] [--depth N] "
-         "| index [--watch] | status | delegate \"BRIEF\" [--lane L] [--yes] | runs | proposals | apply ID | reject ID "
+         "| index [--watch] | status | delegate \"BRIEF\" [--lane L] [--yes] | runs | plms | proposals | apply ID | reject ID "
          "| explain-error | history | reset | context [on|off] | help ;  %%direng [--format markdown|code|json]")
 CODE_BLOCK = re.compile(r"```[\w+-]*\n(.*?)```", re.S)
 
@@ -279,6 +279,23 @@ class DirEngMagics(Magics):
 
     def _cmd_runs(self, rest: str):
         return runs_frame(self.client.runs())
+
+    def _cmd_plms(self, rest: str):
+        """PLMS's calibration: the figure inline (per lane, predicted p50/p90 against the actual
+        durations, and the p90 coverage over time with the drift alarms), then the table."""
+        import io
+
+        from IPython.display import Image
+
+        from .plms.calibration import calibration_report
+        from .plms.estimate import RunRecord
+        from .plms.plot import figure
+
+        records = [RunRecord.model_validate(r) for r in self.client.plms_history()]
+        png = io.BytesIO()
+        figure(records).savefig(png, format="png", dpi=90)
+        display(Image(png.getvalue(), format="png"))
+        return calibration_report(records)
 
     # -- cell magic -------------------------------------------------------------
     def _cell(self, line: str, cell: str):

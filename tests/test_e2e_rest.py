@@ -349,3 +349,18 @@ def test_a_cli_minted_token_verifies_against_the_served_jwks_and_is_scoped(serve
     assert "tasks" in ok(server, "GET", "tasks", token=None, headers=bearer)
     status, data = server.request("POST", "tasks", {"title": "x"}, token=None, headers=bearer)
     assert status == 403 and data["missing_scope"] == "tasks:write"
+
+
+@pytest.mark.slow
+@pytest.mark.e2e("GET /plms/history")
+def test_plms_history_holds_each_finished_run(server):
+    before = ok(server, "GET", "plms/history")["runs"]
+    tid = approved(server, mode="quick")
+    ok(server, "POST", f"tasks/{tid}/start")
+    task = wait_for(server, tid, FINAL)
+    assert task["state"] == "succeeded", task
+    runs = ok(server, "GET", "plms/history")["runs"]
+    assert len(runs) == len(before) + 1  # oldest first: the new run is last
+    last = runs[-1]
+    assert (last["lane"], last["status"], last["rehearsal"]) == ("narrative", "succeeded", False)
+    assert last["duration_s"] > 0 and last["finished_at"]

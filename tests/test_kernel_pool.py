@@ -134,3 +134,21 @@ def test_pool_size_comes_from_the_environment(monkeypatch):
     assert pool_size() == 0  # a bad value turns the pool off, with a warning
     monkeypatch.delenv("DIRENG_KERNEL_POOL")
     assert pool_size(default=1) == 1
+
+
+def test_a_stopped_executor_serves_again_when_started(repo, test_lanes):
+    """pas_bench stops the pooled executor and starts it again for its queue phase: the second
+    start must serve (it once found its stop flag still set and every queued task waited)."""
+    orch = Orchestrator(repo, repo / ".direng")
+    executor = orch.executor
+    executor.concurrency = 1
+    executor.start()
+    try:
+        assert settle(orch, approved(orch, mode="quick")).state == TaskState.succeeded
+        executor.stop()
+        assert not any(t.is_alive() for t in executor._threads)
+        executor.start()
+        assert len([t for t in executor._threads if t.is_alive()]) == 1
+        assert settle(orch, approved(orch, mode="quick")).state == TaskState.succeeded
+    finally:
+        executor.stop()

@@ -69,3 +69,29 @@ def test_delegate_asks_nothing_when_the_router_is_sure(kernel_repo):
     assert cell["status"] == "ok" and cell["error"] is None, cell
     assert "unsure" not in markdown(cell) and "lane **graph-ops**" in markdown(cell)
     assert book.history().records[-1].source == "routed"
+
+
+def test_direng_plms_draws_the_calibration_inline(tmp_path):
+    """Finished runs in the task store (made through the store's own API); `%direng plms` shows the
+    figure as an image and returns the calibration table."""
+    from direng_kernel.models import TaskState
+    from direng_kernel.pex.store import TaskStore
+
+    repo = make_repo(tmp_path / "repo")
+    store = TaskStore.for_store(repo / ".direng")
+    for i in range(8):
+        task, _ = store.create_task(title=f"t{i}", brief="b", lane="graph-ops", parameters={})
+        store.transition(task.id, TaskState.estimated)
+        store.transition(task.id, TaskState.approved)
+        store.enqueue(task.id)
+        run = store.claim("w1", {"graph-ops": 1})
+        store.finish(run["id"], TaskState.succeeded)
+    k = Kernel(repo)
+    try:
+        assert k.execute("%load_ext direng_kernel")["status"] == "ok"
+        cell = k.execute("_t = %direng plms\nprint(int(_t.set_index('lane').loc['graph-ops', 'n']))")
+        assert cell["status"] == "ok" and cell["error"] is None, cell
+        assert any("image/png" in d for d in cell["displays"])
+        assert cell["stdout"].strip().splitlines()[-1] == "8"  # every finished run of the lane
+    finally:
+        k.close()

@@ -115,6 +115,7 @@ ENDPOINTS = [
     ("POST", "proposals/prop-000000000000/apply", None, "runs:execute"),
     ("POST", "proposals/prop-000000000000/reject", None, "tasks:write"),
     ("GET", "runs", None, "tasks:read"),
+    ("GET", "plms/history", None, "tasks:read"),
     ("GET", "runs/run-nope", None, "tasks:read"),
     ("POST", "runs/run-nope/replay", {"dry_run": True}, "runs:replay"),
     ("GET", "pas/health", None, "tasks:read"),

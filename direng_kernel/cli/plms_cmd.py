@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -74,6 +75,8 @@ def _has_store(root: str) -> bool:
     """Is there a PEX database under ROOT? (TaskStore.for_root would create an empty one.)"""
     if not Path(root).is_dir():
         return False
+    if os.environ.get("DIRENG_PEX_DB"):  # a database server (pex/db.py): TaskStore finds the store's schema
+        return True
     try:
         from ..pex.store import DB_NAME
     except ImportError:  # PEX without a DB_NAME: let TaskStore decide

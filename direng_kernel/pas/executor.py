@@ -45,6 +45,7 @@ from .lanes import registry as default_lanes
 from .pool import ENGINE_NAME, KernelPool, PoolKey, hand_over, pool_size
 
 log = logging.getLogger(__name__)
+SERVE_RETRY_S = 5.0  # a worker whose task store failed waits this long before it asks again
 LEASE_S = 30.0
 HEARTBEAT_S = 1.0
 KERNEL = "python3"  # the kernel lane notebooks run on (papermill -k)
@@ -315,7 +316,10 @@ class Executor:
                 time.sleep(0.2)
 
     def start(self) -> "Executor":
-        """Background workers (the server's): `concurrency` threads, each running one lane at a time."""
+        """Background workers (the server's): `concurrency` threads, each running one lane at a time.
+        A stopped executor can be started again."""
+        self._stop.clear()
+        self._threads = [t for t in self._threads if t.is_alive()]
         self.tasks.reconcile(self.idempotent_lanes())
         if self.kernel_pool > 0 and self.pool is None:
             from .sandbox import apply_process_limits
@@ -331,16 +335,23 @@ class Executor:
     def _serve(self) -> None:
         last_reconcile = 0.0
         while not self._stop.is_set():
-            if time.time() - last_reconcile > LEASE_S:
-                self.tasks.reconcile(self.idempotent_lanes())
-                last_reconcile = time.time()
-            if not self.run_once():
-                self._stop.wait(0.5)
+            try:
+                if time.time() - last_reconcile > LEASE_S:
+                    self.tasks.reconcile(self.idempotent_lanes())
+                    last_reconcile = time.time()
+                if not self.run_once():
+                    self._stop.wait(0.5)
+            except Exception as exc:  # noqa: BLE001 — the task store went away (a database restart):
+                # keep the worker; its claims' leases run out and reconciliation takes them back
+                log.warning("PAS worker: the task store failed (%s: %s); retrying in %s s",
+                            type(exc).__name__, exc, SERVE_RETRY_S)
+                self._stop.wait(SERVE_RETRY_S)
 
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
+        self._threads = [t for t in self._threads if t.is_alive()]
         if self.pool is not None:
             self.pool.close()
             self.pool = None

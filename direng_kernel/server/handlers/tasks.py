@@ -152,6 +152,14 @@ class RunsHandler(DirEngHandler):
         self.reply({"runs": await self.run(self.engine.runs)})
 
 
+class PlmsHistoryHandler(DirEngHandler):
+    scopes = {"GET": "tasks:read"}
+
+    @web.authenticated
+    async def get(self):
+        self.reply({"runs": await self.run(self.engine.plms_history)})
+
+
 class RunHandler(DirEngHandler):
     scopes = {"GET": "tasks:read"}
 
@@ -189,4 +197,5 @@ ROUTES = [
     (r"/runs/([\w-]+)", RunHandler),
     (r"/runs/([\w-]+)/replay", ReplayHandler),
     (r"/pas/health", PasHealthHandler),
+    (r"/plms/history", PlmsHistoryHandler),
 ]
