@@ -37,7 +37,9 @@ class SetupFailed(RuntimeError):
     """The pooled kernel could not be moved into its run (it is not used for it)."""
 
 
-async def _move_into_run(km, cwd: str, env: dict[str, str], timeout: float) -> None:
+async def silent_execute(km, code: str, timeout: float, *, wait_ready: bool = False) -> None:
+    """Run `code` in `km`'s kernel without output or history, on a client of its own; raise
+    SetupFailed when the kernel refuses it."""
     from jupyter_client.session import Session
 
     # A session of its own: a client sharing the notebook client's session would share its socket
@@ -45,17 +47,24 @@ async def _move_into_run(km, cwd: str, env: dict[str, str], timeout: float) -> N
     kc = km.client(session=Session(key=km.session.key, signature_scheme=km.session.signature_scheme))
     kc.start_channels()
     try:
-        await kc.wait_for_ready(timeout=timeout)
-        msg_id = kc.execute(setup_code(cwd, env), silent=True, store_history=False)
+        if wait_ready:
+            await kc.wait_for_ready(timeout=timeout)
+        msg_id = kc.execute(code, silent=True, store_history=False)
         while True:
             reply = await kc.get_shell_msg(timeout=timeout)
             if reply["parent_header"].get("msg_id") == msg_id:
                 break
         if reply["content"].get("status") != "ok":
-            raise SetupFailed(f"the pooled kernel refused its run's set-up: {reply['content'].get('ename')}: "
+            raise SetupFailed(f"the pooled kernel refused its set-up: {reply['content'].get('ename')}: "
                               f"{reply['content'].get('evalue')}")
     finally:
         kc.stop_channels()
+
+
+async def _move_into_run(km, cwd: str, env: dict[str, str], timeout: float) -> None:
+    # No wait_for_ready: the notebook's client has just seen the kernel ready, and ZMQ queues the
+    # request until this shell socket connects. Waiting again would cost its 0.2 s IOPub flush.
+    await silent_execute(km, setup_code(cwd, env), timeout)
 
 
 class DirEngEngine(NBClientEngine):

@@ -35,6 +35,9 @@ def _redirect_output(path: str) -> None:
     os.close(fd)
 
 
+PRELOAD = "__import__('direng_kernel.pas.lane')"  # into sys.modules only: no name in the namespace
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     kernel = args[0] if args else "python3"
@@ -43,11 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     from jupyter_client.manager import AsyncKernelManager
     from jupyter_core.utils import run_sync
 
-    from .engine import ENGINE_NAME
+    from .engine import ENGINE_NAME, silent_execute
 
     km = AsyncKernelManager(kernel_name=kernel)
     run_sync(km.start_kernel)(cwd=os.getcwd())
     try:
+        if kernel == "python3":
+            # While the lane is idle: the module every lane cell starts with. It reads its run's
+            # environment only when called, so importing it before the run leaves nothing behind.
+            try:
+                run_sync(silent_execute)(km, PRELOAD, 60, wait_ready=True)
+            except Exception:  # noqa: BLE001 — only slower: the lane's cell imports it itself
+                traceback.print_exc()
         line = sys.stdin.readline()
         if not line.strip():
             return 0  # no job: the pool was closed
