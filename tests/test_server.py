@@ -590,7 +590,7 @@ def test_openapi_documents_every_route():
 def test_tasks_rest_lifecycle_with_idempotency_key(server):
     body = {"title": "document the public API of the shop package"}
     status, task = server.request("POST", "tasks", body=body)
-    assert status == 201 and task["lane"] == "narrative" and task["state"] == "new"
+    assert status == 201 and task["lane"] == "narrative" and task["state"] == "new", (task, server.log_tail(60))
     keyed = {"title": "keyed", "lane": "graph-ops"}
     first = server.request("POST", "tasks", body=keyed, headers={"Idempotency-Key": "rest-k"})
     again = server.request("POST", "tasks", body=keyed | {"title": "other"}, headers={"Idempotency-Key": "rest-k"})

@@ -155,8 +155,10 @@ class Orchestrator:
 
         try:
             return router_for(self.routing, self.lanes.ids()).decide(text)
-        except (ImportError, OSError, ValueError, RuntimeError) as exc:
-            log.warning("lane classifier unavailable (%s); routing by the keyword rules", exc)
+        except Exception as exc:  # noqa: BLE001 — the classifier is a refinement: a failure of its own
+            # (its model files, scikit-learn, the routing book) must never fail a task's creation
+            log.warning("lane classifier unavailable (%s: %s); routing by the keyword rules",
+                        type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             return None
 
     def _record_routing(self, task: Task, source: str, routed: str) -> None:
