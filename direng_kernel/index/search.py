@@ -316,11 +316,14 @@ class Searcher:
                 found[src] = (weight, line, "calls" if kind == "calls" else "uses")
         defined = self.store.db.execute("SELECT count(*) FROM symbols WHERE name=?", (bare,)).fetchone()[0]
         if defined <= len({p for _, p in targets}):  # no other definition could be meant
-            languages = {self.store.file_language(p) for _, p in targets}
-            for src, owner, line in self.store.db.execute(
-                    "SELECT src, owner, min(line) FROM edges WHERE resolved=0 AND kind='calls' AND dst_name=? "
-                    "GROUP BY src", (bare,)):
-                if src not in found and src not in ids and self.store.file_language(owner) in languages:
+            paths = sorted({p for _, p in targets})
+            # only calls written in a language the target is defined in (one query, not one per edge)
+            for src, line in self.store.db.execute(
+                    "SELECT e.src, min(e.line) FROM edges e JOIN files f ON f.path = e.owner "
+                    "WHERE e.resolved=0 AND e.kind='calls' AND e.dst_name=? AND f.language IN "
+                    f"(SELECT language FROM files WHERE path IN ({','.join('?' * len(paths))})) GROUP BY e.src",
+                    (bare, *paths)):
+                if src not in found and src not in ids:
                     found[src] = (0.8, line, "calls")
                     by_name.add(src)
         rank = self.store.ranks(found)
