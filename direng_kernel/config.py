@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-STORE_DIRNAME = ".direng"
+from .locations import store_dir
 
 
 def _env_int(name: str, default: int) -> int:
@@ -35,10 +35,7 @@ class IndexSettings(BaseModel):
 
     @classmethod
     def for_root(cls, root: str | os.PathLike, store: str | os.PathLike | None = None) -> "IndexSettings":
-        root_path = Path(root).expanduser().resolve()
-        env_store = os.environ.get("DIRENG_STORE")
-        store_path = Path(store or env_store or root_path / STORE_DIRNAME).expanduser().resolve()
-        return cls(root=root_path, store=store_path)
+        return cls(root=Path(root).expanduser().resolve(), store=store_dir(root, store))
 
 
 def offline_env() -> None:

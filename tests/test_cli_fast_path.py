@@ -44,7 +44,8 @@ try:
 finally:
     top = sorted({m.split(".")[0] for m in sys.modules})
     print("PROBE " + json.dumps({"heavy": [m for m in top if m in %r],
-                                 "engine": "direng_kernel.engine" in sys.modules}), file=sys.stderr)
+                                 "engine": "direng_kernel.engine" in sys.modules,
+                                 "models": "direng_kernel.models" in sys.modules}), file=sys.stderr)
 sys.exit(rc)
 """ % (HEAVY,)
 
@@ -110,7 +111,7 @@ def test_light_path_imports_no_model_library(static_repo):
     proc, report = probe("search", QUERY, "--root", str(static_repo), "--json")
     hits = hits_of(proc)
     assert (hits[0][0], hits[0][1]) == ("shop/payment.py", "charge_card")
-    assert report == {"heavy": [], "engine": True}, report
+    assert report == {"heavy": [], "engine": True, "models": True}, report
     # The static matrix is memory-mapped from the store's cache from now on.
     assert list((static_repo / ".direng" / "static-cache").glob("*.vec.npy"))
 
@@ -179,13 +180,24 @@ def test_watcher_serves_the_cli_the_same_hits_as_in_process(indexed_sample, tmp_
         assert json.loads((store / "daemon.json").read_text())["pid"] == watcher.pid
         for query, k, mode in ((QUERY, 10, "hybrid"), ("shipping cost", 4, "hybrid"), (QUERY, 10, "bm25")):
             served, report = probe("search", query, "-k", str(k), "--mode", mode, "--json", "--root", str(root))
-            assert report == {"heavy": [], "engine": False}, report  # answered by the daemon
+            # Answered by the daemon before the CLI imported even its pydantic models.
+            assert report == {"heavy": [], "engine": False, "models": False}, report
             assert "note:" not in served.stderr
             # In-process, MiniLM included: this test process's own engine on the same index.
             expected = [(h.path, h.symbol, h.start_line, h.end_line, h.score, tuple(h.sources))
                         for h in indexed_sample.search(query, k=k, mode=mode)]
             assert hits_of(served) == expected, (query, mode)
             assert mode != "hybrid" or any("dense" in h[5] for h in expected)
+        # The table the daemon path prints is the in-process one; what it cannot answer exactly
+        # (an invalid mode, a help request) goes to the full CLI.
+        table, _ = probe("search", QUERY, "--mode", "bm25", "--root", str(root))
+        in_process, _ = probe("search", QUERY, "--mode", "bm25", "--root", str(root), env={"DIRENG_DAEMON": "off"})
+        assert table.returncode == 0 and table.stdout == in_process.stdout
+        assert table.stdout.startswith(f"{len(hits_of(served))} hits for {QUERY!r}\n") and "shop/payment.py:" in table.stdout
+        bad, report = probe("search", QUERY, "--mode", "nope", "--root", str(root))
+        assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr and report["models"] is True
+        helped, _ = probe("search", "--help")
+        assert helped.returncode == 0 and "--mode" in helped.stdout
         # Other index commands, and errors, come back as they would in-process.
         graph, report = probe("graph", "charge_card", "--callers", "--json", "--root", str(root))
         assert report["engine"] is False and json.loads(graph.stdout)["center"] == "shop/payment.py::charge_card"
@@ -210,7 +222,7 @@ def test_killed_daemon_falls_back_in_process_and_cleans_up(tmp_path):
     sock = daemon_socket.socket_path(store)
     assert sock.exists() and (store / "daemon.json").exists()  # kill -9: nobody cleaned up
     fallback, report = probe("search", QUERY, "--root", str(root), "--json")
-    assert report == {"heavy": [], "engine": True}, report
+    assert report == {"heavy": [], "engine": True, "models": True}, report
     expected, _ = probe("search", QUERY, "--root", str(root), "--json", env={"DIRENG_DAEMON": "off"})
     assert hits_of(fallback) == hits_of(expected)
     assert [ln for ln in fallback.stderr.splitlines() if not ln.startswith(("PROBE", "direng: note:"))] == []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..client import Client, connect
 from ..errors import RootError
+from . import fast
 
 
 def _print_json(data) -> None:
@@ -91,18 +92,8 @@ def _stop_on_sigterm() -> None:
 def cmd_search(args) -> int:
     notices: list[str] = []
     hits = client_for(args, notices=notices).search(args.query, k=args.k, mode=args.mode)
-    if args.json:
-        _print_json([h.model_dump(mode="json", exclude={"snippet"}) | {"snippet": h.snippet} for h in hits])
-        _print_notices(notices)
-        return 0
-    from rich.table import Table
-
-    table = Table(title=f"{len(hits)} hits for {args.query!r}")
-    for col in ("#", "location", "symbol", "kind", "score"):
-        table.add_column(col)
-    for i, h in enumerate(hits, 1):
-        table.add_row(str(i), h.citation, h.symbol or "", h.kind, f"{h.score:.4f}")
-    _console().print(table)
+    dumped = [h.model_dump(mode="json") for h in hits]
+    sys.stdout.write(fast.json_hits(dumped) if args.json else fast.hits_table(args.query, dumped))
     _print_notices(notices)
     return 0
 

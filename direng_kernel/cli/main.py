@@ -1,7 +1,8 @@
 """`direng` command line: the stable contract other tools script against.
 
 Only argparse and the light models are imported at start-up; each command imports what it
-needs when it runs, so `direng status` and `direng --help` never load torch or chromadb.
+needs when it runs, so `direng status` and `direng --help` never load torch or chromadb. A
+`direng search` that the store's daemon answers imports not even the models (`fast.serve`).
 Errors are one line on stderr and a non-zero exit, never a traceback (unless --debug).
 """
 
@@ -14,19 +15,19 @@ import sys
 from typing import Sequence
 
 from ..errors import DirEngError
-from ..models import DEFAULT_SEARCH_MODE, SEARCH_MODES
-from . import (artifacts_cmd, ask_cmd, audit_cmd, commands, mcp_cmd, plms_cmd, policy_cmd, scan_cmd,
-               secrets_cmd, tasks_cmd, token_cmd)
+from . import fast
 
 log = logging.getLogger("direng")
 
 
-def _add_root(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", default=".", help="the indexed directory (default: .)")
-    p.add_argument("--store", default=None, help="index store directory (default: ROOT/.direng)")
+_add_root = fast.add_root_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..models import DEFAULT_SEARCH_MODE, SEARCH_MODES
+    from . import (artifacts_cmd, ask_cmd, audit_cmd, commands, mcp_cmd, plms_cmd, policy_cmd, scan_cmd,
+                   secrets_cmd, tasks_cmd, token_cmd)
+
     parser = argparse.ArgumentParser(prog="direng", description="DirEng Workbench: code index and assistant.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -42,14 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=commands.cmd_index)
 
     p = sub.add_parser("search", help="hybrid search over the index")
-    p.add_argument("query", metavar="QUERY")
-    _add_root(p)
-    p.add_argument("-k", type=int, default=10, help="number of hits (default 10)")
-    p.add_argument("--mode", choices=SEARCH_MODES, default=DEFAULT_SEARCH_MODE)
-    p.add_argument("--dense", action="store_true",
-                   help="embed the query with MiniLM in this process when no `direng index --watch` or server "
-                        "serves the store (seconds: loads torch and the model); the daemon always does")
-    p.add_argument("--json", action="store_true", help="JSON array of hits")
+    fast.add_search_arguments(p, SEARCH_MODES, DEFAULT_SEARCH_MODE)
     p.set_defaults(run=commands.cmd_search)
 
     p = sub.add_parser("graph", help="neighbourhood, callers or callees of a symbol")
@@ -109,6 +103,9 @@ def _json(obj) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    served = fast.serve(sys.argv[1:] if argv is None else argv)
+    if served is not None:
+        return served
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
