@@ -74,6 +74,8 @@ def test_headless_make_run_executes_the_tour(tmp_path, checkout_copy):
     assert not any(o.output_type == "error" for o in outputs)
     text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) + str(o.get("text", "")) for o in outputs)
     assert "direng_kernel/index/indexer.py:" in text  # "what calls run_index?" cites the real definition
+    # The first question opens with the fusion code, not with a data class or the question's own cell.
+    assert "For **how are search results from several retrievers combined?**, look at `rrf` (function)" in text
     assert "Workbench.search" in text
     assert "lane **graph-ops**" in text and "Nothing runs until you approve" in text  # work asked in chat
     # an edit the user gave, proposed, applied on `%direng apply`, its provenance in the cell

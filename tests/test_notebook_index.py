@@ -219,6 +219,30 @@ def test_languages_from_metadata_grammarless_and_unknown_kernels_are_text(tmp_pa
         wb.close()
 
 
+def test_direng_conversation_cells_are_not_indexed(tmp_path):
+    """A question asked with `%direng` / `%%direng` must not become its own best answer."""
+    root = tmp_path / "repo"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "fusion.py").write_text(
+        'def combine_rankings(rankings):\n    """Merge the rankings of several retrievers."""\n    return rankings\n')
+    question = "how are rankings of several retrievers merged"
+    write_nb(root / "tour.ipynb", [("code", f"%direng ask {question}"),
+                                   ("code", f"%%direng\n{question}, and where?"),
+                                   ("code", f"x = 1\n%direng ask {question}\ny = x + 1")])
+    wb = Workbench(root)
+    try:
+        wb.index()
+        texts = [t for (t,) in wb.store.db.execute("SELECT text FROM chunks WHERE path='tour.ipynb'")]
+        assert texts and not any("rankings of several" in t or "%direng" in t for t in texts)
+        assert any("y = x + 1" in t for t in texts)  # the code around a `%direng` line stays
+        hits = wb.search(question, k=5)
+        assert (hits[0].path, hits[0].symbol) == ("pkg/fusion.py", "combine_rankings")
+        cell2 = nb_symbols(wb, "tour.ipynb")["cell[2]"]
+        assert cell2[2:4] == (1, 3)  # line numbers stay true
+    finally:
+        wb.close()
+
+
 def test_syntax_error_cell_is_indexed_as_far_as_tree_sitter_recovers(tmp_path):
     root = tmp_path / "repo"
     write_nb(root / "broken.ipynb", [("code", "def fine(rows):\n    return rows\n"),

@@ -303,6 +303,14 @@ def test_lead_first_never_opens_with_a_constant_or_a_test(wb):
     assert lead_first([constant, test, definition]) == [definition, constant, test]
     assert lead_first([constant, test]) == [constant, test]  # nothing better: keep the order
     assert lead_first([definition, constant]) == [definition, constant]
+    # "how…" asks what acts: a data type at the top gives way to a function among the first three.
+    record = hit("billing/charges.py", "ChargeResult", "class")
+    helper = hit("billing/retry.py", "retry_declined", "function")
+    assert lead_first([record, constant, helper], question="how are declined charges retried?") == \
+        [helper, record, constant]
+    assert lead_first([record, constant, helper], question="which class holds a charge's result?") == \
+        [record, constant, helper]
+    assert lead_first([record, constant, test, helper], question="how are charges retried?")[0] == record
     why = evidence("how is a declined card charged", definition,
                    Composer(wb).docstring("billing/charges.py", "charge_card"))
     assert "its name says *card*" in why

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import confined
 from ..discovery import NOTEBOOK_SUFFIX
-from ..index.intent import file_role
+from ..index.intent import TYPE_KINDS, asks_how, file_role
 from ..index.notebooks import cell_source
 from ..index.tokens import code_terms, query_terms
 from ..models import GraphResult, Hit, NotebookContext, Task
@@ -36,13 +36,18 @@ def _echo(question: str, limit: int = 120) -> str:
     return first if len(first) <= limit else first[:limit - 1].rstrip() + "…"
 
 
-def lead_first(hits: list[Hit], window: int = 5) -> list[Hit]:
+def lead_first(hits: list[Hit], window: int = 5, question: str = "") -> list[Hit]:
     """`hits` with the answer to open with first: when the best hit is a data constant, a test,
     a benchmark, an example, prose or a notebook's top-level cell, the first definition (or
-    file summary) within `window` hits leads instead."""
+    file summary) within `window` hits leads instead. For a "how…" question a type definition
+    (the data, not what acts on it) gives way to a function or method among the first three."""
     def minor(h: Hit) -> bool:
         return h.kind in ("constant", "text", "cell") or file_role(h.path) != "code"
 
+    if hits and not minor(hits[0]) and hits[0].kind in TYPE_KINDS and asks_how(question):
+        acts = next((i for i, h in enumerate(hits[:3]) if h.kind in ("function", "method") and not minor(h)), None)
+        if acts is not None:
+            return [hits[acts], *hits[:acts], *hits[acts + 1:]]
     if not hits or not minor(hits[0]):
         return hits
     lead = next((i for i, h in enumerate(hits[:window]) if not minor(h)), None)
@@ -183,7 +188,7 @@ class Composer:
         if not hits:
             return (f"I found nothing in the index for **{asked}**. Try other words, or check "
                     "`%direng status` to see whether the index covers the code you mean.")
-        hits = lead_first(hits)
+        hits = lead_first(hits, question=question)
         top = hits[0]
         where = f"`{top.symbol}`" if top.symbol else f"`{top.path}`"
         kind = f" ({top.kind})" if top.symbol else ""

@@ -113,5 +113,13 @@ def asks_for_type(query: str) -> bool:
     return bool(_TYPE_Q.search(query))
 
 
+_HOW_Q = re.compile(r"^\s*how\b(?!\s+(?:many|much|often|long)\b)", re.I)
+
+
+def asks_how(query: str) -> bool:
+    """"How does/are …": a question about behaviour."""
+    return bool(_HOW_Q.match(query))
+
+
 def asks_for_constant(query: str) -> bool:
     return bool(_CONSTANT_Q.search(query))

@@ -80,6 +80,9 @@ _STATEMENT_MAGICS = frozenset({"time", "timeit", "prun", "debug", "memit", "mpru
 _MAGIC_OPTIONS = re.compile(r"(?:-\w+(?:\s+\d+)?\s+)*")
 _ASSIGN_MAGIC = re.compile(r"([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*[%!]")
 _HELP = re.compile(r"\?{1,2}\s*[\w.*\[\]()]+\s*|[\w.*\[\]()]+\s*\?{1,2}\s*")
+# `%direng …` / `%%direng` cells are the user's conversation with DirEng, not code: indexing them
+# would make every question asked in a notebook its own best answer the next time it is asked.
+_DIRENG_MAGIC = re.compile(r"^\s*%{1,2}direng\b")
 _SCRUB_SUFFIX = {"python": ".py", "javascript": ".js", "typescript": ".ts", "rust": ".rs", "go": ".go"}
 
 _ATX = re.compile(r"^ {0,3}#{1,6}\s+(.*?)\s*#*\s*$")
@@ -470,7 +473,7 @@ def parse_notebook(nb: Notebook, sources: list[str] | None = None) -> tuple[Pars
         has_errors |= parsed.has_errors
         scope = cell_scope(cell.index)
         cell_symbol = Symbol(name=scope, qualname=scope, kind=SymbolKind.cell, start_line=1,
-                             end_line=max(1, _line_count(source)), signature=_signature(source),
+                             end_line=max(1, _line_count(source)), signature=_signature(without_direng(source)),
                              docstring=section, cell=cell.index)
         symbols = [cell_symbol] + [s.model_copy(update={"cell": cell.index, "parent": s.parent or scope})
                                    for s in parsed.symbols]
@@ -480,6 +483,15 @@ def parse_notebook(nb: Notebook, sources: list[str] | None = None) -> tuple[Pars
     line_count = sum(_line_count(s) for s in sources)
     return ParsedFile(path=nb.path, language=nb.language or "text", symbols=symbols, references=refs,
                       line_count=line_count, has_errors=has_errors), plans
+
+
+def without_direng(source: str) -> str:
+    """A code cell's source with its DirEng conversation blanked, line for line: a `%%direng`
+    cell entirely, each `%direng` line alone."""
+    lines = source.split("\n")
+    if _DIRENG_MAGIC.match(source.lstrip("\n")) and source.lstrip().startswith("%%"):
+        return "\n" * (len(lines) - 1)
+    return "\n".join("" if _DIRENG_MAGIC.match(line) else line for line in lines)
 
 
 def cell_scope(index: int) -> str:
@@ -552,6 +564,7 @@ def notebook_chunks(nb: Notebook, sources: list[str], parsed: ParsedFile, plans:
         if s.kind != SymbolKind.cell:
             by_cell.setdefault(s.cell, []).append(s)
     out: list[Chunk] = []
+    sources = [without_direng(s) if c.kind == "code" else s for c, s in zip(nb.cells, sources)]
     first = next((i for i, s in enumerate(sources) if s.strip()), None)
     if first is not None:
         lines = sources[first].split("\n")
