@@ -37,6 +37,29 @@ def test_touch_without_content_change_is_not_reparsed(repo):
     assert report.modified == 0 and report.unchanged == 9
 
 
+def test_a_store_of_another_parser_generation_is_reparsed_once(repo):
+    """After an upgrade that parses or chunks differently, unchanged files get the new rows too."""
+    from direng_kernel.index.indexer import PARSE_GENERATION
+
+    wb = Workbench(repo)
+    try:
+        wb.index()
+        assert wb.store.get_meta("parse_generation") == PARSE_GENERATION
+        before = symbols(wb, "shop/payment.py")
+        chunk_ids = {cid for (cid,) in wb.store.db.execute("SELECT id FROM chunks")}
+        with wb.store.transaction() as db:  # what an older parser left: fewer rows, another generation
+            db.execute("DELETE FROM symbols WHERE path='shop/payment.py'")
+        wb.store.set_meta("parse_generation", "older")
+        report = wb.index()
+        assert (report.added, report.modified, report.unchanged) == (0, 9, 0)
+        assert symbols(wb, "shop/payment.py") == before
+        assert {cid for (cid,) in wb.store.db.execute("SELECT id FROM chunks")} == chunk_ids  # same content, same ids
+        assert wb.store.get_meta("parse_generation") == PARSE_GENERATION
+        assert wb.index().unchanged == 9  # once only
+    finally:
+        wb.close()
+
+
 def test_modify_shifts_lines_and_keeps_vectors_of_unchanged_chunks(repo):
     wb = Workbench(repo)
     wb.index()

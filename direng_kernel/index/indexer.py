@@ -54,6 +54,13 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, desc=desc, unit="file", disable=not enabled, leave=False)
 
 
+#: Bumped whenever parsing or chunking changes what an unchanged file's rows would hold (a
+#: parser fix, a new chunking rule): a store indexed under another value re-parses every file
+#: once, so an upgrade never leaves the old rows of files that did not change. Chunk ids are
+#: content hashes, so chunks that come out the same keep their MiniLM vectors.
+PARSE_GENERATION = "2026-12-03"
+
+
 def run_index(
     settings: IndexSettings,
     store: IndexStore,
@@ -75,9 +82,12 @@ def run_index(
 
     todo: list[tuple[Candidate, object, str]] = []  # (file, its bytes or its Notebook, content hash)
     present: set[str] = set()
+    reparse = bool(known) and store.get_meta("parse_generation") != PARSE_GENERATION
+    if reparse:
+        log.info("the index of %s was built by another parser generation: re-parsing every file", root)
     for cand in found.files:
         old = known.get(cand.path)
-        if old and old[1] == cand.size and old[2] == cand.mtime_ns:
+        if old and not reparse and old[1] == cand.size and old[2] == cand.mtime_ns:
             present.add(cand.path)
             report.unchanged += 1
             continue
@@ -94,7 +104,7 @@ def run_index(
         else:
             digest = hashlib.sha256(data).hexdigest()
         present.add(cand.path)
-        if old and old[0] == digest:
+        if old and old[0] == digest and not reparse:
             store.touch_file(cand.path, cand.size, cand.mtime_ns)
             report.unchanged += 1
             continue
@@ -129,6 +139,8 @@ def run_index(
         _refresh_ranks(store, len(pending), len(present))
     report.changed_paths = sorted(pending)
     report.skipped = skipped
+    if store.get_meta("parse_generation") != PARSE_GENERATION:  # every file is in this generation now
+        store.set_meta("parse_generation", PARSE_GENERATION)
     store.record_refresh(commit, skipped, changed=bool(pending or report.deleted))
     if pending and on_changed:
         on_changed(owners, pending)
