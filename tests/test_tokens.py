@@ -26,7 +26,7 @@ from direng_kernel.security.keys import (LEEWAY_S, MAX_TTL_S, KeyStore, get_keys
                                          thumbprint)
 from direng_kernel.security.scopes import (ALL_SCOPES, HUB_CUSTOM_SCOPE_RE, KERNEL_SCOPES, LANE_SCOPES, SCOPES,
                                            UnknownScopeError, expand_presets, from_hub_scope, hub_custom_scopes,
-                                           hub_scope, jupyter_user_scopes, parse_scopes)
+                                           hub_scope, parse_scopes)
 from direng_kernel.security.tokens import (InsufficientScope, InvalidToken, TokenError, decode_unverified,
                                            looks_like_jwt, mint, mint_kernel_token, mint_lane_token, verify)
 
@@ -437,31 +437,16 @@ def test_parse_scopes():
 
 
 def test_jupyterhub_custom_scope_mapping():
-    assert hub_scope("index:read") == "custom:direng:index-read"
-    assert hub_scope("runs:execute") == "custom:direng:runs-execute"
+    assert hub_scope("index:read") == "custom:direng:index:read"
+    assert hub_scope("runs:execute") == "custom:direng:runs:execute"
     for scope in ALL_SCOPES:
         assert HUB_CUSTOM_SCOPE_RE.match(hub_scope(scope)), scope
         assert from_hub_scope(hub_scope(scope)) == scope
         assert from_hub_scope(hub_scope(scope) + "!user=alice") == scope
-    assert from_hub_scope("custom:direng:nope-nope") is None and from_hub_scope("read:users") is None
+    assert from_hub_scope("custom:direng:nope:nope") is None and from_hub_scope("read:users") is None
     assert set(hub_custom_scopes()) == {hub_scope(s) for s in ALL_SCOPES}
     with pytest.raises(UnknownScopeError):
         hub_scope("admin:all")
-
-
-def test_jupyterhub_user_scopes():
-    class HubUser:
-        def __init__(self, scopes):
-            self.hub_user = {"name": "alice", "scopes": scopes}
-
-    env = {"JUPYTERHUB_USER": "alice", "JUPYTERHUB_SERVER_NAME": ""}
-    assert jupyter_user_scopes(object(), env) is None  # plain Jupyter login: every scope
-    assert jupyter_user_scopes(HubUser(["access:servers!user=alice"]), env) is None  # no DirEng scopes: all
-    granted = jupyter_user_scopes(HubUser(["access:servers!server=alice/", "custom:direng:index-read",
-                                           "custom:direng:tasks-read!user=alice",
-                                           "custom:direng:policy-admin!user=bob",
-                                           "custom:direng:runs-execute!group=admins"]), env)
-    assert granted == {"index:read", "tasks:read"}
 
 
 # -- CLI ---------------------------------------------------------------------------------------------

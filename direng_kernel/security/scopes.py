@@ -13,12 +13,12 @@ Presets:
 
 JupyterHub custom scopes (JupyterHub >= 3.0, `c.JupyterHub.custom_scopes`) must match
 `^custom:[a-z0-9][a-z0-9_\\-*:]+[a-z0-9_*]$`; `hub_scope("runs:execute")` is
-`custom:direng:runs-execute`. Only this module's standard library imports load on import.
+`custom:direng:runs:execute`. Which of them a Hub token holds on a single-user server is decided
+by `server/hub.py`. Only this module's standard library imports load on import.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Iterable
 
@@ -111,8 +111,8 @@ def describe(scope: str) -> str:
 # -- JupyterHub -----------------------------------------------------------------------------------
 
 def hub_scope(scope: str) -> str:
-    """The JupyterHub custom scope for a DirEng scope: `index:read` → `custom:direng:index-read`."""
-    name = HUB_PREFIX + validate_scope(scope).replace(":", "-")
+    """The JupyterHub custom scope for a DirEng scope: `index:read` → `custom:direng:index:read`."""
+    name = HUB_PREFIX + validate_scope(scope)
     assert HUB_CUSTOM_SCOPE_RE.match(name), name
     return name
 
@@ -124,54 +124,10 @@ def from_hub_scope(name: str) -> str | None:
     base = name.split("!", 1)[0]
     if not base.startswith(HUB_PREFIX):
         return None
-    resource, sep, action = base[len(HUB_PREFIX):].partition("-")
-    scope = f"{resource}:{action}" if sep else ""
+    scope = base[len(HUB_PREFIX):]
     return scope if scope in SCOPES else None
 
 
 def hub_custom_scopes() -> dict[str, dict[str, str]]:
     """The value for `c.JupyterHub.custom_scopes` in `jupyterhub_config.py`."""
     return {hub_scope(s): {"description": f"DirEng: {d}"} for s, d in SCOPES.items()}
-
-
-def _hub_filter_applies(filt: str, env: dict) -> bool:
-    """Does a JupyterHub scope filter (`user=alice`, `server=alice/`, ...) cover this server?"""
-    user = env.get("JUPYTERHUB_USER") or ""
-    server = f"{user}/{env.get('JUPYTERHUB_SERVER_NAME') or ''}"
-    kind, _, value = filt.partition("=")
-    if kind == "user":
-        return bool(user) and value == user
-    if kind == "server":
-        return bool(user) and value == server
-    return False  # group= / service= filters cannot be resolved here: ignore them (grant nothing)
-
-
-def jupyter_user_scopes(user, env: dict | None = None) -> frozenset[str] | None:
-    """The DirEng scopes of a request authenticated by Jupyter itself (token, cookie, JupyterHub).
-
-    None means *every scope*: the server's own token, a browser session, or a JupyterHub user
-    whose token carries no `custom:direng:*` scope at all. When the JupyterHub token does carry
-    some (`user.hub_user["scopes"]`, JupyterHub >= 3), exactly those apply; filters must name
-    this server's user or server.
-    """
-    hub_user = getattr(user, "hub_user", None)
-    if not isinstance(hub_user, dict):
-        return None
-    names = hub_user.get("scopes")
-    if not isinstance(names, (list, tuple, set, frozenset)):
-        return None
-    env = os.environ if env is None else env
-    found = False
-    granted: set[str] = set()
-    for name in names:
-        if not isinstance(name, str) or not name.startswith(HUB_PREFIX):
-            continue
-        found = True
-        scope = from_hub_scope(name)
-        if scope is None:
-            continue
-        _, bang, filt = name.partition("!")
-        if bang and not _hub_filter_applies(filt, env):
-            continue
-        granted.add(scope)
-    return frozenset(granted) if found else None

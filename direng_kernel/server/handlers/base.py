@@ -10,9 +10,11 @@ Handlers derive from jupyter_server's `APIHandler`. Two ways in:
   method (`scopes = {"GET": "index:read", ...}`) is a 403 naming the `missing_scope`. Such
   requests skip the XSRF and origin checks (like Jupyter's own token header: a browser never
   attaches an Authorization header by itself).
-* Jupyter's own login (server token, cookie + XSRF for browser POSTs): every scope, unless a
-  JupyterHub token carries `custom:direng:*` scopes (then exactly those). An unauthenticated
-  call is a 403 JSON reply, never a login redirect.
+* Jupyter's own login (server token, cookie + XSRF for browser POSTs): every scope. On a
+  JupyterHub single-user server the Hub's identity instead: exactly the DirEng scopes its token
+  holds for this server as `custom:direng:*` custom scopes (`server/hub.py`); a token with an
+  unknown `custom:direng:*` scope is a 403. An unauthenticated call is a 403 JSON reply, never
+  a login redirect.
 
 Blocking engine calls run on the extension's thread pool (`run`), never on the event loop.
 Every error reply has the shape `{"status": 404, "code": "unknown_symbol", "message": "one line",
@@ -46,9 +48,10 @@ from tornado.web import HTTPError, RequestHandler
 
 from ...errors import DirEngError, NotFoundError, NotIndexedError, UnknownSymbolError
 from ...security import audit
-from ...security.scopes import jupyter_user_scopes
+from ...security.scopes import hub_scope
 from ...security.tokens import (AUDIENCE, InsufficientScope, InvalidToken, current_username, decode_unverified,
                                 looks_like_jwt, verify)
+from ..hub import UnknownHubScopeError, hub_granted_scopes, hub_user_model, server_access_scopes
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +183,23 @@ class DirEngHandler(APIHandler):
         token = self._direng_jwt()
         if token is None:  # Jupyter's login (token, cookie, JupyterHub): raises 403 when there is none
             await super().prepare()
-            granted = jupyter_user_scopes(self.current_user)
-            if granted is not None:  # a JupyterHub token that carries custom:direng:* scopes
-                self._check_scope(granted)
+            granted = self.hub_scopes()
+            if granted is not None:  # a JupyterHub user: its token's custom:direng:* scopes
+                self._check_scope(granted, hub=True)
             return
         self._prepare_jwt(token)
+
+    def hub_scopes(self) -> frozenset[str] | None:
+        """The DirEng scopes a JupyterHub user holds on this server (`server/hub.py`); None for a
+        request Jupyter authenticated without the Hub (every scope). 403 on unknown DirEng scopes."""
+        model = hub_user_model(self.current_user)
+        if model is None:
+            return None
+        try:
+            return hub_granted_scopes(model, server_access_scopes(self.identity_provider))
+        except UnknownHubScopeError as exc:
+            raise ApiError(403, str(exc), code=exc.error_code, unknown_scopes=exc.names,
+                           audit={"reason": "unknown_hub_scope"}) from None
 
     def _prepare_jwt(self, token: str) -> None:
         """What `JupyterHandler.prepare` does, with a DirEng JWT as the identity."""
@@ -217,7 +232,7 @@ class DirEngHandler(APIHandler):
         if not self.check_origin():
             raise HTTPError(404)
 
-    def _check_scope(self, granted) -> None:
+    def _check_scope(self, granted, hub: bool = False) -> None:
         method = self.request.method or ""
         if method == "OPTIONS":  # CORS preflight: no credentials involved
             return
@@ -229,7 +244,8 @@ class DirEngHandler(APIHandler):
             raise ApiError(403, f"{method} {self.request.path} is not available to scoped tokens",
                            audit={"reason": "scope_unavailable"})
         if scope not in granted:
-            raise ApiError(403, f"missing scope {scope!r}", code=InsufficientScope.error_code, missing_scope=scope,
+            hint = f" (JupyterHub scope {hub_scope(scope)})" if hub else ""
+            raise ApiError(403, f"missing scope {scope!r}{hint}", code=InsufficientScope.error_code, missing_scope=scope,
                            headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
                            audit={"reason": "missing_scope", "scope": scope})
 

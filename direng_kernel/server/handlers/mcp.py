@@ -8,8 +8,8 @@ Authentication is `DirEngHandler`'s, unchanged: a DirEng JWT (`Authorization: Be
 verified against this server's keys, or Jupyter's own login. Every method needs `index:read`
 (without it: the REST API's 403 naming the missing scope, audited like any refusal). What the
 caller may do inside MCP follows their scopes too: the tool list and each call are decided by
-`direng_kernel.mcp` from the `Caller` built here (a JWT's scopes; Jupyter's login: every scope,
-or a JupyterHub token's `custom:direng:*` scopes).
+`direng_kernel.mcp` from the `Caller` built here (a JWT's scopes; Jupyter's login: every scope;
+a JupyterHub user: its token's `custom:direng:*` scopes for this server, `server/hub.py`).
 
 The MCP SDK's transport is an ASGI app and Jupyter's server is tornado, so this handler is a
 small tornado→ASGI bridge: it builds the ASGI `http` scope from the tornado request (without
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado import web
 
-from ...security.scopes import ALL_SCOPES, jupyter_user_scopes
+from ...security.scopes import ALL_SCOPES
 from .base import MAX_BODY_BYTES, ApiError, DirEngHandler
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class McpHandler(DirEngHandler):
             scopes, subject = frozenset(claims.scopes), claims.subject
             identity.update(jti=claims.jti, kid=claims.kid)
         else:
-            granted = jupyter_user_scopes(self.current_user)
+            granted = self.hub_scopes()
             scopes = frozenset(ALL_SCOPES if granted is None else granted)
             subject = getattr(self.current_user, "username", None)
         executor = self.settings.get("direng_executor")
