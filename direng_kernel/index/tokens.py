@@ -8,6 +8,7 @@ underscores, so both spellings match. SQLite's FTS5 porter stemmer then folds pl
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|\d+")
 _HUMPS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
@@ -29,16 +30,22 @@ def split_identifier(word: str) -> list[str]:
     return parts
 
 
+@lru_cache(maxsize=1 << 16)
+def _word_terms(word: str) -> tuple[str, ...]:
+    """One identifier's terms: whole (when it splits) then its parts. Code repeats its
+    identifiers endlessly, so a cold index splits each distinct one once."""
+    parts = split_identifier(word)
+    whole = word.lower().strip("_")
+    if whole and (len(parts) != 1 or parts[0] != whole):
+        return (whole.replace("_", ""), *parts)
+    return tuple(parts)
+
+
 def code_terms(text: str) -> list[str]:
     """All terms of a text: whole identifiers plus their parts (duplicates kept: they count)."""
     out: list[str] = []
-    for m in _IDENT.finditer(text):
-        word = m.group(0)
-        parts = split_identifier(word)
-        whole = word.lower().strip("_")
-        if whole and (len(parts) != 1 or parts[0] != whole):
-            out.append(whole.replace("_", ""))
-        out.extend(parts)
+    for word in _IDENT.findall(text):
+        out.extend(_word_terms(word))
     return out
 
 
