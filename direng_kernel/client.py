@@ -34,8 +34,8 @@ from .config import IndexSettings
 from .errors import DirEngError, from_reply
 from .index import git
 from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, Answer, ChatMessage, GraphNode, GraphResult, Hit,
-                     IndexReport, IndexStatus, NotebookContext, OnEvent, Passport, Proposal, ReplayReport, Task,
-                     TaskEvent)
+                     IndexReport, IndexStatus, LaneOverride, NotebookContext, OnEvent, OverrideProposal, Passport,
+                     Proposal, ReplayReport, RoutingDecision, Task, TaskEvent)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ class Client(Protocol):
     def task_events(self, task_id: str, after: int = 0) -> list[TaskEvent]: ...
     def runs(self) -> list[dict]: ...
     def plms_history(self) -> list[dict]: ...
+    def plms_calibration(self, plot: bool = True) -> dict: ...
+    def route(self, title: str, brief: str = "") -> RoutingDecision: ...
+    def lane_overrides(self, min_repeats: int = 3) -> list[OverrideProposal]: ...
+    def accept_override(self, override_id: str) -> LaneOverride: ...
     def passport(self, run_id: str) -> Passport: ...
     def replay(self, run_id: str, dry_run: bool = False) -> ReplayReport: ...
     def pas_health(self) -> dict: ...
@@ -200,6 +204,20 @@ class HttpClient:
 
     def plms_history(self) -> list[dict]:
         return self._request("GET", "plms/history")["runs"]
+
+    def plms_calibration(self, plot: bool = True) -> dict:
+        return self._request("GET", "plms/calibration", {"plot": int(plot)})
+
+    def route(self, title: str, brief: str = "") -> RoutingDecision:
+        return RoutingDecision.model_validate(self._request("POST", "plms/route", body={"title": title, "brief": brief}))
+
+    def lane_overrides(self, min_repeats: int = 3) -> list[OverrideProposal]:
+        data = self._request("GET", "plms/overrides", {"min_repeats": min_repeats})
+        return [OverrideProposal.model_validate(p) for p in data["overrides"]]
+
+    def accept_override(self, override_id: str) -> LaneOverride:
+        data = self._request("POST", "plms/overrides", body={"accept": override_id})
+        return LaneOverride.model_validate(data["override"])
 
     def passport(self, run_id: str) -> Passport:
         return Passport.model_validate(self._request("GET", f"runs/{run_id}"))

@@ -19,9 +19,10 @@ import logging
 import threading
 from pathlib import Path
 
-from .errors import DirEngError
+from .errors import DirEngError, NotFoundError
 from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, PROPOSAL_ACTIONS, TASK_ACTIONS, Answer, ChatMessage,
-                     GraphNode, GraphResult, Hit, IndexReport, IndexStatus, NotebookContext, OnEvent, Proposal, Task)
+                     GraphNode, GraphResult, Hit, IndexReport, IndexStatus, LaneChoice, LaneOverride, NotebookContext,
+                     OnEvent, OverrideProposal, Proposal, RoutingDecision, Task)
 from .workbench import Workbench
 
 # The broker, DirEng, PAS and the audit log are imported where they are first used: a one-shot
@@ -55,6 +56,7 @@ class Engine:
         self._socket = None
         self._socket_thread: threading.Thread | None = None
         self._socket_closed = False
+        self._vectors_note: str | None = None  # why hybrid searches go without MiniLM, while they do
         self._lock = threading.RLock()
         if self.policy_path is not None:  # a policy file is checked now (errors show at start);
             self.load_policy()            # the default policy is built when first needed
@@ -88,6 +90,7 @@ class Engine:
         from .index.refresh import RefreshDaemon  # watchdog and the embedding models: only when watching
 
         self._long_lived()
+        self.check_vectors()
         daemon = RefreshDaemon(self.workbench)
         self.serve_socket(warm=True, after=daemon.first_refresh)
         try:
@@ -140,8 +143,9 @@ class Engine:
             self.workbench.searcher.warm()
             if self.workbench.store.has_dense():
                 from .index.embed import embed_dense
+                from .index.vectors import recorded_encoder
 
-                embed_dense(["warm up"])
+                embed_dense(["warm up"], encoder=recorded_encoder(self.workbench.store))
                 self.workbench.vectors()
         except Exception as exc:  # noqa: BLE001 — the first query loads them instead
             log.warning("warming the search models failed: %s", exc)
@@ -264,8 +268,10 @@ class Engine:
     def health(self) -> dict:
         daemon = self._daemon
         pex = self._pex_health()
+        vectors = self.vectors_health()
+        executor = self.executor_health()
         return {
-            "status": "ok" if not self.policy_errors and pex["ok"] else "degraded",
+            "status": "ok" if not self.policy_errors and pex["ok"] and vectors["ok"] and executor["ok"] else "degraded",
             "root": str(self.root),
             "store": str(self.workbench.settings.store),
             "indexed": self.workbench.is_indexed,
@@ -274,7 +280,46 @@ class Engine:
             "daemon": {"running": daemon is not None, "refreshes": getattr(daemon, "refreshes", 0),
                        "last_error": getattr(daemon, "last_error", None)},
             "pex": pex,
+            "vectors": vectors,
+            "executor": executor,
         }
+
+    def executor_health(self) -> dict:
+        """Where lanes run (`DIRENG_EXECUTOR`, `pas.executors`) and whether it answers: the serving
+        workers' backend when they run, else the configured one, asked once (bounded by its
+        connect timeout)."""
+        from .pas.executors import health
+
+        workers = self._workers
+        return health(workers.backend if workers is not None else None)
+
+    def vectors_health(self, timeout: float | None = None) -> dict:
+        """Where the MiniLM vectors live and whether that answers: a chroma server (`DIRENG_VECTORS`)
+        is asked for its heartbeat (within HEALTH_TIMEOUT_S, or `timeout`); the embedded store is a
+        folder, nothing to ask."""
+        from .index.vector_location import HEALTH_TIMEOUT_S, VectorStoreError, collection_name, locate, ping
+
+        info = {"ok": True, "location": None, "collection": None, "error": None}
+        store_dir = self.workbench.settings.store
+        try:
+            location = locate(store_dir)
+            info["location"] = location.describe()
+            if self.workbench.is_indexed:
+                info["collection"] = collection_name(location, self.workbench.store.get_meta("store_id"), store_dir)
+            ping(location, HEALTH_TIMEOUT_S if timeout is None else timeout)
+        except VectorStoreError as exc:
+            info.update(ok=False, error=str(exc))
+        return info
+
+    def check_vectors(self) -> bool:
+        """At start-up: say in one line when the vector server does not answer (the engine runs on;
+        hybrid search leaves MiniLM out and the filling waits for the server)."""
+        from .index.vector_location import CONNECT_TIMEOUT_S
+
+        info = self.vectors_health(CONNECT_TIMEOUT_S)  # at start-up a slow answer is no failure
+        if not info["ok"]:
+            log.error("DirEng: MiniLM vectors unavailable: %s", info["error"])
+        return info["ok"]
 
     def _pex_health(self) -> dict:
         """Where PEX's task store lives and whether it answers. A database server (`DIRENG_PEX_DB`)
@@ -298,7 +343,24 @@ class Engine:
         return self.workbench.index(progress=progress, dense=dense)
 
     def search(self, query: str, k: int = 10, mode: str = DEFAULT_SEARCH_MODE) -> list[Hit]:
-        hits = self.workbench.search(query, k=k, mode=mode, dense=self.dense_queries)
+        from .index.vector_location import VectorStoreError
+
+        try:
+            hits = self.workbench.search(query, k=k, mode=mode, dense=self.dense_queries)
+        except VectorStoreError as exc:
+            if mode != "hybrid":  # MiniLM was the point of a dense search: say why it failed
+                raise
+            # The other rankings still answer: left out, with the reason (health says it too).
+            hits = self.workbench.search(query, k=k, mode=mode, dense=False)
+            note = f"MiniLM vectors were left out of this search: {exc}"
+            if not self.one_shot:  # a long-lived engine logs it (once while it lasts); a CLI prints notices
+                if note != self._vectors_note:
+                    log.warning("%s", note)
+                self._vectors_note = note
+            elif note not in self.notices:
+                self.notices.append(note)
+            return hits
+        self._vectors_note = None
         if mode == "hybrid" and not self.dense_queries and self.workbench.store.has_dense():
             note = ("MiniLM vectors were left out of this one-shot search (loading the model takes seconds); "
                     "run `direng index --watch` to have them served, or pass --dense")
@@ -450,6 +512,85 @@ class Engine:
     def plms_history(self) -> list[dict]:
         """PLMS's input: the finished runs as history records (`plms.estimate.RunRecord`), oldest first."""
         return [r.model_dump(mode="json") for r in self.orchestrator.tasks.run_records()]
+
+    def plms_calibration(self, plot: bool = True) -> dict:
+        """PLMS's calibration report (one row per lane) and, with `plot`, its figure as a base64 PNG."""
+        import base64
+        import io
+
+        from .plms.calibration import calibration_report
+
+        records = self.orchestrator.tasks.run_records()
+        lanes = json.loads(calibration_report(records).to_json(orient="records"))  # NaN → null
+        out = {"runs": len(records), "lanes": lanes, "png": None}
+        if plot:
+            from .plms.plot import figure
+
+            buf = io.BytesIO()
+            figure(records).savefig(buf, format="png", dpi=90)
+            out["png"] = base64.b64encode(buf.getvalue()).decode("ascii")
+        return out
+
+    # -- lane routing (PLMS's classifier, the policy's lane overrides) -------------------
+    def route(self, title: str, brief: str = "") -> RoutingDecision:
+        """The lane PEX would give a task with this title and brief, the top two with their reasons,
+        and whether to ask the user (answer by creating the task with the picked `lane`: PEX
+        records it as a labelled example, `asked`)."""
+        from .plms.keywords import route_lane
+        from .plms.routing import UNCERTAIN_MARGIN
+
+        text = f"{title} {brief}".strip()
+        if not text:
+            raise DirEngError("a routing needs a title or a brief")
+        decision = self.orchestrator.route(text)
+        if decision is None:  # the classifier is unavailable: the keyword rules, as PEX does then
+            lane = route_lane(text)
+            decision = RoutingDecision(lane=lane, candidates=[LaneChoice(lane=lane, probability=1.0, reasons=[
+                "the keyword rules (the lane classifier is unavailable)"])], margin=1.0, threshold=UNCERTAIN_MARGIN,
+                uncertain=False)
+        return decision
+
+    def lane_overrides(self, min_repeats: int = 3) -> list[OverrideProposal]:
+        """Lane overrides learned from the routing book's repeated misroutes (with their evidence),
+        then those in the policy that no longer have evidence; `accepted` when in the policy."""
+        from .plms.overrides import propose
+
+        orch = self.orchestrator
+        in_force = list(self.policy.lane_overrides)
+        out = propose(orch.routing.history().records, orch.lanes.ids(), in_force, min_repeats=min_repeats)
+        proposed = {p.override.id for p in out}
+        return out + [OverrideProposal(override=o, briefs=[], accepted=True) for o in in_force if o.id not in proposed]
+
+    def accept_override(self, override_id: str) -> LaneOverride:
+        """Write a proposed lane override into the policy: validated, applied and saved like any
+        policy change (`apply_policy`, audited `policy.change`), and audited `routing.override.accept`."""
+        import difflib
+
+        from .broker.policy import PolicyError
+        from .plms.overrides import with_override
+        from .security import audit
+
+        with self._lock:
+            proposals = {p.override.id: p for p in self.lane_overrides()}
+            found = proposals.get(override_id)
+            if found is None:
+                close = difflib.get_close_matches(str(override_id), list(proposals), n=3, cutoff=0.5)
+                raise NotFoundError(f"no proposed lane override {override_id!r}"
+                                    + (f"; closest: {', '.join(close)}" if close else
+                                       f"; proposed: {', '.join(proposals) or 'none'}"))
+            if found.accepted:
+                raise DirEngError(f"lane override {override_id} is in the policy already")
+            document = self.policy.model_dump(mode="json", by_alias=True, exclude_unset=True)
+            issues = self.apply_policy(with_override(document, found.override))
+            if issues:
+                first = issues[0]
+                raise PolicyError(f"lane override {override_id} would make the policy invalid: "
+                                  f"{first.get('pointer') or '/'}: {first.get('message')}")
+            audit.record("routing.override.accept", override_id=override_id, lane=found.override.lane,
+                         words=found.override.words, routed=found.override.routed,
+                         corrections=found.override.corrections, policy_sha256=self.policy.hash,
+                         path=str(self.policy_path) if self.policy_path else None)
+        return found.override
 
     def passport(self, run_id: str):
         from .pas.passport import PassportStore

@@ -288,10 +288,10 @@ class DirEngMagics(Magics):
         from IPython.display import Image
 
         from .plms.calibration import calibration_report
-        from .plms.estimate import RunRecord
+        from .plms.history import read_history
         from .plms.plot import figure
 
-        records = [RunRecord.model_validate(r) for r in self.client.plms_history()]
+        records = read_history(self.client.plms_history()).records  # corrupt rows skipped (logged)
         png = io.BytesIO()
         figure(records).savefig(png, format="png", dpi=90)
         display(Image(png.getvalue(), format="png"))

@@ -210,6 +210,8 @@ class IndexReport(BaseModel):
     seconds: float = 0.0
     indexed_commit: Optional[str] = None
     changed_paths: list[str] = Field(default_factory=list)
+    # Seconds per stage of this run: read, scrub, parse, chunk, static_vectors, store, graph.
+    stages: dict[str, float] = Field(default_factory=dict)
 
 
 #: A retriever (`SearchEngine.search`): hybrid fuses BM25, MiniLM and the static embedding model,
@@ -279,6 +281,30 @@ class RoutingDecision(BaseModel):
     threshold: float
     uncertain: bool
     corrections: int = 0  # labelled examples the classifier was fitted on (besides the seeds)
+    override: Optional[str] = None  # the id of the policy's lane override that decided, if one did
+
+
+class LaneOverride(BaseModel):
+    """A policy-level lane override (the broker policy's `lane_overrides`, `plms/overrides.py`):
+    a brief containing every one of `words` goes to `lane`, before the lane classifier is asked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    words: list[str]
+    lane: str
+    routed: Optional[str] = None  # the lane the router chose for the briefs that taught it
+    corrections: int = 0  # how many corrections taught it
+    description: str = ""
+
+
+class OverrideProposal(BaseModel):
+    """A lane override learned from repeated misroutes, with its evidence."""
+
+    override: LaneOverride
+    briefs: list[str]  # the corrections' briefs that taught it (scrubbed), oldest first
+    conflicts: list[str] = Field(default_factory=list)  # briefs with these words the user put in another lane
+    accepted: bool = False  # already in the policy in force
 
 
 class Usage(BaseModel):
@@ -475,6 +501,11 @@ EventKind = Literal["state", "progress", "log", "kpi", "error", "artifact"]
 EVENT_KINDS: tuple[str, ...] = get_args(EventKind)
 
 
+#: The PLMS models an estimate can come from: the per-lane log-normal one, or scaled by task size.
+EstimateModel = Literal["lane", "size"]
+ESTIMATE_MODELS: tuple[str, ...] = get_args(EstimateModel)
+
+
 class Estimate(BaseModel):
     """PLMS's forecast for a task: log-normal posterior quantiles of duration and cost."""
 
@@ -488,6 +519,8 @@ class Estimate(BaseModel):
     n_history: int = 0  # calibrated runs the posterior used
     prior_only: bool = True  # fewer than the minimum N runs: the documented prior
     drift: bool = False  # recent runs left the calibrated band
+    model: EstimateModel = "lane"  # which PLMS model answered (plms/scaling.py)
+    explanation: str = ""  # what drove it: "p90 240 s: 12k-line repo (×1.9 the usual 3.4k), young lane (7 runs)"
 
 
 class Task(BaseModel):
@@ -578,6 +611,9 @@ class Passport(BaseModel):
     kpis: dict[str, float] = Field(default_factory=dict)
     timings: dict[str, float] = Field(default_factory=dict)
     sandbox: str = "none"  # bubblewrap | rlimits-only | none
+    #: Where the lane ran: `{"kind": "local", "host": …}` or `{"kind": "dask", "worker": ADDRESS, …}`
+    #: (`pas.backends`); empty in passports written before it was recorded (those ran locally).
+    executor: dict = Field(default_factory=dict)
     #: The agent contracts (name → version) a model consulted by the lane worked under.
     contracts: dict[str, str] = Field(default_factory=dict)
     #: Set when the run ended the task in an escalation instead of a failure.

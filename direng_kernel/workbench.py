@@ -36,6 +36,7 @@ class Workbench:
         self._graph = None
         self._graph_generation: str | None = None
         self._vectors = None
+        self._vectors_failure: tuple[float, str] | None = None  # (when, why) the last open failed
         self._searcher = None
         self._lock = threading.RLock()
         # Queries in flight and when the last one ended: the refresh daemon's MiniLM filling
@@ -72,11 +73,25 @@ class Workbench:
             return self._graph
 
     def vectors(self):
-        with self._lock:
-            if self._vectors is None:
-                from .index.vectors import VectorStore
+        """The MiniLM collection (`index/vectors.py`), opened again after a server failed us —
+        at most every `RETRY_S`: meanwhile the last failure is raised at once, so a server that
+        is down costs queries no connect timeout each."""
+        from .index.vector_location import RETRY_S, VectorStoreError
 
-                self._vectors = VectorStore(self.settings.store)
+        with self._lock:
+            if self._vectors is None or not self._vectors.healthy:
+                from .index.vectors import open_vectors
+
+                self._vectors = None
+                failed = self._vectors_failure
+                if failed is not None and time.monotonic() - failed[0] < RETRY_S:
+                    raise VectorStoreError(failed[1])
+                try:
+                    self._vectors = open_vectors(self.store)
+                except VectorStoreError as exc:
+                    self._vectors_failure = (time.monotonic(), str(exc))
+                    raise
+                self._vectors_failure = None
             return self._vectors
 
     @property
@@ -116,7 +131,7 @@ class Workbench:
         with self._lock:
             report = run_index(self.settings, self.store, progress=progress, on_changed=self._follow)
             if report.deleted or report.modified:
-                self.gc_vectors()
+                self._gc_vectors_quietly()
             if self.static_cache and (report.added or report.modified or report.deleted) \
                     and self.store.has_static_cache():
                 # One-shot searches use the cache: have it ready rather than make the next one rebuild it.
@@ -143,11 +158,17 @@ class Workbench:
         """Drop MiniLM vectors whose chunk left the store (a crash may also leave some)."""
         if self.store.counts()["dense_chunks"] == 0 and self._vectors is None:
             return 0
-        vectors = self.vectors()
-        live = self.store.all_dense_ids()
-        stale = sorted(vectors.ids() - live)
-        vectors.delete(stale)
-        return len(stale)
+        return self.vectors().gc(self.store)
+
+    def _gc_vectors_quietly(self) -> None:
+        # An unreachable vector server must not fail a refresh: search ignores orphans, and the
+        # next refresh that changes something collects them.
+        from .index.vector_location import VectorStoreError
+
+        try:
+            self.gc_vectors()
+        except VectorStoreError as exc:
+            log.warning("old MiniLM vectors not collected: %s", exc)
 
     # -- queries ----------------------------------------------------------------
     def search(self, query: str, k: int = 10, mode: str = "hybrid", *, dense: bool = True) -> list[Hit]:

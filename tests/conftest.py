@@ -60,6 +60,7 @@ def _isolated_model_cache() -> Path:
     if _USER_CACHE is not None:
         os.environ["DIRENG_CACHE_DIR"] = _USER_CACHE
     user_model = embed._static_dir()  # in the user's cache, as the engine would find it
+    user_onnx = embed._onnx_dir()  # MiniLM's ONNX export (tests/test_embed_onnx.py builds one itself)
     os.environ["DIRENG_CACHE_DIR"] = str(cache)
     assert user_cache_dir() == cache
     ours = embed._static_dir()
@@ -68,6 +69,8 @@ def _isolated_model_cache() -> Path:
     # xdist workers start together: one copies (or distils), the others wait for it
     with open(Path(_SECURITY_DIR) / "cache.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if (user_onnx / "export.json").is_file() and not (embed._onnx_dir() / "export.json").is_file():
+            shutil.copytree(user_onnx, embed._onnx_dir(), dirs_exist_ok=True)  # else the first filling exports
         if (ours / "config.json").is_file():
             return cache  # this session's copy exists already
         if (user_model / "config.json").is_file() and user_model != ours:

@@ -116,6 +116,10 @@ ENDPOINTS = [
     ("POST", "proposals/prop-000000000000/reject", None, "tasks:write"),
     ("GET", "runs", None, "tasks:read"),
     ("GET", "plms/history", None, "tasks:read"),
+    ("GET", "plms/calibration?plot=0", None, "tasks:read"),
+    ("POST", "plms/route", {"title": "find dead code in the shop package"}, "tasks:read"),
+    ("GET", "plms/overrides", None, "tasks:read"),
+    ("POST", "plms/overrides", {"accept": "ovr-00000000"}, "policy:admin"),  # no such proposal: a 404
     ("GET", "runs/run-nope", None, "tasks:read"),
     ("POST", "runs/run-nope/replay", {"dry_run": True}, "runs:replay"),
     ("GET", "pas/health", None, "tasks:read"),
@@ -163,7 +167,7 @@ def prepare(server, path: str, body, reader_task: str) -> tuple[str, object, str
 def expected_status(method: str, path: str) -> int:
     """The normal answer of an endpoint in ENDPOINTS (there is no run `run-nope`; a fresh
     idempotency key creates a task)."""
-    if "run-nope" in path or "prop-000000000000" in path:
+    if "run-nope" in path or "prop-000000000000" in path or (method, path) == ("POST", "plms/overrides"):
         return 404
     if path.split("?")[0].rsplit("/", 1)[-1] in ("retry", "change_lane", "raise_budget"):
         return 400  # the task is not escalated

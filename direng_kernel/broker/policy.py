@@ -23,7 +23,7 @@ from typing import Any, Iterable, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import DirEngError
-from ..models import LANES
+from ..models import LANE_IDS, LANES, LaneOverride
 
 log = logging.getLogger("direng.broker.policy")
 
@@ -156,6 +156,8 @@ class Policy(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
     providers: dict[str, ProviderConfig]
     lanes: dict[str, LanePolicy]
+    #: Lane routing overrides learned from repeated misroutes (`plms/overrides.py`), first match first.
+    lane_overrides: list[LaneOverride] = Field(default_factory=list)
 
     @property
     def hash(self) -> str:
@@ -163,7 +165,8 @@ class Policy(_Strict):
 
         Two files that differ only in formatting, key order or spelled-out defaults hash alike.
         """
-        data = self.model_dump(mode="json", exclude={"schema_ref"})
+        # no overrides hashes as before the section existed: a policy's hash does not change with the format
+        data = self.model_dump(mode="json", exclude={"schema_ref"} | (set() if self.lane_overrides else {"lane_overrides"}))
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -352,7 +355,32 @@ def _semantic_issues(data: dict, extra_lanes: Iterable[str] = ()) -> list[Policy
                     f"lane forbids external providers (data.external_allowed = false) but {pid!r} is external")
         lane_budgets = _dict(spec.get("budgets"))
         _check_budgets({**default_budgets, **lane_budgets}, (*base, "budgets"), set(lane_budgets), add)
+    _check_overrides(data.get("lane_overrides"), [*LANE_IDS, *(lane for lane in extra_lanes if lane not in LANES)], add)
     return issues
+
+
+def _check_overrides(overrides: Any, known: list[str], add) -> None:
+    """Each override names a lane id there is (user lanes' route names are their ids), ids are
+    unique, and one set of words does not send briefs to two lanes."""
+    seen_ids: set[str] = set()
+    seen_words: dict[frozenset, str] = {}
+    for i, item in enumerate(overrides if isinstance(overrides, list) else []):
+        item = _dict(item)
+        lane, oid, words = item.get("lane"), item.get("id"), item.get("words")
+        if isinstance(lane, str) and lane not in known:
+            close = difflib.get_close_matches(lane, known, n=3, cutoff=0.3)
+            add(pointer("lane_overrides", i, "lane"), f"unknown lane {lane!r}" + (
+                f"; closest: {', '.join(close)}" if close else f"; lanes: {', '.join(known)}"))
+        if isinstance(oid, str):
+            if oid in seen_ids:
+                add(pointer("lane_overrides", i, "id"), f"override id {oid!r} is used twice")
+            seen_ids.add(oid)
+        if isinstance(words, list) and all(isinstance(w, str) for w in words) and isinstance(lane, str):
+            key = frozenset(words)
+            if key in seen_words and seen_words[key] != lane:
+                add(pointer("lane_overrides", i, "words"),
+                    f"the words {sorted(key)} already send briefs to {seen_words[key]!r}")
+            seen_words.setdefault(key, lane)
 
 
 def _check_budgets(budgets: dict, base: tuple, own: set, add) -> None:

@@ -30,6 +30,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the report as a JSON list")
     c.add_argument("--plot", default=None, metavar="FILE.png",
                    help="also draw predicted p50/p90 vs actual and p90 coverage over time, drift alarms marked")
+    from .plms_size_cmd import add_parser as add_size  # `direng plms size`: the size model, per lane
+
+    add_size(psub)
+    from .plms_overrides_cmd import add_parser as add_overrides  # `direng plms overrides`: learned lane overrides
+
+    add_overrides(psub)
     return p
 
 
@@ -84,23 +90,39 @@ def _has_store(root: str) -> bool:
     return (IndexSettings.for_root(root).store / DB_NAME).exists()
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the parsed `plms` command; returns the exit code."""
-    if getattr(args, "plms_command", None) != "calibration":
-        print("direng: error: plms: choose a subcommand: calibration", file=sys.stderr)
-        return 2
-    root = getattr(args, "root", ".")
-    try:
-        from ..pex.store import TaskStore
-    except ImportError:
-        print(f"direng: error: no task store at {root}", file=sys.stderr)
-        return 1
+def load_history(root: str):
+    """ROOT's run history (`plms.history.RunHistory`), the corrupt rows it skipped said on
+    stderr; None, with the error said, when ROOT has no task store."""
     if not _has_store(root):
         print(f"direng: error: no task store at {root}", file=sys.stderr)
+        return None
+    from ..pex.store import TaskStore
+
+    history = TaskStore.for_root(root).run_history()
+    if history.skipped:
+        print(f"direng: skipped {history.skipped} corrupt run history row(s)", file=sys.stderr)
+    return history
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed `plms` command; returns the exit code."""
+    if getattr(args, "plms_command", None) == "size":
+        from .plms_size_cmd import run as run_size
+
+        return run_size(args, load_history)
+    if getattr(args, "plms_command", None) == "overrides":
+        from .plms_overrides_cmd import run as run_overrides
+
+        return run_overrides(args)
+    if getattr(args, "plms_command", None) != "calibration":
+        print("direng: error: plms: choose a subcommand: calibration, size or overrides", file=sys.stderr)
+        return 2
+    history = load_history(getattr(args, "root", "."))
+    if history is None:
         return 1
     from ..plms.calibration import calibration_report
 
-    records = TaskStore.for_root(root).run_records()
+    records = history.records
     df = calibration_report(records)
     if getattr(args, "plot", None):
         from ..plms.plot import save

@@ -92,6 +92,8 @@ def _print_task(task, as_json: bool) -> None:
     line = f"{task.id}  {task.state.value:<11} {task.lane:<16} {task.title}"
     if est:
         line += f"  (p50 {est.duration_p50_s:.1f}s, p90 {est.duration_p90_s:.1f}s)"
+        if est.explanation:
+            line += f"\n  estimate: {est.explanation}"
     if task.error:
         line += f"\n  error: {task.error}"
     if task.escalation:
@@ -142,17 +144,15 @@ def _follow(client, task_id: str, as_json: bool, poll: float = 0.25) -> None:
         printer.flush()
 
 
-def _ask_lane(args) -> str | None:
+def _ask_lane(args, client) -> str | None:
     """When the lane classifier is unsure of the brief, the lane the user picks (None: let PEX
     route). Asked on stderr, answered on stdin (a number, a lane name, or Enter for the first);
-    not asked without a terminal unless --ask."""
-    from ..config import IndexSettings
-    from ..pas.lanes import registry
-    from ..plms.routing import choice_lines, decide_for_store
+    not asked without a terminal unless --ask. The decision is PEX's own (`Client.route`: the
+    policy's lane overrides first, then the classifier)."""
+    from ..plms.routing import choice_lines
 
     ask = args.ask if args.ask is not None else sys.stdin.isatty()
-    store = IndexSettings.for_root(args.root, args.store).store
-    decision = decide_for_store(store, f"{args.title} {args.brief}".strip(), registry.ids())
+    decision = client.route(args.title, args.brief)
     if not decision.uncertain:
         return None
     if not ask:
@@ -177,7 +177,7 @@ def run(args) -> int:
     if cmd == "new":
         lane = args.lane
         if lane is None and not args.rehearsal:
-            lane = _ask_lane(args)
+            lane = _ask_lane(args, client)
         task = client.new_task(args.title, args.brief, lane, parse_params(args.param, args.params_json),
                                args.idempotency_key, args.rehearsal)
         _print_task(task, args.json)

@@ -269,7 +269,11 @@ def estimate_line(task: Task) -> str:
     basis = "prior: fewer than the minimum runs" if e.prior_only else f"{e.n_history} calibrated runs"
     drift = " — **drift**: recent runs left the calibrated band" if e.drift else ""
     cost = f", cost p90 {e.cost_p90:.4f}" if e.cost_p90 else ""
-    return f"Estimate: p50 **{e.duration_p50_s:.1f} s**, p90 **{e.duration_p90_s:.1f} s**{cost} ({basis}){drift}"
+    if e.model == "size":
+        basis += ", scaled by task size"
+    why = f". Why: {e.explanation}" if e.explanation else ""  # what drove it (plms/scaling.py)
+    return (f"Estimate: p50 **{e.duration_p50_s:.1f} s**, p90 **{e.duration_p90_s:.1f} s**{cost} ({basis}){drift}"
+            f"{why}")
 
 
 def task_proposal(task: Task) -> str:

@@ -12,6 +12,11 @@ covers the cells' sources only (a save that changes outputs re-parses nothing), 
 must fit `max_file_bytes` is that of their sources (the file itself may be up to
 `max_notebook_bytes` of outputs), and one that cannot be read is skipped under
 `notebooks.SKIP_REASON` with one warning line rather than indexed as anything.
+
+Each run reports the seconds spent per stage (`IndexReport.stages`, also logged): read (find,
+read and hash the files), scrub (secret/PII detection and redaction, as far as this process
+waits on it), parse, chunk, static_vectors, store (the write transactions) and graph (edges
+and ranks).
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import json
 import logging
 import os
 import time
-from contextlib import nullcontext
+from collections import defaultdict
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -48,6 +54,26 @@ def check_root(root: Path) -> None:
         raise RootError(f"root {root} is a file, not a directory")
 
 
+class _Stages:
+    """Seconds per stage of one run, summed over the batches."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - t
+
+    def report(self, total: float) -> dict[str, float]:
+        out = {k: round(v, 3) for k, v in self.seconds.items()}
+        out["read"] = round(max(0.0, total - sum(self.seconds.values())), 3)  # the rest: find, read, hash
+        return out
+
+
 def _progress(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm
 
@@ -70,6 +96,7 @@ def run_index(
 ) -> IndexReport:
     """One refresh pass over the root; `on_changed(owners, changed)` lets a live graph follow."""
     t0 = time.perf_counter()
+    stages = _Stages()
     root = settings.root
     check_root(root)
     commit = git.head_commit(root)
@@ -83,6 +110,8 @@ def run_index(
     todo: list[tuple[Candidate, object, str]] = []  # (file, its bytes or its Notebook, content hash)
     present: set[str] = set()
     reparse = bool(known) and store.get_meta("parse_generation") != PARSE_GENERATION
+    if not known:  # a new store: every row it will hold is this generation's, even after a crash
+        store.set_meta("parse_generation", PARSE_GENERATION)
     if reparse:
         log.info("the index of %s was built by another parser generation: re-parsing every file", root)
     for cand in found.files:
@@ -122,10 +151,10 @@ def run_index(
     # A cold index of many files spreads secret/PII detection over the cores.
     workers = min(os.cpu_count() or 1, 4) if len(todo) >= SCRUB_POOL_MIN_FILES else 0
     with detection_pool(workers) if workers > 1 else nullcontext() as pool:
-        _index_batches(settings, store, todo, report, pending, new_names, bar, pool)
+        _index_batches(settings, store, todo, report, pending, new_names, bar, pool, stages)
     bar.close()
     if deleted:
-        with store.transaction() as db:
+        with stages("store"), store.transaction() as db:
             for path in deleted:
                 store.delete_file(db, path)
                 pending.add(path)
@@ -133,10 +162,11 @@ def run_index(
 
     owners: set[str] = set()
     if pending:
-        owners = recompute_edges(store, pending, new_names)
-        with store.transaction():
-            _note_pending(store, set(), set())
-        _refresh_ranks(store, len(pending), len(present))
+        with stages("graph"):
+            owners = recompute_edges(store, pending, new_names)
+            with store.transaction():
+                _note_pending(store, set(), set())
+            _refresh_ranks(store, len(pending), len(present))
     report.changed_paths = sorted(pending)
     report.skipped = skipped
     if store.get_meta("parse_generation") != PARSE_GENERATION:  # every file is in this generation now
@@ -145,7 +175,9 @@ def run_index(
     if pending and on_changed:
         on_changed(owners, pending)
     report.seconds = round(time.perf_counter() - t0, 3)
-    log.info("indexed %s: +%d ~%d -%d (%.2fs)", root, report.added, report.modified, report.deleted, report.seconds)
+    report.stages = stages.report(report.seconds)
+    log.info("indexed %s: +%d ~%d -%d (%.2fs; %s)", root, report.added, report.modified, report.deleted,
+             report.seconds, ", ".join(f"{k} {v:.2f}s" for k, v in report.stages.items()))
     return report
 
 
@@ -180,34 +212,41 @@ def _decode(batch, report) -> list[tuple[str, str]]:
     return out
 
 
-def _index_batches(settings, store, todo, report, pending, new_names, bar, pool) -> None:
+def _index_batches(settings, store, todo, report, pending, new_names, bar, pool, stages: _Stages) -> None:
     """Scrub, parse, chunk, embed and write the changed files: one transaction per batch, with a
     pending-edges note, so a crash leaves every file fully old or fully new. With a pool, the
     next batch's secret/PII detection runs in the workers while this batch is parsed here."""
     batches = [todo[i:i + settings.batch_files] for i in range(0, len(todo), settings.batch_files)]
     texts = _decode(batches[0], report) if batches else []
-    futures = submit_detection(pool, texts) if pool is not None else None
+    with stages("scrub"):
+        futures = submit_detection(pool, texts) if pool is not None else None
     for n, batch in enumerate(batches):
         rows = []
         # Secrets and PII never enter the index (chunks, FTS, vectors): markers stand in for them.
-        clean = finish_scrub(texts, futures) if futures is not None else scrub_many(texts)
+        with stages("scrub"):
+            clean = finish_scrub(texts, futures) if futures is not None else scrub_many(texts)
         if n + 1 < len(batches):
             texts = _decode(batches[n + 1], report)
-            futures = submit_detection(pool, texts) if pool is not None else None
+            with stages("scrub"):
+                futures = submit_detection(pool, texts) if pool is not None else None
         for (cand, data, digest), text in zip(batch, clean):
             language, lines = cand.language, None
             if cand.language == NOTEBOOK:
-                parsed, chunks = _notebook(data, text, settings)
+                with stages("parse"):  # a notebook's parse and chunks are one step
+                    parsed, chunks = _notebook(data, text, settings)
                 language, lines = data.language, parsed.line_count
             else:
-                parsed = parse_source(cand.path, text.encode("utf-8"), cand.language) if cand.language else None
-                chunks = chunks_for(parsed, cand.path, text, settings.chunk_lines)
+                with stages("parse"):
+                    parsed = parse_source(cand.path, text.encode("utf-8"), cand.language) if cand.language else None
+                with stages("chunk"):
+                    chunks = chunks_for(parsed, cand.path, text, settings.chunk_lines)
             if parsed is not None and parsed.has_errors:
                 report.syntax_errors += 1
             rows.append((cand, digest, text, parsed, chunks, language, lines))
-        vectors = embed_static([c.text for r in rows for c in r[4]])
+        with stages("static_vectors"):
+            vectors = embed_static([c.text for r in rows for c in r[4]])
         offset = 0
-        with store.transaction() as db:
+        with stages("store"), store.transaction() as db:
             for cand, digest, text, parsed, chunks, language, lines in rows:
                 before = {r[0] for r in db.execute("SELECT name FROM symbols WHERE path=?", (cand.path,))}
                 store.replace_file(
@@ -253,9 +292,16 @@ def _note_pending(store: IndexStore, pending: set[str], names: set[str]) -> None
 
 def fill_dense(store: IndexStore, vectors, *, limit: int | None = None, batch: int = 64,
                progress: bool = False, should_stop: Callable[[], bool] = lambda: False) -> int:
-    """Give MiniLM vectors to chunks that lack them (newest state only); returns how many."""
-    from .embed import embed_dense
+    """Give MiniLM vectors to chunks that lack them (newest state only); returns how many.
 
+    By this process's encoder (`embed.dense_encoder`): vectors another encoder made are dropped
+    first (`vectors.adopt_encoder`). Symbol chunks go first, then the rest, each shortest first
+    (`store.chunks_without_dense`): a batch pads little, and search gains its answers early."""
+    from .embed import dense_encoder
+    from .vectors import adopt_encoder
+
+    encoder = dense_encoder()
+    adopt_encoder(store, vectors, encoder.name)
     todo = store.counts()["chunks"] - store.counts()["dense_chunks"]
     if limit is not None:
         todo = min(todo, limit)
@@ -265,7 +311,7 @@ def fill_dense(store: IndexStore, vectors, *, limit: int | None = None, batch: i
         chunks = store.chunks_without_dense(min(batch, todo - done))
         if not chunks:
             break
-        vecs = embed_dense([c.text for c in chunks])
+        vecs = encoder.encode([c.text for c in chunks]).astype("float32")
         vectors.upsert([c.id for c in chunks], vecs)  # vectors first: a crash leaves an unused vector
         store.mark_dense([c.id for c in chunks])
         done += len(chunks)

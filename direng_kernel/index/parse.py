@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from inspect import cleandoc
@@ -71,7 +72,7 @@ def parse_source(path: str, source: bytes, language: str) -> ParsedFile:
     if isinstance(source, str):
         source = source.encode("utf-8", "replace")
     line_count = source.count(b"\n") + (1 if source and not source.endswith(b"\n") else 0)
-    parser = Parser(grammar(language))
+    parser = _parser(language)
     root = parser.parse(source).root_node
     if root.has_error and language == "typescript":
         root = _reparse_generic_signatures(parser, source, root)
@@ -82,6 +83,21 @@ def parse_source(path: str, source: bytes, language: str) -> ParsedFile:
         return ParsedFile(path=path, language=language, line_count=line_count, has_errors=True)
     return ParsedFile(path=path, language=language, symbols=symbols, references=references,
                       line_count=line_count, has_errors=root.has_error)
+
+
+_parsers = threading.local()
+
+
+def _parser(language: str) -> Parser:
+    """This thread's parser for `language`: built once, not once per file (a Parser is not
+    safe to share between threads; `parse` starts afresh on every call)."""
+    cache = getattr(_parsers, "by_language", None)
+    if cache is None:
+        cache = _parsers.by_language = {}
+    parser = cache.get(language)
+    if parser is None:
+        parser = cache[language] = Parser(grammar(language))
+    return parser
 
 
 # A member line opening with a generic call signature (`<T>(fn: T): T`) after a member without

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from . import git
+from .vector_location import RETRY_S as VECTORS_RETRY_S, VectorStoreError
 
 log = logging.getLogger(__name__)
 IGNORED_PARTS = {".direng", "__pycache__", "node_modules", ".venv", ".ipynb_checkpoints"}
@@ -61,6 +62,7 @@ class RefreshDaemon:
         self._observer = None
         self.last_report = None
         self.last_error: str | None = None
+        self._vectors_error: str | None = None  # why the MiniLM filling is paused, if it is
         self.refreshes = 0
 
     # -- change detection -------------------------------------------------------
@@ -142,10 +144,21 @@ class RefreshDaemon:
                 continue
             try:
                 done = self.wb.fill_dense(limit=self.dense_batch, should_stop=interrupted)
+            except VectorStoreError as exc:  # a vector server down: try again later, say why once
+                if self._vectors_error != str(exc):
+                    log.warning("MiniLM filling paused, retrying every %.0f s: %s", VECTORS_RETRY_S, exc)
+                self.last_error = self._vectors_error = str(exc)
+                self._stop.wait(VECTORS_RETRY_S)
+                continue
             except Exception as exc:  # noqa: BLE001 — keep refreshing without vectors; say why
                 self.last_error = f"dense embedding: {type(exc).__name__}: {exc}"
                 log.error("%s", self.last_error)
                 return
+            if self._vectors_error is not None:  # the server answers again
+                log.info("MiniLM filling resumed")
+                if self.last_error == self._vectors_error:
+                    self.last_error = None
+                self._vectors_error = None
             if done == 0:
                 self._stop.wait(1.0)
 

@@ -140,12 +140,19 @@ class Searcher:
     def dense(self, query: str, n: int = CANDIDATES) -> list[str]:
         if not self.store.has_dense():
             return []
-        from .embed import embed_dense
+        from .embed import EncoderUnavailable, embed_dense
+        from .vectors import recorded_encoder
 
         vectors = self._vectors()
         if vectors is None:
             return []
-        hits = vectors.query(embed_dense([query])[0], n)
+        encoder = recorded_encoder(self.store)  # the one that made the vectors, not this process's own
+        try:
+            vector = embed_dense([query], encoder=encoder)[0]
+        except EncoderUnavailable as exc:  # the filling re-embeds with an encoder this process has
+            log.warning("MiniLM left out of this search: %s", exc)
+            return []
+        hits = vectors.query(vector, n)
         live = self.store.dense_ids([h[0] for h in hits])
         return [cid for cid, _ in hits if cid in live]
 

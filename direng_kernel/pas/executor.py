@@ -16,17 +16,23 @@ every artifact before it is stored. A record naming anything else fails the run.
 The executor knows lanes only through the lane registry (`pas.lanes`) and the task lifecycle
 only through the run queue it is handed; it never imports PEX. The orchestrator hands it the
 queue, the workbench, who serves the store and how to mint a lane's token (see `Executor`).
+
+Where the papermill process runs is its backend's business (`pas.backends`, chosen by
+`DIRENG_EXECUTOR` in `pas.executors`): this host (the default) or a worker of a Dask cluster
+(`pas.dask_backend`).
+Claims, streaming, cancellation, the wall timeout, gates and passports are the same either way.
+A run whose machine was lost mid-run (`WorkerLost`) ends its lease at once, so reconciliation
+marks it interrupted and re-queues it when its lane is idempotent, as for a lost local worker.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -38,17 +44,18 @@ from ..errors import DirEngError
 from ..models import SETTLED_STATES, ArtifactRef, Escalation, Passport, Task, TaskState
 from ..security.scrub import scrub, scrub_obj
 from .allowlist import lane_limits
+from .backends import KERNEL, Backend, ExecutorUnavailable, LaneJob, WorkerLost, host_env
+from .executors import select_backend
 from .gates import read_gates
 from .lane import ESCALATIONS, WORK_DIR
 from .lanes import Lane, LaneRegistry, check_parameters_cell
 from .lanes import registry as default_lanes
-from .pool import ENGINE_NAME, KernelPool, PoolKey, hand_over, pool_size
+from .pool import PoolKey
 
 log = logging.getLogger(__name__)
 SERVE_RETRY_S = 5.0  # a worker whose task store failed waits this long before it asks again
 LEASE_S = 30.0
 HEARTBEAT_S = 1.0
-KERNEL = "python3"  # the kernel lane notebooks run on (papermill -k)
 
 
 def _record_kernelspec(run_dir: Path, name: str, kernel: str) -> None:
@@ -232,7 +239,9 @@ class Executor:
     - `server_url`: a callable giving the URL of the server that owns the store, if one does,
       and `lane_token`: a callable minting a lane's token for `ttl_s` seconds — with both, a
       lane gets `DIRENG_SERVER_URL` and a narrow `DIRENG_TOKEN` to read the API;
-    - `lanes`: the lane registry (default: `pas.lanes.registry`).
+    - `lanes`: the lane registry (default: `pas.lanes.registry`);
+    - `backend`: where lane processes run (default: the one `DIRENG_EXECUTOR` names, see
+      `pas.executors`; `kernel_pool` sizes the local backend's pool).
     The orchestrator (PEX) builds it with all of these."""
 
     def __init__(self, root: str | Path, store_dir: str | Path, tasks: RunQueue, *, worker_id: str | None = None,
@@ -240,7 +249,7 @@ class Executor:
                  notebooks: dict[str, Path] | None = None, extra_env: dict[str, str] | None = None,
                  workbench: Index | None = None, server_url: Callable[[], Optional[str]] | None = None,
                  lane_token: Callable[[int], str] | None = None, lanes: LaneRegistry | None = None,
-                 kernel_pool: int | None = None):
+                 kernel_pool: int | None = None, backend: Backend | None = None):
         from .artifacts import ArtifactStore
         from .passport import PassportStore
 
@@ -260,10 +269,22 @@ class Executor:
         self.passports = PassportStore(self.store_dir)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        # Runners kept warm per lane once the workers serve (`start`); a one-shot drain runs cold.
-        self.kernel_pool = pool_size() if kernel_pool is None else kernel_pool
-        self.pool: KernelPool | None = None
+        # The local backend keeps runners warm per lane once the workers serve (`start`); a
+        # one-shot drain runs cold.
+        self.backend = backend if backend is not None else select_backend(kernel_pool=kernel_pool)
+        # Who shares a lane's slots on a cluster: this store's runs, whichever server submits them.
+        self.namespace = hashlib.sha256(str(self.store_dir).encode()).hexdigest()[:12]
         self._index_lock = threading.Lock()
+
+    @property
+    def kernel_pool(self) -> int:
+        """Runners the local backend keeps warm per lane (0 for other backends, or no pool)."""
+        return int(getattr(self.backend, "pool_size", 0))
+
+    @kernel_pool.setter
+    def kernel_pool(self, size: int) -> None:
+        if hasattr(self.backend, "pool_size"):  # takes effect at the next `start`
+            self.backend.pool_size = size
 
     # -- configuration ----------------------------------------------------------
     def limits(self, lane: str) -> dict:
@@ -283,7 +304,9 @@ class Executor:
 
     # -- worker loop ------------------------------------------------------------
     def run_once(self) -> bool:
-        """Claim and execute one queued run; False when nothing was claimable."""
+        """Claim and execute one queued run; False when nothing was claimable. Nothing is claimed
+        while the backend cannot run lanes (`ExecutorUnavailable`, raised)."""
+        self.backend.check()
         run = self.tasks.claim(self.worker_id, self.max_parallel(), LEASE_S)
         if run is None:
             return False
@@ -316,17 +339,15 @@ class Executor:
                 time.sleep(0.2)
 
     def start(self) -> "Executor":
-        """Background workers (the server's): `concurrency` threads, each running one lane at a time.
-        A stopped executor can be started again."""
+        """Background workers (the server's): `concurrency` threads (or as many as the backend can
+        run at once, when more), each running one lane at a time. A backend that cannot run lanes
+        is `ExecutorUnavailable` here, before any thread starts. A stopped executor can be started again."""
+        self.backend.check()
         self._stop.clear()
         self._threads = [t for t in self._threads if t.is_alive()]
         self.tasks.reconcile(self.idempotent_lanes())
-        if self.kernel_pool > 0 and self.pool is None:
-            from .sandbox import apply_process_limits
-
-            self.pool = KernelPool(self.store_dir, self.kernel_pool,
-                                   lambda limits: (lambda: apply_process_limits(limits)))
-        for i in range(self.concurrency):
+        self.backend.start(self.store_dir)
+        for i in range(max(self.concurrency, self.backend.slots())):
             t = threading.Thread(target=self._serve, name=f"direng-pas-{i}", daemon=True)
             t.start()
             self._threads.append(t)
@@ -341,6 +362,9 @@ class Executor:
                     last_reconcile = time.time()
                 if not self.run_once():
                     self._stop.wait(0.5)
+            except ExecutorUnavailable as exc:  # the cluster went away: nothing is claimed meanwhile
+                log.warning("PAS worker: %s; retrying in %s s", exc, SERVE_RETRY_S)
+                self._stop.wait(SERVE_RETRY_S)
             except Exception as exc:  # noqa: BLE001 — the task store went away (a database restart):
                 # keep the worker; its claims' leases run out and reconciliation takes them back
                 log.warning("PAS worker: the task store failed (%s: %s); retrying in %s s",
@@ -352,9 +376,7 @@ class Executor:
         for t in self._threads:
             t.join(timeout)
         self._threads = [t for t in self._threads if t.is_alive()]
-        if self.pool is not None:
-            self.pool.close()
-            self.pool = None
+        self.backend.close()
 
     # -- one run ----------------------------------------------------------------
     def execute(self, run: dict) -> None:
@@ -371,6 +393,7 @@ class Executor:
         spec = self.lanes.get(lane)
         nb = self.notebooks.get(lane) or spec.notebook
         check_parameters_cell(nb)
+        files = self._lane_files(lane, nb)  # what the passport names, hashed before anything runs
         limits = lane_limits(spec)
         sandbox_mode = probe().mode
         notebook_ref = self.artifacts.put_file(nb, name=f"lane/{nb.name}")
@@ -378,7 +401,7 @@ class Executor:
             run_id=run_id, task_id=task_id, lane=lane, lane_notebook_sha256=notebook_sha256(nb),
             parameters=scrub_obj(task.parameters), git=gitstate.capture(self.root, self.artifacts),
             environment=environment(self.artifacts), policy_sha256=self._policy_hash(), inputs=[notebook_ref],
-            sandbox=sandbox_mode, contracts=_contracts(), started_at=started,
+            sandbox=sandbox_mode, contracts=_contracts(), started_at=started, executor={"kind": self.backend.kind},
         )
         self.passports.save(passport)
         self.tasks.add_event(task_id, "log", f"lane {lane} starting (sandbox: {sandbox_mode})",
@@ -389,9 +412,16 @@ class Executor:
         # the budgets the user raised for this task (an escalation's choice) reach the lane's model calls
         env = {**self.extra_env, **({"DIRENG_BUDGET_FACTOR": f"{task.budget_factor:g}"}
                                     if task.budget_factor != 1.0 else {})}
-        result = self.run_notebook(run_id, task_id, lane, nb, run_dir, task.parameters, limits, env)
+        result = self.run_notebook(run_id, task_id, lane, nb, run_dir, task.parameters, limits, env, files=files)
         passport.timings = {"total_s": round(time.perf_counter() - t0, 3), "notebook_s": result["seconds"]}
+        passport.executor = result["executor"]
         state, error = result["state"], scrub(result.get("error") or "") or None
+        if state == TaskState.interrupted:
+            scrub_run_dir(run_dir)
+            self.passports.save(passport.model_copy(update={"status": state.value, "error": error,
+                                                            "finished_at": datetime.now(timezone.utc)}))
+            self._lost(run_id, task_id, error or "the lane's worker was lost")
+            return
         try:
             kpi_values = self._kpis(run_dir)
             scrub_run_dir(run_dir)  # before anything from the run is stored: no secret or PII value persists
@@ -421,6 +451,13 @@ class Executor:
         self.tasks.finish(run_id, state, error=error, kpi_values=kpi_values, sandbox=sandbox_mode,
                           output_notebook=out_nb, escalation=escalation)
 
+    def _lost(self, run_id: str, task_id: str, error: str) -> None:
+        """The machine running the lane went away: end the run's lease now and reconcile, so the
+        one rule for lost runs applies (interrupted; re-queued when the lane is idempotent)."""
+        self.tasks.add_event(task_id, "error", error, {"run_id": run_id})
+        self.tasks.heartbeat(run_id, -1.0)
+        self.tasks.reconcile(self.idempotent_lanes())
+
     def _policy_hash(self) -> str | None:
         from ..broker.policy import policy_for
 
@@ -441,16 +478,19 @@ class Executor:
         self.tasks.add_event(task_id, "progress", f"index refreshed: {len(report.changed_paths)} changed file(s)")
 
     def lane_env(self, run_id: str, task_id: str, lane: str, run_dir: Path, extra: dict | None = None) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DIRENG_SERVER", "DIRENG_TOKEN", "JPY_"))}
-        env.update({"DIRENG_ROOT": str(self.root), "DIRENG_STORE": str(self.store_dir), "DIRENG_RUN_DIR": str(run_dir),
-                    "DIRENG_LANE": lane, "DIRENG_RUN_ID": run_id, "DIRENG_TASK_ID": task_id,
-                    "PYTHONUNBUFFERED": "1"})
+        """The whole environment of a lane process on this host: this host's (`backends.host_env`)
+        and the run's own variables (`lane_vars`)."""
+        return {**host_env(), **self.lane_vars(run_id, task_id, lane, run_dir, extra)}
+
+    def lane_vars(self, run_id: str, task_id: str, lane: str, run_dir: Path, extra: dict | None = None) -> dict:
+        """The variables that are the run's own, whichever host runs it (a dask worker adds them to
+        its own environment)."""
+        env = {"DIRENG_ROOT": str(self.root), "DIRENG_STORE": str(self.store_dir), "DIRENG_RUN_DIR": str(run_dir),
+               "DIRENG_LANE": lane, "DIRENG_RUN_ID": run_id, "DIRENG_TASK_ID": task_id, "PYTHONUNBUFFERED": "1"}
         if self.policy_path:
             env["DIRENG_POLICY"] = self.policy_path
-        # The lane process needs its own record's allowlist and policy route, whatever registered it.
-        env.pop("DIRENG_LANE_ALLOWLIST", None)
-        env.pop("DIRENG_LANE_ROUTE", None)
-        env.pop("DIRENG_BUDGET_FACTOR", None)  # only a task whose budget was raised gets one
+        # The lane process needs its own record's allowlist and policy route, whatever registered it;
+        # only a task whose budget was raised gets DIRENG_BUDGET_FACTOR (in `extra`).
         try:
             spec = self.lanes.get(lane)
         except DirEngError:
@@ -470,85 +510,87 @@ class Executor:
         env.update(extra or {})
         return env
 
-    def run_notebook(self, run_id: str, task_id: str, lane: str, nb: Path, run_dir: Path, parameters: dict,
-                     limits: dict, extra_env: dict | None = None) -> dict:
-        """Execute a lane notebook in a papermill process; returns state, error, seconds, output path."""
-        from .sandbox import apply_process_limits
+    def _lane_files(self, lane: str, nb: Path) -> dict[str, tuple[str, str]]:
+        """The lane files a run uses, with their hashes: a worker elsewhere checks it has the same."""
+        from .passport import notebook_sha256
 
+        files = {"notebook": (str(nb), notebook_sha256(nb))}
+        allowlist = self.lanes.get(lane).allowlist
+        if allowlist is not None and allowlist.is_file():
+            files["allowlist"] = (str(allowlist), notebook_sha256(allowlist))
+        return files
+
+    def run_notebook(self, run_id: str, task_id: str, lane: str, nb: Path, run_dir: Path, parameters: dict,
+                     limits: dict, extra_env: dict | None = None,
+                     files: dict[str, tuple[str, str]] | None = None) -> dict:
+        """Execute a lane notebook in a papermill process, wherever the backend starts it; returns
+        state, error, seconds, output path and the passport's `executor` record. A lost worker is
+        the state `interrupted`."""
         out_nb = run_dir / "output.ipynb"
         params = {**parameters, "root": str(self.root), "run_dir": str(run_dir)}
-        env = self.lane_env(run_id, task_id, lane, run_dir, extra_env)
+        lane_vars = self.lane_vars(run_id, task_id, lane, run_dir, extra_env)
+        env = {**host_env(), **lane_vars}
         key = PoolKey.of(lane, KERNEL, {k: v for k, v in env.items() if k not in (extra_env or {})}, limits)
         timeout = float(limits.get("timeout_s", 600))
-        t0 = time.perf_counter()
         stderr_path = run_dir / "papermill.log"
-        proc = self.pool.take(key) if self.pool is not None else None
-        warm = proc is not None
-        if warm:  # papermill and the kernel are up already
-            hand_over(proc, {"input": str(nb), "output": str(out_nb), "parameters": params, "cwd": str(run_dir),
-                             "env": env, "log": str(stderr_path)})
-        else:  # cold: the same engine, in a papermill process of its own
-            argv = [sys.executable, "-m", "papermill", str(nb), str(out_nb), "-k", KERNEL, "--cwd", str(run_dir),
-                    "-y", json.dumps(params), "--engine", ENGINE_NAME, "--no-progress-bar", "--log-level", "WARNING"]
-            with open(stderr_path, "w") as err:
-                proc = subprocess.Popen(argv, stdout=err, stderr=subprocess.STDOUT, cwd=run_dir,
-                                        start_new_session=True, env=env,
-                                        preexec_fn=lambda: apply_process_limits(limits))
-        log.info("run %s of lane %s: %s kernel", run_id, lane, "a warm" if warm else "a cold")
+        job = LaneJob(run_id=run_id, task_id=task_id, lane=lane, notebook=nb, output=out_nb, run_dir=run_dir,
+                      log=stderr_path, root=self.root, parameters=params, env=env, lane_vars=lane_vars,
+                      limits=dict(limits), pool_key=key, files=files or self._lane_files(lane, nb),
+                      namespace=self.namespace)
+        t0 = time.perf_counter()
+        proc = self.backend.launch(job)
         streamed = {"events.jsonl": 0, "kpis.jsonl": 0}
-        state, error = None, None
-        while True:
-            try:
-                rc = proc.wait(timeout=HEARTBEAT_S)
-            except subprocess.TimeoutExpired:
-                rc = None
-            try:
-                self._stream(task_id, run_dir, streamed)
-            except RunFolderError as exc:
-                self._kill(proc)
-                state, error = TaskState.failed, str(exc)
-                break
-            if rc is not None:
-                break
-            if not self.tasks.heartbeat(run_id, LEASE_S, pid=proc.pid):
-                self._kill(proc)
-                state, error = TaskState.cancelled, "cancelled by user"
-                break
-            if time.perf_counter() - t0 > timeout:
-                self._kill(proc)
-                state, error = TaskState.failed, f"timed out after {timeout:g} s (lane limit)"
-                break
-        seconds = round(time.perf_counter() - t0, 3)
-        if state is None:
-            try:
-                self._stream(task_id, run_dir, streamed)
-            except RunFolderError as exc:
-                state, error = TaskState.failed, str(exc)
-        if state is None:
-            if rc == 0:
-                state = TaskState.succeeded
-            else:
-                text = stderr_path.read_text(errors="replace")
-                if rc < 0 and -rc in (signal.SIGKILL, signal.SIGSEGV) or "MemoryError" in text \
-                        or "Kernel died" in text or "DeadKernelError" in text:
-                    error = f"out of memory or killed (limit {limits.get('memory_mb')} MB): {_error_line(text)}"
-                else:
-                    error = _error_line(text)
-                state = TaskState.failed
-        if out_nb.exists():
-            _record_kernelspec(run_dir, out_nb.name, KERNEL)
-        if self.pool is not None:
-            self.pool.refill(key)  # the next run of this lane starts warm; this runner is done
-        return {"state": state, "error": error, "seconds": seconds, "warm": warm,
-                "output_nb": out_nb if out_nb.exists() else None}
-
-    @staticmethod
-    def _kill(proc: subprocess.Popen) -> None:
+        state, error, rc = None, None, None
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+            while True:
+                try:
+                    rc = proc.wait(HEARTBEAT_S)
+                except WorkerLost as exc:
+                    state, error = TaskState.interrupted, str(exc)
+                    break
+                try:
+                    self._stream(task_id, run_dir, streamed)
+                except RunFolderError as exc:
+                    proc.kill()
+                    state, error = TaskState.failed, str(exc)
+                    break
+                if rc is not None or proc.failure:
+                    break
+                if not self.tasks.heartbeat(run_id, LEASE_S, pid=proc.pid):
+                    proc.kill()
+                    state, error = TaskState.cancelled, "cancelled by user"
+                    break
+                running = proc.running_for()
+                if running is not None and running > timeout:  # a run waiting for a worker is not timed yet
+                    proc.kill()
+                    state, error = TaskState.failed, f"timed out after {timeout:g} s (lane limit)"
+                    break
+            seconds = round(time.perf_counter() - t0, 3)
+            log.info("run %s of lane %s ran on %s", run_id, lane, proc.where())
+            if state is None:
+                try:
+                    self._stream(task_id, run_dir, streamed)
+                except RunFolderError as exc:
+                    state, error = TaskState.failed, str(exc)
+            if state is None and proc.failure:
+                state, error = TaskState.failed, proc.failure
+            elif state is None:
+                if rc == 0:
+                    state = TaskState.succeeded
+                else:
+                    text = stderr_path.read_text(errors="replace") if stderr_path.exists() else ""
+                    if rc is not None and rc < 0 and -rc in (signal.SIGKILL, signal.SIGSEGV) or "MemoryError" in text \
+                            or "Kernel died" in text or "DeadKernelError" in text:
+                        error = f"out of memory or killed (limit {limits.get('memory_mb')} MB): {_error_line(text)}"
+                    else:
+                        error = _error_line(text)
+                    state = TaskState.failed
+            if out_nb.exists() and state != TaskState.interrupted:
+                _record_kernelspec(run_dir, out_nb.name, KERNEL)
+            return {"state": state, "error": error, "seconds": seconds, "executor": proc.where(),
+                    "output_nb": out_nb if out_nb.exists() else None}
+        finally:
+            proc.close()
 
     def _stream(self, task_id: str, run_dir: Path, seen: dict[str, int]) -> None:
         """Forward new lines of the lane's log and KPI files as task events."""

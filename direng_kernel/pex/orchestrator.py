@@ -149,10 +149,14 @@ class Orchestrator:
             return self._routing
 
     def route(self, text: str):
-        """PLMS's lane classifier's decision for `text` (fitted on this store's corrections), or
-        None when it cannot answer (then the keyword rules route, as before the classifier)."""
-        from ..plms.routing import router_for
+        """The policy's first lane override whose words are all in `text` (`plms/overrides.py`),
+        else PLMS's lane classifier's decision (fitted on this store's corrections), or None when
+        it cannot answer (then the keyword rules route, as before the classifier)."""
+        from ..plms.overrides import matching, override_decision
+        from ..plms.routing import UNCERTAIN_MARGIN, router_for
 
+        if (override := matching(text, self._lane_overrides(), self.lanes.ids())) is not None:
+            return override_decision(override, UNCERTAIN_MARGIN)
         try:
             return router_for(self.routing, self.lanes.ids()).decide(text)
         except Exception as exc:  # noqa: BLE001 — the classifier is a refinement: a failure of its own
@@ -160,6 +164,18 @@ class Orchestrator:
             log.warning("lane classifier unavailable (%s: %s); routing by the keyword rules",
                         type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             return None
+
+    def _lane_overrides(self) -> list:
+        """The lane overrides of the policy in force (none when the policy file does not load)."""
+        from ..broker.policy import policy_for
+
+        try:
+            policy = self._policy() if self._policy is not None else policy_for(self.policy_path,
+                                                                                 self.lanes.extra_routes())
+        except DirEngError as exc:
+            log.warning("no lane overrides: %s", exc)
+            return []
+        return list(getattr(policy, "lane_overrides", None) or [])
 
     def _record_routing(self, task: Task, source: str, routed: str) -> None:
         """One routing record for the task: a decision, or a correction the classifier learns from."""
@@ -196,18 +212,50 @@ class Orchestrator:
                                                idempotency_key=idempotency_key, rehearsal=rehearsal)
         if created and not rehearsal:
             self._record_routing(task, source, previous.lane if previous else routed)
+            self._record_size(task.id, chosen, task.parameters)
         return task, created
 
+    def _record_size(self, task_id: str, lane: str, parameters: dict,
+                     recorded: dict[str, float] | None = None) -> dict[str, float]:
+        """Measure and store the task's sizes for PLMS's size model (`pex/size.py`); a failure is
+        logged, never the task's."""
+        from .size import SizeContext, measure, notebook_defaults
+
+        try:
+            wb = self.workbench
+            indexed = wb.is_indexed
+            spec = self.lanes.get(lane)
+            ctx = SizeContext(self.root, {**notebook_defaults(self._notebooks.get(lane, spec.notebook)), **parameters},
+                              index_rows=wb.store.file_rows if indexed else None,
+                              indexed_commit=(lambda: wb.store.get_meta("indexed_commit")) if indexed else None)
+            size = {**(recorded or {}), **measure(lane, ctx)}
+            self.tasks.set_task_size(task_id, size)
+            return size
+        except Exception as exc:  # sqlite, git, a lane gone: sizes must never stop a task
+            log.warning("could not record the sizes of %s: %s", task_id, exc)
+            return dict(recorded or {})
+
     def _planner(self, lane: str):
-        """PLMS's planner over this store's history; lanes without a prior of their own (user
-        lanes) get the generic one."""
-        from ..plms.estimate import Planner
+        """PLMS's planner over this store's history, each lane answering with the model it won
+        (per-lane, or scaled by task size: `plms/scaling.py`); lanes without a prior of their
+        own (user lanes) get the generic one."""
         from ..plms.priors import DEFAULT_PRIOR, PRIORS
+        from ..plms.scaling import ScaledPlanner
 
         records = self.tasks.run_records()
         others = {lane, *self.lanes.ids(), *(r.lane for r in records)} - set(PRIORS)
         priors = {**PRIORS, **dict.fromkeys(sorted(others), DEFAULT_PRIOR)} if others else None
-        return Planner.from_history(records, priors=priors)
+        return ScaledPlanner.from_history(records, priors=priors)
+
+    def _task_size(self, task: Task, lane: str) -> dict[str, float]:
+        """The task's recorded sizes, measured again when none is a size `lane` scales with
+        (its lane changed, or it predates sizes)."""
+        from ..plms.features import lane_features
+
+        size = self.tasks.task_size(task.id)
+        if not set(lane_features(lane)) & set(size):
+            size = self._record_size(task.id, lane, task.parameters, size)
+        return size
 
     def estimate(self, task_id: str, lane: str | None = None) -> Task:
         """PLMS's estimate (for `lane`, when the lane changes). A p90 above the lane's
@@ -217,7 +265,7 @@ class Orchestrator:
             self.lanes.get(lane)
             self._record_routing(task.model_copy(update={"lane": lane}), "approval", task.lane)
         lane = lane or task.lane
-        estimate: Estimate = self._planner(lane).estimate(lane)
+        estimate: Estimate = self._planner(lane).estimate(lane, self._task_size(task, lane))
         task = self.tasks.transition(task_id, TaskState.estimated,
                                      f"estimated p50 {estimate.duration_p50_s:.1f}s, p90 {estimate.duration_p90_s:.1f}s"
                                      + (" (prior: too few runs)" if estimate.prior_only else ""), estimate=estimate,
@@ -386,6 +434,7 @@ class Orchestrator:
                 return task
             holder = self._holder(task)
             if holder is None and task.state == TaskState.queued:
+                self.executor.backend.check()  # an unreachable cluster is one error, and nothing claimed
                 run = self.tasks.claim(self.executor.worker_id, self.executor.max_parallel(), LEASE_S,
                                        task_id=task_id)
                 if run is not None:

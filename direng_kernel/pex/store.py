@@ -61,10 +61,11 @@ tasks = sa.Table(
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("escalation", sa.Text, nullable=True),  # an Escalation's JSON while the task is escalated
     sa.Column("budget_factor", sa.Float, nullable=True),  # budgets raised for this task (an escalation's choice)
+    sa.Column("size", sa.Text, nullable=True),  # the task's sizes as JSON (pex/size.py), for PLMS's size model
 )
 #: Columns added after a store was first created: (table, column), added on open with their
 #: type in the table above.
-ADDED_COLUMNS = [("tasks", "escalation"), ("tasks", "budget_factor")]
+ADDED_COLUMNS = [("tasks", "escalation"), ("tasks", "budget_factor"), ("tasks", "size")]
 runs = sa.Table(
     "runs", meta,
     sa.Column("id", sa.String, primary_key=True),
@@ -516,12 +517,45 @@ class TaskStore:
             by_run.setdefault(k.run_id, {})[k.name] = k.value
         return [dict(r._mapping) | {"kpis": by_run.get(r.id, {})} for r in rows]
 
-    def run_records(self):
-        """Finished runs as PLMS history records."""
-        from ..plms.estimate import RunRecord
+    # -- task sizes (PLMS's size model) ------------------------------------------
+    def set_task_size(self, task_id: str, size: dict[str, float]) -> None:
+        """Record the task's sizes (`pex/size.py`), replacing earlier ones."""
+        with self._write() as conn:
+            self._row(conn, task_id)
+            conn.execute(tasks.update().where(tasks.c.id == task_id).values(size=json.dumps(size, sort_keys=True)))
 
-        return [RunRecord(lane=r["lane"], duration_s=r["duration_s"] or 0.0, tokens=r["tokens"] or 0,
-                          cost=r["cost"] or 0.0, status=r["state"], rehearsal=bool(r["rehearsal"]),
-                          finished_at=_utc(r["finished_at"]))
-                for r in reversed(self.list_runs(100_000))
-                if r["finished_at"] is not None and r["state"] in RUN_FINAL_STATES]
+    def task_size(self, task_id: str) -> dict[str, float]:
+        """The task's recorded sizes ({} when none were, or they do not read back)."""
+        with self.engine.connect() as conn:
+            raw = self._row(conn, task_id).size
+        try:
+            size = json.loads(raw) if raw else {}
+        except ValueError:
+            log.warning("task %s: its recorded sizes do not parse; estimating without them", task_id)
+            return {}
+        return size if isinstance(size, dict) else {}
+
+    def run_history(self):
+        """Finished runs as PLMS history (`plms.history.RunHistory`), each with its task's sizes;
+        a row that does not validate is skipped and counted."""
+        from ..plms.history import read_history
+
+        with self.engine.connect() as conn:
+            sizes = dict(conn.execute(sa.select(tasks.c.id, tasks.c.size).where(tasks.c.size.is_not(None))).all())
+        rows = []
+        for r in reversed(self.list_runs(100_000)):
+            if r["finished_at"] is None or r["state"] not in RUN_FINAL_STATES:
+                continue
+            try:
+                features = json.loads(sizes[r["task_id"]]) if r["task_id"] in sizes else {}
+            except ValueError:
+                features = None  # not a JSON object: the row is reported corrupt below
+            rows.append({"lane": r["lane"], "duration_s": r["duration_s"] or 0.0, "tokens": r["tokens"] or 0,
+                         "cost": r["cost"] or 0.0, "status": r["state"], "rehearsal": bool(r["rehearsal"]),
+                         "finished_at": _utc(r["finished_at"]) if isinstance(r["finished_at"], (int, float))
+                         else r["finished_at"], "features": features})
+        return read_history(rows)
+
+    def run_records(self):
+        """Finished runs as PLMS history records (corrupt rows skipped: see `run_history`)."""
+        return self.run_history().records

@@ -14,7 +14,7 @@ before them; `drift_out` (default 3 of 5) or more outside on the *same* side fla
 shift moves runs one way; on stable data it fires on ~2-4 % of windows in simulation).
 Tokens and cost use the same update on log scale over the runs with a positive value, mixed
 with the share of runs at zero (a hurdle model); they are 0 while the lane is prior-only, as
-there is no token or cost prior. `size` is recorded but not used for scaling.
+there is no token or cost prior. Scaling with task size is `scaling.py`'s (it wraps this model).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Iterable, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from ..errors import DirEngError
 from ..models import Estimate
@@ -45,7 +45,17 @@ class RunRecord(BaseModel):
     status: str  # succeeded | failed | cancelled | interrupted
     rehearsal: bool = False  # a dry run: never calibrates
     finished_at: datetime
-    size: Optional[float] = None  # e.g. files touched; recorded, not used for scaling (yet)
+    size: Optional[float] = None  # older single size; unused (the sizes are `features`)
+    #: the task's sizes as PEX measured them at creation (`plms/features.py`), used by the size model
+    features: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("features")
+    @classmethod
+    def _sizes(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, x in v.items() if not math.isfinite(x) or x < 0]
+        if bad:
+            raise ValueError(f"sizes must be finite and >= 0: {', '.join(sorted(bad))}")
+        return v
 
 
 class UnknownLaneError(DirEngError, ValueError):

@@ -17,6 +17,8 @@ value is kept in a private slot for the redactor only: it never appears in `str(
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import math
 import os
@@ -129,7 +131,7 @@ _plugins_cache: list | None = None
 
 
 class _Plugin:
-    __slots__ = ("plugin", "name", "type", "regex_based", "gates")
+    __slots__ = ("plugin", "name", "type", "regex_based", "gates", "needs")
 
     def __init__(self, plugin, name: str, regex_based: bool) -> None:
         self.plugin = plugin
@@ -139,6 +141,9 @@ class _Plugin:
         # whole-text gates: the same patterns in MULTILINE mode match a superset of the lines
         self.gates = ([re.compile(r.pattern, r.flags | re.M) for r in plugin.denylist]
                       if regex_based else None)
+        # Screened by literals (see the line screen) when every pattern has some.
+        needs = [_literal_needs(r) for r in plugin.denylist] if regex_based else []
+        self.needs = tuple(needs) if needs and all(needs) else None
 
 
 def _plugins() -> list[_Plugin]:
@@ -284,27 +289,282 @@ def _block_values(text: str) -> list[tuple[int, str]]:
     return [(m.start(), m.group(0).rstrip()) for rx in (_PEM_RE, _PUTTY_RE) for m in rx.finditer(text)]
 
 
-def _scan(text: str, location: str, kind: str) -> list[SecretFinding]:
-    """Scan `text`; `kind` is the file name that picks the keyword rules (by extension)."""
+# ---------------------------------------------------------------- the line screen
+#
+# Most lines of most files can match no detector, yet the per-line detectors (and the whole-text
+# gates of case-insensitive patterns, which sre tries at every position) cost ~1 s per MB. The
+# screen finds, with a few fast whole-text searches, the lines that *could* give a finding; only
+# those go through `_line_values`, with only the plugins that could fire there. Every test below
+# is a necessary condition, so the findings are exactly those of the full pass (`screen=False`,
+# kept as the reference: tests/test_secret_screen.py compares the two):
+#   * a regex plugin's match contains one literal of each of its `_literal_needs` sets (derived
+#     from the parsed pattern); a plugin is kept for a file only if one of those lines matches
+#     its pattern and its old whole-text gate matches too;
+#   * the keyword rule needs its gate pattern on the line (tried on lines holding its literals);
+#   * an entropy value is a quoted run of the plugin's charset at least as long as its limit
+#     allows (Shannon entropy is at most log2 of the length);
+#   * a high-entropy token matches `_TOKEN_RE` (its lookarounds read the same at a line break).
+# Literals are found with `str.find`, on a case-folded copy for case-insensitive ones (`_Fold`).
+# A file where a plugin without literals passes its gate takes the full pass.
+
+_SCREEN_ENV = "DIRENG_SECRET_SCREEN"  # "0"/"off": the full pass everywhere (A/B measurements)
+
+
+class _Need:
+    """A set of literals one of which every match of a pattern contains."""
+
+    __slots__ = ("members", "ci", "regex", "ascii_members", "other", "other_from_ascii")
+
+    def __init__(self, members: frozenset[str], ci: bool) -> None:
+        # a member holding another one adds nothing: the line holds the shorter one too
+        key = str.lower if ci else (lambda m: m)
+        members = frozenset(m for m in members if not any(o != m and key(o) in key(m) for o in members))
+        self.members = members
+        self.ci = ci
+        self.regex = re.compile(_alternatives(members), re.I if ci else 0)
+        self.ascii_members = sorted({m.lower() for m in members if m.isascii()}) if ci else sorted(members)
+        others = [m for m in members if not m.isascii()] if ci else []
+        self.other = re.compile(_alternatives(others), re.I) if others else None
+        # can an ASCII character match one of them ignoring case (the Kelvin sign matches "k")?
+        self.other_from_ascii = any(re.fullmatch(f"(?i){re.escape(ch)}", chr(a))
+                                    for m in others for ch in m if not ch.isascii() for a in range(128))
+
+    @property
+    def selectivity(self) -> tuple[int, int]:
+        return min(map(len, self.members)), -len(self.members)
+
+
+def _alternatives(strings) -> str:
+    return "|".join(re.escape(x) for x in sorted(strings, key=len, reverse=True))
+
+
+_FINITE_MAX = 64  # the most strings a run of literals and small alternations is expanded to
+
+
+def _finite(items) -> set[str] | None:
+    """Every string `items` can match, if they are literals, literal classes and small
+    alternations or optionals of those; else None."""
+    from re import _constants as c
+
+    out = {""}
+    for op, av in items:
+        if op is c.LITERAL:
+            opts = {chr(av)}
+        elif op is c.IN and all(o is c.LITERAL for o, _ in av):
+            opts = {chr(v) for _, v in av}
+        elif op is c.SUBPATTERN:
+            opts = _finite(av[3])
+        elif op is c.BRANCH:
+            alts = [_finite(alt) for alt in av[1]]
+            opts = None if any(a is None for a in alts) else set().union(*alts)
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT) and av[1] == 1:
+            opts = _finite(av[2])
+            opts = None if opts is None else (opts | {""} if av[0] == 0 else opts)
+        else:
+            return None
+        if opts is None:
+            return None
+        out = {x + y for x in out for y in opts}
+        if len(out) > _FINITE_MAX:
+            return None
+    return out
+
+
+def _literal_needs(regex: re.Pattern) -> tuple[_Need, ...] | None:
+    """The `_Need`s of `regex` (most selective first), or None when it has none of 2+ characters:
+    runs of literals (small alternations expanded) and what every branch of an alternation needs."""
+    from re import _constants as c, _parser as sre_parse
+
+    def seq(items) -> list[frozenset[str]]:
+        sets: list[frozenset[str]] = []
+        run = {""}
+
+        def flush() -> None:
+            nonlocal run
+            if "" not in run:
+                sets.append(frozenset(run))
+            run = {""}
+
+        for item in items:
+            op, av = item
+            opts = _finite([item])
+            if opts is not None:
+                if len(run) * len(opts) > _FINITE_MAX:
+                    flush()
+                run = {x + y for x in run for y in opts}
+                continue
+            flush()
+            if op is c.SUBPATTERN:
+                sets += seq(av[3])
+            elif op is c.ATOMIC_GROUP:
+                sets += seq(av)
+            elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and av[0] >= 1:
+                sets += seq(av[2])
+            elif op is c.BRANCH:  # one literal of each alternative's best set
+                union: set[str] = set()
+                for alt in av[1]:
+                    alt_sets = seq(alt)
+                    if not alt_sets:
+                        break
+                    union |= max(alt_sets, key=lambda s: (min(map(len, s)), -len(s)))
+                else:
+                    sets.append(frozenset(union))
+            # anything else (classes, anchors, lookarounds, back-references) needs no literal
+        flush()
+        return sets
+
+    try:
+        parsed = sre_parse.parse(regex.pattern, regex.flags)
+    except Exception:  # noqa: BLE001 — an unparsable pattern is simply not screened
+        return None
+    # case-insensitive if the pattern or any group of it is (then literals match ignoring case)
+    ci = bool(regex.flags & re.I) or re.search(r"\(\?[aiLmsux-]*i", regex.pattern) is not None
+    needs = [_Need(m, ci) for m in seq(parsed.data) if min(map(len, m)) >= 2]
+    return tuple(sorted(needs, key=lambda n: n.selectivity, reverse=True)) or None
+
+
+class _Fold:
+    """A copy of a text in which a case-insensitive literal is found with `str.find`: every
+    character that `re.IGNORECASE` matches to an ASCII letter becomes that letter, then the
+    text is lower-cased. None (use the regex) where lower-casing would move offsets."""
+
+    _table: dict[int, str] | None = None
+
+    @classmethod
+    def table(cls) -> dict[int, str]:
+        if cls._table is None:
+            every = "".join(map(chr, range(0x80, 0xD800))) + "".join(map(chr, range(0xE000, 0x110000)))
+            odd = set(re.findall("(?i)[a-z]", every))
+            cls._table = {ord(ch): next(x for x in "abcdefghijklmnopqrstuvwxyz" if re.fullmatch(f"(?i){x}", ch))
+                          for ch in odd}
+        return cls._table
+
+    @classmethod
+    def of(cls, text: str) -> str | None:
+        if text.isascii():
+            return text.lower()
+        folded = text.translate(cls.table()).lower()
+        return folded if len(folded) == len(text) else None
+
+
+class _Screen:
+    """What finds the lines worth running the detectors on (built once per process)."""
+
+    def __init__(self, plugins: list[_Plugin]) -> None:
+        from detect_secrets.plugins.keyword import DENYLIST_REGEX
+
+        entropy = [p.plugin for p in plugins if p.name in _ENTROPY_PLUGINS]
+        # the shortest value an entropy plugin can report: entropy <= log2(len), and hex needs 16
+        # (not 2**limit + 1: a string of exactly 2**k characters may round to just above k)
+        shortest = min((max(MIN_VALUE_LEN, int(2 ** e.entropy_limit),
+                            _HEX_MIN_LEN if type(e).__name__ == "HexHighEntropyString" else 0)
+                        for e in entropy), default=None)
+        charset = "".join(sorted({ch for e in entropy for ch in e.charset}))
+        self.scans = [_TOKEN_RE]
+        if shortest is not None:
+            self.scans.append(re.compile(r"['\"][%s]{%d,}['\"]" % (re.escape(charset), shortest)))
+        self.keyword = re.compile(DENYLIST_REGEX, re.I)
+        self.keyword_needs = _literal_needs(self.keyword)
+
+    @staticmethod
+    def literal_lines(need: _Need, text: str, folded: str | None, starts: list[int]) -> set[int]:
+        """0-based indices of the lines holding one of `need`'s literals."""
+        out: set[int] = set()
+        regexes = []
+        if need.ci and folded is None:
+            regexes.append(need.regex)
+        else:
+            if need.other is not None and (need.other_from_ascii or not text.isascii()):
+                regexes.append(need.other)
+            hay = folded if need.ci else text
+            for member in need.ascii_members:
+                i = hay.find(member)
+                while i >= 0:
+                    line = bisect.bisect_right(starts, i) - 1
+                    out.add(line)
+                    i = hay.find(member, starts[line + 1]) if line + 1 < len(starts) else -1
+        for rx in regexes:
+            out.update(bisect.bisect_right(starts, m.start()) - 1 for m in rx.finditer(text))
+        return out
+
+    def lines(self, text: str, starts: list[int]) -> set[int]:
+        """Lines a whole-text scan (tokens, quoted runs) touches."""
+        out: set[int] = set()
+        for rx in self.scans:
+            for m in rx.finditer(text):
+                first = bisect.bisect_right(starts, m.start()) - 1
+                last = bisect.bisect_right(starts, max(m.start(), m.end() - 1)) - 1
+                out.update(range(first, last + 1))
+        return out
+
+
+_screen_cache: _Screen | None = None
+
+
+def _screen() -> _Screen:
+    global _screen_cache
+    if _screen_cache is None:
+        _screen_cache = _Screen(_plugins())
+    return _screen_cache
+
+
+def _screen_on() -> bool:
+    return os.environ.get(_SCREEN_ENV, "").strip().lower() not in ("0", "off", "false", "no")
+
+
+def _screened_lines(text: str, lines: list[str], plugins: list[_Plugin]) -> dict[int, list[_Plugin]] | None:
+    """{line index: the plugins to run on it}, or None when this file needs the full pass."""
+    if any(p.needs is None and p.gates is not None and any(g.search(text) for g in p.gates) for p in plugins):
+        return None  # a plugin without literals may fire on any line
+    screen = _screen()
+    starts = [0, *itertools.accumulate(len(raw) for raw in text.splitlines(keepends=True))]
+    folded = _Fold.of(text)
+    todo = screen.lines(text, starts)
+    if screen.keyword_needs is None:
+        todo.update(range(len(lines)))
+    else:
+        todo.update(i for i in screen.literal_lines(screen.keyword_needs[0], text, folded, starts)
+                    if i < len(lines) and screen.keyword.search(lines[i]))
+    kept: dict[str, set[int]] = {}
+    for p in plugins:
+        if p.needs is None:
+            continue
+        where = set().union(*(screen.literal_lines(needs[0], text, folded, starts) for needs in p.needs))
+        where = {i for i in where if i < len(lines)
+                 and any(all(n.regex.search(lines[i]) for n in needs) for needs in p.needs)}
+        if (where and any(rx.search(lines[i].rstrip()) for i in where for rx in p.plugin.denylist)
+                and any(g.search(text) for g in p.gates)):
+            kept[p.name] = where
+    todo.update(*kept.values())
+    return {i: [p for p in plugins if p.gates is None or i in kept.get(p.name, ())]
+            for i in sorted(todo) if i < len(lines)}
+
+
+def _scan(text: str, location: str, kind: str, *, screen: bool | None = None) -> list[SecretFinding]:
+    """Scan `text`; `kind` is the file name that picks the keyword rules (by extension).
+    `screen=False` runs every detector on every line (the reference the screen is tested
+    against); None reads DIRENG_SECRET_SCREEN."""
     from detect_secrets.filters import heuristic as h
 
     findings: list[SecretFinding] = []
     blocks = _block_values(text)
     for offset, block in blocks:
         findings.append(SecretFinding("Private Key", text.count("\n", 0, offset) + 1, block, location))
-    active = [p for p in _plugins()
-              if p.name != "PrivateKeyDetector"  # the block above, not the BEGIN line
-              and (p.gates is None or any(g.search(text) for g in p.gates))]
+    plugins = [p for p in _plugins() if p.name != "PrivateKeyDetector"]  # the block above, not the BEGIN line
     keyword_groups = _keyword_groups(kind)
     lockfile = h.is_lock_file(kind)
+    lines = text.splitlines()
+    todo = _screened_lines(text, lines, plugins) if (_screen_on() if screen is None else screen) else None
+    if todo is None:
+        active = [p for p in plugins if p.gates is None or any(g.search(text) for g in p.gates)]
+        todo = dict.fromkeys(range(len(lines)), active)
     seen: set[tuple[int, str]] = set()
-    previous = ""
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        line = raw.rstrip()
-        skip = (len(line) < MIN_VALUE_LEN or _ALLOWLIST.search(line) or _ALLOWLIST_NEXT.search(previous))
-        previous = line
-        if skip:
+    for i, active in todo.items():
+        line = lines[i].rstrip()
+        previous = lines[i - 1].rstrip() if i else ""
+        if len(line) < MIN_VALUE_LEN or _ALLOWLIST.search(line) or _ALLOWLIST_NEXT.search(previous):
             continue
+        line_no = i + 1
         for type_, value in _line_values(line, active, keyword_groups, lockfile):
             if (line_no, value) in seen or any(value in b for _, b in blocks):
                 continue

@@ -125,6 +125,16 @@ class DirEngExtension(ExtensionApp):
         help="Schema of this store's tables in pex_db: servers sharing a queue set the same one (sets "
              "$DIRENG_PEX_SCHEMA; default: one derived from the store directory).")
 
+    vectors = Unicode(
+        "", config=True,
+        help="A chroma server for the MiniLM vectors, http://HOST:PORT, shared by every process of the store "
+             "(sets $DIRENG_VECTORS; default: the store's own chroma/ folder). See docs/deploy.md.")
+    pas_executor = Unicode(
+        "", config=True,
+        help="Where PAS runs lane notebooks: 'local' (papermill on this host) or dask://HOST:PORT, a Dask "
+             "scheduler whose workers run them (sets $DIRENG_EXECUTOR; default: local). See docs/deploy.md, "
+             "'Lanes on Dask'.")
+
     def initialize_settings(self):
         from ..config import offline_env
         from ..security.scrub import RedactingFilter
@@ -152,7 +162,8 @@ class DirEngExtension(ExtensionApp):
         root = Path(self.root or self.serverapp.root_dir).expanduser().resolve()
         os.environ["DIRENG_ROOT"] = str(root)
         # the engine (and the CLI processes and lanes this server starts) read PEX's store from the environment
-        for name, value in (("DIRENG_PEX_DB", self.pex_db), ("DIRENG_PEX_SCHEMA", self.pex_schema)):
+        for name, value in (("DIRENG_PEX_DB", self.pex_db), ("DIRENG_PEX_SCHEMA", self.pex_schema),
+                            ("DIRENG_VECTORS", self.vectors), ("DIRENG_EXECUTOR", self.pas_executor)):
             if value:
                 os.environ[name] = value
         try:
@@ -172,7 +183,16 @@ class DirEngExtension(ExtensionApp):
         # One-shot `direng` commands on this store ask this engine (warm index and models) over
         # the store's unix socket rather than loading everything themselves.
         engine.serve_socket()
+        # an unreachable vector server is one line now, not a surprise at the first search
+        self._executor.submit(self._check_vectors)
         self.log.info("DirEng: serving %s (store %s, watch=%s)", root, engine.workbench.settings.store, self.watch)
+
+    def _check_vectors(self) -> None:
+        from ..index.vector_location import CONNECT_TIMEOUT_S
+
+        info = self.engine.vectors_health(CONNECT_TIMEOUT_S)  # at start-up a slow answer is no failure
+        if not info["ok"]:
+            self.log.error("DirEng: MiniLM vectors unavailable: %s", info["error"])
 
     def _start_indexing(self) -> None:
         engine = self.engine

@@ -39,14 +39,10 @@ class Delegation:
         self.task = task
 
     def _routing(self):
-        """The lane classifier's decision for the brief over the client's store (None: PEX routes)."""
+        """PEX's routing decision for the title and brief (`Client.route`: the policy's lane
+        overrides, then the lane classifier), or None: PEX routes."""
         try:
-            from ..pas.lanes import registry
-            from ..plms.routing import decide_for_store
-
-            # the text PEX routes (`Orchestrator.new_task`): title and brief
-            return decide_for_store(self.client.health()["store"], f"{self.title} {self.brief}".strip(),
-                                    registry.ids())
+            return self.client.route(self.title, self.brief)
         except Exception as exc:  # routing help is optional: PEX still routes the task
             log.warning("no lane suggestion for the brief: %s", exc)
             return None

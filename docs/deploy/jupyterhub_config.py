@@ -42,9 +42,10 @@ c.Spawner.args = ["--DirEngExtension.run_tasks=True"]
 c.Spawner.notebook_dir = "~"  # the per-user root DirEng indexes; its store is ~/.direng
 c.Spawner.default_url = "/lab"  # JupyterLab, with the DirEng panel
 # JupyterHub passes almost nothing of its own environment on; DirEng's servers need a PATH (git,
-# bubblewrap for lanes) and honour a shared task store when the site sets one.
+# bubblewrap for lanes) and honour the shared services a site sets: a task database, a chroma
+# server for the vectors, a Dask scheduler for the lanes (docs/deploy.md).
 c.Spawner.env_keep = ["PATH", "LANG", "LC_ALL", "VIRTUAL_ENV", "JUPYTERHUB_SINGLEUSER_APP",
-                      "DIRENG_PEX_DB", "DIRENG_PEX_SCHEMA", "DIRENG_SANDBOX"]
+                      "DIRENG_PEX_DB", "DIRENG_PEX_SCHEMA", "DIRENG_VECTORS", "DIRENG_EXECUTOR", "DIRENG_SANDBOX"]
 c.Spawner.http_timeout = 120  # the first start loads the engine and may build the index
 
 # -- DirEng's scopes as JupyterHub custom scopes, one per entry of models.SCOPES

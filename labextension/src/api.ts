@@ -118,6 +118,33 @@ export interface ReplayReport {
   outputs?: Record<string, unknown>[];
 }
 
+/** One lane the router considered (models.LaneChoice). */
+export interface LaneChoice {
+  lane: string;
+  probability: number;
+  reasons: string[];
+}
+
+/** `POST /plms/route`: the lane PEX would choose, the top two, and whether to ask (models.RoutingDecision). */
+export interface RoutingDecision {
+  lane: string;
+  candidates: LaneChoice[];
+  margin: number;
+  threshold: number;
+  uncertain: boolean;
+  corrections?: number;
+  /** The policy's lane override that decided, if one did. */
+  override?: string | null;
+}
+
+/** `GET /plms/calibration`: the calibration report, one row per lane, and its figure. */
+export interface Calibration {
+  runs: number;
+  lanes: Record<string, string | number | boolean | null>[];
+  /** The figure as a base64 PNG (null when not asked for). */
+  png: string | null;
+}
+
 export type TaskAction = 'estimate' | 'approve' | 'start' | 'cancel' | 'retry' | 'change_lane' | 'raise_budget';
 
 /** Why PEX escalated a task to the user (models.Escalation). */
@@ -436,6 +463,16 @@ export class DirEngAPI {
 
   pasHealth(): Promise<{ lanes?: Record<string, { ok: boolean }> }> {
     return this.request('GET', ['pas', 'health']);
+  }
+
+  /** Where PEX would route a task with this title and brief; nothing is created. */
+  route(title: string, brief = ''): Promise<RoutingDecision> {
+    return this.request('POST', ['plms', 'route'], { body: { title, brief } });
+  }
+
+  /** PLMS's calibration report and figure (`GET /plms/calibration`). */
+  calibration(plot = true): Promise<Calibration> {
+    return this.request('GET', ['plms', 'calibration'], { query: { plot: plot ? 1 : 0 } });
   }
 }
 

@@ -24,6 +24,8 @@ export interface DirEngSettings {
   sendContext: boolean;
   /** Seconds between polls of the index status (status bar). */
   statusInterval: number;
+  /** A new task without a lane: when the router is unsure, ask which of its two lanes. */
+  askLaneWhenUnsure: boolean;
 }
 
 export const DEFAULT_SETTINGS: DirEngSettings = {
@@ -32,7 +34,8 @@ export const DEFAULT_SETTINGS: DirEngSettings = {
   conversationPerFile: true,
   answerCutoff: 12000,
   sendContext: true,
-  statusInterval: 5
+  statusInterval: 5,
+  askLaneWhenUnsure: true
 };
 
 export class DirEngConfig {

@@ -9,7 +9,7 @@
  *   direng-workbench:proposals  IDirEngProposals  proposed edits, shared by the chat and the cells
  *   direng-workbench:chat       IDirEngChat       the chat side panel (#direng-chat)
  *   direng-workbench:cell-diffs                   pending cell edits as diffs at their cells
- *   direng-workbench:tasks                        the tasks side panel (#direng-tasks)
+ *   direng-workbench:tasks                        the tasks side panel (#direng-tasks), the planner's calibration
  *   direng-workbench:status                       the status bar item (.direng-status)
  *   direng-workbench:commands                     palette commands, launcher card
  */
@@ -33,6 +33,7 @@ import { IStatusBar } from '@jupyterlab/statusbar';
 import { Widget } from '@lumino/widgets';
 
 import { DirEngAPI } from './api';
+import { CALIBRATION_ID, CalibrationView } from './calibration';
 import { CellDiffs } from './cellDiff';
 import { ChatPanel } from './chat';
 import { Citation } from './citations';
@@ -63,6 +64,7 @@ export namespace CommandIDs {
   export const refreshIndex = 'direng:refresh-index';
   export const newNotebook = 'direng:new-notebook';
   export const showPendingEdits = 'direng:show-pending-edits';
+  export const showCalibration = 'direng:show-calibration';
 }
 
 const TOUR = 'notebooks/tour.ipynb';
@@ -417,7 +419,26 @@ const tasksPlugin: JupyterFrontEndPlugin<void> = {
       widget.title.closable = true;
       app.shell.add(widget, 'main');
     };
-    const panel = new TasksPanel({ api, config: cfg, workspace, showJSON });
+    // The planner's calibration in a main-area tab (one at a time; opening it again reloads it).
+    let calibration: MainAreaWidget<CalibrationView> | null = null;
+    app.commands.addCommand(CommandIDs.showCalibration, {
+      label: 'DirEng: Show Planner Calibration',
+      caption: "How well PLMS's duration estimates fit the finished runs (GET /plms/calibration)",
+      execute: async () => {
+        if (!calibration || calibration.isDisposed) {
+          calibration = new MainAreaWidget({ content: new CalibrationView(api) });
+          calibration.id = `${CALIBRATION_ID}-tab`;
+          calibration.title.label = 'Planner Calibration';
+          calibration.title.closable = true;
+          app.shell.add(calibration, 'main');
+        }
+        app.shell.activateById(calibration.id);
+        await calibration.content.refresh();
+      }
+    });
+    palette?.addItem({ command: CommandIDs.showCalibration, category: CATEGORY });
+    const openCalibration = () => void app.commands.execute(CommandIDs.showCalibration);
+    const panel = new TasksPanel({ api, config: cfg, workspace, showJSON, openCalibration });
     app.shell.add(panel, 'left', { rank: 700 });
     restorer?.add(panel, 'direng-tasks');
     app.commands.addCommand(CommandIDs.openTasks, {

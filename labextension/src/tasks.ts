@@ -7,7 +7,7 @@
 import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
-import { DirEngAPI, DirEngAPIError, ReplayReport, Run, Task, TaskAction } from './api';
+import { DirEngAPI, DirEngAPIError, ReplayReport, RoutingDecision, Run, Task, TaskAction } from './api';
 import { DirEngConfig } from './config';
 import { EventLog, TaskEvent, emptyLog, isSettledState, reduceEvents } from './events';
 import { followTask } from './follow';
@@ -74,13 +74,18 @@ export interface TasksPanelOptions {
   workspace: IDirEngWorkspace;
   /** Show a JSON document (a passport outside the server root) in the main area. */
   showJSON: (title: string, data: Record<string, unknown>) => void;
+  /** Open the planner's calibration (the "DirEng: Show Planner Calibration" command). */
+  openCalibration?: () => void;
 }
 
 export class TasksPanel extends Widget {
   private readonly api: DirEngAPI;
   private readonly workspace: IDirEngWorkspace;
   private readonly showJSON: TasksPanelOptions['showJSON'];
+  private readonly config: DirEngConfig;
   private readonly banner: HTMLElement;
+  /** The two lanes to pick from when the router is unsure of a new task's brief. */
+  private readonly laneChoice: HTMLElement;
   private readonly formError: HTMLElement;
   private readonly laneSelect: HTMLSelectElement;
   private readonly taskBody: HTMLTableSectionElement;
@@ -101,6 +106,7 @@ export class TasksPanel extends Widget {
     this.api = options.api;
     this.workspace = options.workspace;
     this.showJSON = options.showJSON;
+    this.config = options.config;
     this.id = TASKS_ID;
     this.addClass('direng-tasks');
     this.title.icon = tasksIcon;
@@ -109,6 +115,12 @@ export class TasksPanel extends Widget {
     const header = el('div', 'direng-tasks-header');
     header.appendChild(el('span', 'direng-chat-title', 'DirEng tasks'));
     header.appendChild(btn('Refresh', 'direng-tasks-refresh', () => void this.poll.refresh(), 'Reload tasks and runs'));
+    const openCalibration = options.openCalibration;
+    if (openCalibration) {
+      header.appendChild(
+        btn('Calibration', 'direng-open-calibration', () => openCalibration(), "How well the planner's estimates fit the runs")
+      );
+    }
     this.banner = el('div', 'direng-unavailable');
     this.banner.hidden = true;
 
@@ -129,7 +141,9 @@ export class TasksPanel extends Widget {
     submit.type = 'submit';
     this.formError = el('div', 'direng-error');
     this.formError.hidden = true;
-    form.append(title, brief, this.laneSelect, submit, this.formError);
+    this.laneChoice = el('div', 'direng-lane-choice');
+    this.laneChoice.hidden = true;
+    form.append(title, brief, this.laneSelect, submit, this.formError, this.laneChoice);
     form.addEventListener('submit', ev => {
       ev.preventDefault();
       void this.create(title, brief, submit);
@@ -231,23 +245,85 @@ export class TasksPanel extends Widget {
       return;
     }
     submit.disabled = true;
+    this.laneChoice.hidden = true;
     try {
-      const task = await this.api.createTask({
-        title: title.value.trim(),
-        brief: brief.value,
-        ...(this.laneSelect.value ? { lane: this.laneSelect.value } : {})
-      });
-      title.value = '';
-      brief.value = '';
-      this.selected = task.id;
-      await this.reload().catch(() => undefined);
-      this.select(task.id);
+      const lane = this.laneSelect.value || undefined;
+      if (!lane && this.config.settings.askLaneWhenUnsure) {
+        // routing help is optional: without it PEX routes the task as it always did
+        const decision = await this.api.route(title.value.trim(), brief.value).catch(() => null);
+        if (decision?.uncertain && decision.candidates.length > 1) {
+          this.askLane(decision, title, brief, submit);
+          return;
+        }
+      }
+      await this.submitTask(title, brief, lane);
     } catch (err) {
       this.formError.textContent = describe(err);
       this.formError.hidden = false;
     } finally {
-      submit.disabled = false;
+      submit.disabled = !this.laneChoice.hidden;
     }
+  }
+
+  private async submitTask(title: HTMLInputElement, brief: HTMLTextAreaElement, lane?: string): Promise<void> {
+    const task = await this.api.createTask({ title: title.value.trim(), brief: brief.value, ...(lane ? { lane } : {}) });
+    title.value = '';
+    brief.value = '';
+    this.selected = task.id;
+    await this.reload().catch(() => undefined);
+    this.select(task.id);
+  }
+
+  /**
+   * The router is unsure: its two lanes, each a button with its reasons. The pick creates the
+   * task in that lane, which PEX records as the answer (a labelled example, `asked`).
+   */
+  private askLane(decision: RoutingDecision, title: HTMLInputElement, brief: HTMLTextAreaElement, submit: HTMLButtonElement): void {
+    const box = this.laneChoice;
+    box.textContent = '';
+    box.appendChild(
+      el(
+        'div',
+        'direng-lane-choice-head',
+        `DirEng is unsure which lane fits (margin ${decision.margin.toFixed(2)} < ${decision.threshold.toFixed(2)}); pick one:`
+      )
+    );
+    const buttons: HTMLButtonElement[] = [];
+    for (const c of decision.candidates) {
+      const option = el('div', 'direng-lane-option');
+      option.dataset.lane = c.lane;
+      const pick = btn(c.lane, 'direng-lane-pick', () => {
+        buttons.forEach(b => (b.disabled = true));
+        void this.submitTask(title, brief, c.lane)
+          .then(() => {
+            box.hidden = true;
+          })
+          .catch(err => {
+            this.formError.textContent = describe(err);
+            this.formError.hidden = false;
+            buttons.forEach(b => (b.disabled = false));
+          })
+          .finally(() => {
+            submit.disabled = !box.hidden;
+          });
+      }, c.reasons.join('; '));
+      pick.dataset.lane = c.lane;
+      buttons.push(pick);
+      option.appendChild(pick);
+      const reasons = el('ul', 'direng-lane-reasons');
+      for (const r of c.reasons) {
+        reasons.appendChild(el('li', '', r));
+      }
+      option.appendChild(reasons);
+      box.appendChild(option);
+    }
+    box.appendChild(
+      btn('Back', 'direng-lane-choice-cancel', () => {
+        box.hidden = true;
+        submit.disabled = false;
+      }, 'Edit the brief or choose a lane above')
+    );
+    box.hidden = false;
   }
 
   private renderTasks(): void {
