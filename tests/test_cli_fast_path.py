@@ -149,6 +149,23 @@ def test_light_static_vectors_equal_model2vec():
     assert isinstance(embed.static_model(), embed.StaticEncoder)
 
 
+def test_many_static_vectors_on_threads_equal_model2vec(monkeypatch):
+    """Three batches on two threads, through the float32 sum: still model2vec's vectors, bit for bit."""
+    from model2vec import StaticModel
+
+    from direng_kernel.index import embed
+
+    monkeypatch.setattr(embed, "STATIC_THREADS", 2)
+    folder = embed.prepare_static()
+    words = ["charge", "card", "refund", "gateway", "retry", "policy", "cookie", "redirect", "[UNK]", "日本"]
+    texts = [" ".join(words[(i * k) % len(words)] for k in range(1 + i % 37)) for i in range(2500)]
+    encoder = embed.StaticEncoder(folder)
+    ours = encoder.encode(texts)
+    assert len(encoder._tokenizers) == 2 and encoder._embedding32 is not None
+    theirs = StaticModel.from_pretrained(str(folder)).encode(texts, show_progress_bar=False)
+    assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+
+
 def test_index_after_a_change_rewrites_the_static_cache(tmp_path):
     root = make_repo(tmp_path / "repo")
     assert run_cli("index", str(root)).returncode == 0
