@@ -304,6 +304,27 @@ def test_rehearsal_runs_are_left_out_of_calibration(lane_repo, history, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.e2e("direng plms size")
+def test_plms_size_reads_the_real_runs_and_explains_an_estimate(lane_repo, history, tmp_path):
+    """The real run's sizes were measured at creation; with one calibrating run the lane stays on
+    its prior, and the estimate says so."""
+    report = ok_json("plms", "size", "--root", str(lane_repo), "--lane", "narrative", "--size", "repo_files=40")
+    assert report["skipped"] == 0
+    narrative = next(d for d in report["lanes"] if d["lane"] == "narrative")
+    assert narrative["n"] == 1 and narrative["model"] == "lane" and narrative["scored"] == 0
+    est = report["estimate"]
+    assert est["lane"] == "narrative" and est["model"] == "lane" and est["prior_only"] is True
+    assert est["explanation"].startswith("p90 ") and "prior (1 of 5 runs so far)" in est["explanation"]
+    table = direng("plms", "size", "--root", str(lane_repo), "--lane", "narrative")
+    assert table.returncode == 0 and table.stdout.split()[:5] == ["lane", "n", "scored", "model", "basis"]
+    assert f"narrative: p50 {est['duration_p50_s']:.1f}s" in table.stdout
+    assert "did you mean 'repo_lines'" in one_error_line(
+        direng("plms", "size", "--root", str(lane_repo), "--lane", "narrative", "--size", "repo_line=3"))
+    assert "unknown lane" in one_error_line(direng("plms", "size", "--root", str(lane_repo), "--lane", "narativ"))
+    assert "no task store at" in one_error_line(direng("plms", "size", "--root", str(tmp_path)))
+
+
+@pytest.mark.slow
 @pytest.mark.e2e("direng replay")
 def test_replay_dry_run_verifies_the_passport(lane_repo, history):
     run_id = history["normal"]["run_id"]

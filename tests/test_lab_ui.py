@@ -311,6 +311,10 @@ def test_a_task_from_the_tasks_panel_runs_opens_its_notebook_and_replays(lab, pa
     this = f"tr.direng-task[data-task-id='{row.get_attribute('data-task-id')}']"  # other tests' tasks are listed too
     row.locator(".direng-task-estimate").click()
     panel.locator(f"{this}[data-state='estimated']").wait_for()
+    why = lab.get(f"tasks/{row.get_attribute('data-task-id')}")[1]["estimate"]["explanation"]
+    assert why.startswith("p90 ")  # PLMS says what drove it; the detail and the row's tooltip show it
+    panel.locator(".direng-task-estimate-why", has_text=why).wait_for(timeout=30_000)
+    assert why in panel.locator(f"{this} td.direng-task-est-cell").get_attribute("title")
     row.locator(".direng-task-approve").click()
     ended = panel.locator(", ".join(f"{this}[data-state='{s}']" for s in ("succeeded", "failed", "cancelled")))
     ended.wait_for(timeout=240_000)

@@ -387,7 +387,11 @@ export class ChatPanel extends Widget implements IDirEngChat {
     card.dataset.state = task.state;
     card.appendChild(el('div', 'direng-proposed-head', `${task.lane} · ${task.title}`));
     if (task.estimate) {
-      card.appendChild(el('div', 'direng-proposed-estimate', formatEstimate(task.estimate)));
+      const estimate = el('div', 'direng-proposed-estimate', formatEstimate(task.estimate));
+      if (task.estimate.explanation) {
+        estimate.appendChild(el('div', 'direng-proposed-estimate-why', task.estimate.explanation));
+      }
+      card.appendChild(estimate);
     }
     const state = el('div', 'direng-proposed-state', `state: ${task.state}`);
     const [bar, approve, cancel] = decisionBar(['Approve', 'direng-proposed-approve'], ['Cancel', 'direng-proposed-cancel']);

@@ -154,6 +154,11 @@ export interface Estimate {
   cost_p90?: number;
   n_history?: number;
   prior_only?: boolean;
+  drift?: boolean;
+  /** Which PLMS model answered: the per-lane one, or scaled by the task's size. */
+  model?: 'lane' | 'size';
+  /** What drove it, from PLMS: `p90 240 s: 12k-line repo (×1.9 the usual 3.4k), young lane (7 runs)`. */
+  explanation?: string;
 }
 
 /** `~12.0 s (p90 30.0 s) · $0.0100 · prior` */
@@ -165,6 +170,12 @@ export function formatEstimate(e: Estimate | null | undefined): string {
   const cost = e.cost_p50 !== undefined ? ` · ${formatCost(e.cost_p50)}` : '';
   const basis = e.prior_only ? ' · prior' : e.n_history ? ` · ${plural(e.n_history, 'run')}` : '';
   return `~${formatDuration(e.duration_p50_s)}${p90}${cost}${basis}`;
+}
+
+/** The estimate with what drove it, for tooltips: `formatEstimate`, then PLMS's explanation on its own line. */
+export function formatEstimateWhy(e: Estimate | null | undefined): string {
+  const text = formatEstimate(e);
+  return e?.explanation ? `${text}\n${e.explanation}` : text;
 }
 
 /** `~12.0 s`: the p50 duration alone, for narrow tables. */

@@ -11,7 +11,15 @@ import { DirEngAPI, DirEngAPIError, ReplayReport, RoutingDecision, Run, Task, Ta
 import { DirEngConfig } from './config';
 import { EventLog, TaskEvent, emptyLog, isSettledState, reduceEvents } from './events';
 import { followTask } from './follow';
-import { formatAge, formatCost, formatDuration, formatEstimate, formatEstimateShort, formatKpis } from './format';
+import {
+  formatAge,
+  formatCost,
+  formatDuration,
+  formatEstimate,
+  formatEstimateShort,
+  formatEstimateWhy,
+  formatKpis
+} from './format';
 import { tasksIcon } from './icons';
 import { runFiles } from './paths';
 import { IDirEngWorkspace } from './tokens';
@@ -356,8 +364,9 @@ export class TasksPanel extends Widget {
       const state = row.insertCell();
       state.appendChild(el('span', `direng-state direng-state-${t.state}`, t.state));
       const est = row.insertCell();
+      est.className = 'direng-task-est-cell';
       est.textContent = formatEstimateShort(t.estimate);
-      est.title = formatEstimate(t.estimate);
+      est.title = formatEstimateWhy(t.estimate);
       row.insertCell().textContent = formatAge(t.created_at);
     }
   }
@@ -420,6 +429,9 @@ export class TasksPanel extends Widget {
     head.appendChild(el('span', `direng-state direng-state-${task.state}`, task.state));
     if (task.estimate) {
       head.appendChild(el('div', 'direng-task-estimate', `Estimate: ${formatEstimate(task.estimate)}`));
+      if (task.estimate.explanation) {
+        head.appendChild(el('div', 'direng-task-estimate-why', `Why: ${task.estimate.explanation}`));
+      }
     }
     const err = this.detail.querySelector('.direng-task-error') as HTMLElement;
     err.textContent = task.error ?? '';

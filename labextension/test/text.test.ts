@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 
-import { formatAge, formatDuration, formatEstimate, statusText, summarizeUsage } from '../src/format';
+import { formatAge, formatDuration, formatEstimate, formatEstimateWhy, statusText, summarizeUsage } from '../src/format';
 import { InputHistory } from '../src/history';
 import { normalize, runFiles, toServerPath } from '../src/paths';
 import {
@@ -111,6 +111,12 @@ describe('wording', () => {
     expect(formatEstimate({ duration_p50_s: 12, duration_p90_s: 30, cost_p50: 0.01, prior_only: true })).toBe(
       '~12.0 s (p90 30.0 s) · $0.0100 · prior'
     );
+    const sized = { duration_p50_s: 60, duration_p90_s: 240, n_history: 7, prior_only: false, model: 'size' as const,
+      explanation: 'p90 4 min: 12k-line repo (×1.9 the usual 6.3k), young lane (7 runs)' };
+    expect(formatEstimateWhy(sized)).toBe(
+      '~1 min 0 s (p90 4 min 0 s) · 7 runs\np90 4 min: 12k-line repo (×1.9 the usual 6.3k), young lane (7 runs)'
+    );
+    expect(formatEstimateWhy({ duration_p50_s: 12, duration_p90_s: 30 })).toBe('~12.0 s (p90 30.0 s)');
   });
 });
 
