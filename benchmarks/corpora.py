@@ -90,6 +90,7 @@ CORPORA: dict[str, Corpus] = {
                "Rust JSON library (the serde_json 1.0.87 crate)", lang="rust",
                subdir="usr/share/cargo/registry/serde_json-1.0.87"),
         Corpus("django", "pypi", "django", "5.1.4", "bench", "large: >100k lines of Python"),
+        Corpus("pytest", "pypi", "pytest", "8.3.4", "bench", "mid-size: ~100k lines of Python (the CLI latency goal's size)"),
         Corpus("control", "pypi", "control", "0.10.1", "notebooks",
                "python-control: 38 example notebooks that call the package (11 copied under doc/)"),
     ]
