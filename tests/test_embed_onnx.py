@@ -74,6 +74,18 @@ def test_a_bad_encoder_setting_is_a_clear_error(monkeypatch):
         embed.dense_encoder("minilm-onnx-int8-000000000000")
 
 
+def test_a_later_export_recipe_names_other_vectors(monkeypatch):
+    from direng_kernel.index import minilm_onnx
+
+    first = embed.encoder_name("onnx-int8")
+    assert first == f"minilm-onnx-int8-{embed.weights_key()}"  # the stores filled so far keep their name
+    monkeypatch.setattr(minilm_onnx, "EXPORT_RECIPE", 2)
+    later = embed.encoder_name("onnx-int8")
+    assert later == f"minilm-onnx-int8-r2-{embed.weights_key()}" and embed._kind_of(later) == "onnx-int8"
+    assert embed._kind_of(first) is None  # vectors of recipe 1 are another encoder's: filled again
+    assert embed.encoder_name("torch") == f"minilm-torch-{embed.weights_key()}"
+
+
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory):
     """The sample repository, indexed with every MiniLM vector filled by the default encoder."""

@@ -259,8 +259,13 @@ class DenseEncoder(Protocol):
 
 
 def encoder_name(kind: str) -> str:
-    """An encoder's identity: its kind and the packaged weights (`minilm-onnx-int8-<key>`)."""
-    return f"minilm-{kind}-{weights_key()}"
+    """An encoder's identity: its kind and the packaged weights (`minilm-onnx-int8-<key>`), and
+    for an ONNX export made by a later recipe, that recipe (`minilm-onnx-int8-r2-<key>`): vectors
+    of another quantization are other vectors, filled again rather than mixed."""
+    from .minilm_onnx import EXPORT_RECIPE
+
+    recipe = f"r{EXPORT_RECIPE}-" if kind.startswith("onnx") and EXPORT_RECIPE != 1 else ""  # r1: as named before
+    return f"minilm-{kind}-{recipe}{weights_key()}"
 
 
 def _kind_of(name: str) -> str | None:
