@@ -10,6 +10,10 @@ held-out runs, so it is an upper bound for the choice itself).
 
 Recorded histories: every `pex.sqlite3` under the stores given with `--store DIR` (default: the
 repository's `.direng/` and anything under benchmarks/); "none found" is said, not hidden.
+`benchmarks/plms_record.py` records one (real lane runs of varied sizes, in
+benchmarks/.cache/plms_history/). Each is printed as the synthetic ones are, for all its lanes and
+per lane, with the least-squares slope of log(duration) on log(1 + size) of each of the lane's
+sizes alone and its r² (how much the durations depend on size at all).
 
 Synthetic (known parameters, seeds 0..S-1): per lane log(duration) = a + b (log(1 + size) - log 1e4)
 + 0.35 noise, sizes log-uniform 1e3..1e5, 60 runs per lane, five lanes:
@@ -85,12 +89,57 @@ def summary(records: list[RunRecord]) -> dict:
 
     chosen = [{**r, **{f"chosen_p{q}": r[f"{decisions[r['lane']].model}_p{q}"] for q in (10, 50, 90)}}
               for r in scores]
+    per_lane = {lane: {"scored": len(rows), "lane_model": figures(rows, "lane"), "size_model": figures(rows, "size"),
+                       "chosen": figures(rows, "chosen"), "elasticity": elasticity(records, lane)}
+                for lane in sorted({r["lane"] for r in chosen}) for rows in [[r for r in chosen if r["lane"] == lane]]}
     return {"runs": len(records), "scored": len(scores), "compare_s": round(seconds, 3),
             "lane_model": figures(scores, "lane"), "size_model": figures(scores, "size"),
-            "chosen": figures(chosen, "chosen"),
+            "chosen": figures(chosen, "chosen"), "per_lane": per_lane,
             "size_kept": sorted(lane for lane, d in decisions.items() if d.model == "size" and d.scored),
             "decisions": {lane: {"model": d.model, "basis": d.basis, "scored": d.scored, "reason": d.reason}
                           for lane, d in decisions.items() if d.scored or d.model == "size"}}
+
+
+def elasticity(records: list[RunRecord], lane: str) -> dict:
+    """Per size of the lane, alone: the least-squares slope of log(duration) on log(1 + size) over
+    the lane's calibrating runs, and its r² (how much of the spread that size explains)."""
+    runs = [r for r in records if r.lane == lane and r.status == "succeeded" and not r.rehearsal]
+    out = {}
+    for name in lane_features(lane):
+        pts = [(math.log1p(r.features[name]), math.log(max(r.duration_s, 1e-3))) for r in runs
+               if isinstance(r.features.get(name), (int, float))]
+        if len(pts) < 3 or np.ptp([x for x, _ in pts]) == 0:
+            continue
+        x, y = np.array(pts).T
+        slope, icpt = np.polyfit(x, y, 1)
+        resid = y - (slope * x + icpt)
+        r2 = 1 - float(resid.var()) / float(y.var()) if y.var() > 0 else 0.0
+        out[name] = {"slope": round(float(slope), 3), "r2": round(r2, 3), "n": len(pts),
+                     "range": [round(float(np.expm1(x.min()))), round(float(np.expm1(x.max())))]}
+    return out
+
+
+def print_recorded(store: str, s: dict) -> None:
+    """The comparison table of a recorded history: all lanes, then each lane with its sizes' slopes."""
+    print(f"\n{store}: {s['runs']} runs, {s['scored']} scored, {s.get('skipped', 0)} skipped rows")
+    if not s["scored"]:
+        return
+    print(f"{'lane':<16} {'scored':>6} {'model':<6} {'<=p90':>6} {'p10-p90':>8} {'p90/p10':>8} {'|err|':>6}  "
+          "kept / slope on log size (r², range)")
+    rows = [("all lanes", s["scored"], s)] + [(lane, v["scored"], v) for lane, v in s["per_lane"].items()]
+    for name, n, v in rows:
+        for m in ("lane_model", "size_model", "chosen"):
+            a = v[m]
+            if name == "all lanes":
+                tail = f"size model kept in {', '.join(s['size_kept']) or 'no lane'}" if m == "chosen" else ""
+            else:
+                d = s["decisions"].get(name, {})
+                tail = (f"{d.get('model', 'lane')} ({d.get('basis', '?')}): {d.get('reason', '')}" if m == "chosen" else
+                        ", ".join(f"{f} {e['slope']:+.2f} ({e['r2']:.2f}; {e['range'][0]:,}..{e['range'][1]:,})"
+                                  for f, e in v["elasticity"].items()) if m == "size_model" else "")
+            print(f"{name if m == 'lane_model' else '':<16} {n if m == 'lane_model' else '':>6} {m.split('_')[0]:<6} "
+                  f"{a['within_p90']:>6.1%} {a['within_p10_p90']:>8.1%} {a['band_ratio']:>7.2f}x "
+                  f"{a['mean_abs_log_err']:>6.3f}  {tail}")
 
 
 def young(seed: int) -> dict:
@@ -138,7 +187,7 @@ def main() -> None:
     rec = out["recorded"]
     print("recorded histories:", rec.get("note") or ", ".join(rec["stores"]))
     for store, s in rec["stores"].items():
-        print(f"  {store}: {s}")
+        print_recorded(store, s)
     print(f"\n{'history':<10} {'model':<6} {'<=p90':>6} {'p10-p90':>8} {'p90/p10':>8} {'|err|':>6}  size model kept in")
     for kind in ("scale", "one-flat", "flat"):
         results = [summary(synthetic(kind, seed)) for seed in range(args.seeds)]

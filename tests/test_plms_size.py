@@ -231,3 +231,61 @@ def test_size_model_ignores_runs_that_do_not_calibrate():
     r = RunRecord(lane="narrative", duration_s=5, status="failed", finished_at=T0, features={"repo_files": 3})
     assert not m.observe(r) and m.n("narrative") == 0
     assert m.observe(r.model_copy(update={"status": "succeeded"})) and m.n("narrative") == 1
+
+
+def test_repo_sizes_include_commits_made_since_the_last_refresh(tmp_path):
+    """The run refreshes the index before it works, so a task's repository sizes are the tree at
+    HEAD, not the index's rows from before the last commit."""
+    from conftest import commit_all
+
+    from direng_kernel.pex.orchestrator import Orchestrator
+    from direng_kernel.workbench import Workbench
+
+    root = make_repo(tmp_path / "repo")
+    wb = Workbench(root)
+    wb.index()
+    orch = Orchestrator(root, root / ".direng", workbench=wb)
+    before, _ = orch.new_task("map it", "", lane="graph-ops")
+    sizes = orch.tasks.task_size(before.id)
+    (root / "shop" / "grown.py").write_text("".join(f"def f{i}():\n    return {i}\n\n" for i in range(100)))
+    commit_all(root, "grow")
+    after, _ = orch.new_task("map it again", "", lane="graph-ops")
+    assert orch.tasks.task_size(after.id) == {"repo_files": sizes["repo_files"] + 1,
+                                               "repo_lines": sizes["repo_lines"] + 300}
+    wb.index()  # refreshed: the index's rows again, and the same sizes
+    again, _ = orch.new_task("map it once more", "", lane="graph-ops")
+    assert orch.tasks.task_size(again.id) == orch.tasks.task_size(after.id)
+    wb.close()
+
+
+def test_patch_lines_are_counted_as_git_counts_them(tmp_path):
+    from direng_kernel.pex.size import SizeContext, measure
+
+    # a removed SQL comment reads `--- ...` and an added `++i` reads `+++i`: lines, not file headers
+    patch = ("diff --git a/q.sql b/q.sql\n--- a/q.sql\n+++ b/q.sql\n@@ -1,3 +1,3 @@\n"
+             "--- the old comment\n+-- the new comment\n SELECT 1;\n-x\n+++i\n")
+    assert measure("code-impl", SizeContext(tmp_path, {"patch": patch}))["patch_lines"] == 4
+    (tmp_path / "change.patch").write_text(patch)
+    assert measure("code-impl", SizeContext(tmp_path, {"patch_file": "change.patch"}))["patch_lines"] == 4
+    assert "patch_lines" not in measure("code-impl", SizeContext(tmp_path, {"patch": ""}))
+
+
+def test_data_inputs_are_the_files_the_lane_reads(tmp_path):
+    """data-schema reads the matching files its file listing keeps (ignore files honoured), the
+    first max_samples of them: the sizes count those, not every file the glob matches."""
+    from direng_kernel.pex.orchestrator import Orchestrator
+
+    root = make_repo(tmp_path / "repo")
+    for folder, n in (("data/orders", 5), ("data/raw", 3)):
+        (root / folder).mkdir(parents=True)
+        for i in range(n):
+            (root / folder / f"r{i}.json").write_text(json.dumps({"i": i, "pad": "x" * (10 * i)}))
+    (root / "data" / "raw" / "big.json").write_text(json.dumps({"pad": "y" * 50_000}))
+    (root / ".gitignore").write_text("data/raw/\n")
+    orch = Orchestrator(root, root / ".direng")
+    kept = sorted((root / "data" / "orders").glob("*.json"))
+    task, _ = orch.new_task("infer", "", lane="data-schema")  # the notebook's data_glob and max_samples
+    assert orch.tasks.task_size(task.id) == {"input_files": 5, "input_bytes": sum(p.stat().st_size for p in kept)}
+    capped, _ = orch.new_task("infer two", "", lane="data-schema", parameters={"max_samples": 2})
+    assert orch.tasks.task_size(capped.id) == {"input_files": 2,
+                                                "input_bytes": sum(p.stat().st_size for p in kept[:2])}

@@ -7,9 +7,12 @@ is left out, which the model reads as "the lane's usual". Measuring never fails 
 orchestrator logs and goes on.
 
 Repository files and lines come from the code index when it has the repository (its `files`
-rows), else from a walk with the index's own file rules (`discovery.discover`). Changed lines are
-`git diff --numstat` of the task's base_ref..head_ref when its lane takes them, else from the
-indexed commit to the work tree (what the index refresh before the run re-reads).
+rows) and reflects HEAD, else from a walk with the index's own file rules (`discovery.discover`):
+the run refreshes the index first, so a commit since the last refresh is part of its work. Changed
+lines are `git diff --numstat` of the task's base_ref..head_ref when its lane takes them, else from
+the indexed commit to the work tree (what the index refresh before the run re-reads). Patch lines
+are git's count of the patch (`git apply --numstat`). Inputs are the files matching data_glob that
+the lane reads: listed by the index's file rules (ignore files honoured), the first `max_samples`.
 """
 
 from __future__ import annotations
@@ -38,16 +41,32 @@ class SizeContext:
     index_rows: Optional[Callable[[], list[tuple]]] = None  # (path, language, lines, has_errors)
     indexed_commit: Optional[Callable[[], Optional[str]]] = None
     _repo: Optional[tuple[int, int]] = field(default=None, repr=False)
+    _inputs: Optional[list[tuple[str, int]]] = field(default=None, repr=False)
 
     def repo(self) -> tuple[int, int]:
         """(files, lines) of the repository, computed once."""
         if self._repo is None:
-            rows = self.index_rows() if self.index_rows else []
+            rows = self.index_rows() if self.index_rows and self._index_current() else []
             if rows:
                 self._repo = (len(rows), sum(int(r[2] or 0) for r in rows))
             else:
                 self._repo = _walk(self.root)
         return self._repo
+
+    def _index_current(self) -> bool:
+        """Whether the index's files are the repository's: it reflects HEAD (as `Workbench.status`
+        says fresh). A commit since the last refresh adds or drops files that the run, refreshing
+        first, will see, so the sizes are walked instead. Without git, the index's are taken."""
+        if self.indexed_commit is None:
+            return True
+        head = _git(self.root, "rev-parse", "--verify", "-q", "HEAD")
+        return head is None or head.strip() == (self.indexed_commit() or "")
+
+    def inputs(self) -> list[tuple[str, int]]:
+        """(path, bytes) of the files the task's data_glob names, computed once (see `_inputs`)."""
+        if self._inputs is None:
+            self._inputs = _inputs(self)
+        return self._inputs
 
 
 def _walk(root: Path) -> tuple[int, int]:
@@ -102,30 +121,49 @@ def _patch_lines(ctx: SizeContext) -> Optional[float]:
             return None
     if not str(text).strip():
         return None  # no patch yet (the lane asks its model for one): size unknown
+    # git's own count (a removed `-- comment` line reads `--- comment`, an added `++i` `+++i`:
+    # only a hunk-aware reader tells them from file headers); `--numstat` alone applies nothing.
+    try:
+        proc = subprocess.run(["git", "apply", "--numstat", "-"], input=str(text), capture_output=True,
+                              text=True, timeout=GIT_TIMEOUT_S, cwd=ctx.root)
+        if proc.returncode == 0:
+            return _numstat(proc.stdout)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    # git cannot read it (the lane will refuse it too): its +/- lines, headers left out
     return float(sum(1 for line in str(text).splitlines()
                      if line[:1] in "+-" and not line.startswith(("+++", "---"))))
 
 
-def _inputs(ctx: SizeContext) -> list[Path]:
+def _inputs(ctx: SizeContext) -> list[tuple[str, int]]:
+    """The files matching data_glob that the lane reads: those the index's file rules list
+    (`.gitignore`/`.direngignore` honoured, as the data-schema lane lists them, with no size cap),
+    in path order, the first `max_samples` when the task has that parameter."""
+    from ..discovery import discover
+
     pattern = str(ctx.parameters.get("data_glob") or "")
     if not pattern or Path(pattern).is_absolute() or ".." in Path(pattern).parts:
         return []
-    out = []
-    for path in ctx.root.glob(pattern):
-        if path.is_file() and not path.is_symlink():
-            out.append(path)
-            if len(out) >= MAX_INPUT_FILES:
-                break
-    return out
+    root = ctx.root.resolve()
+    matched = set()
+    for path in root.glob(pattern):
+        matched.add(path.relative_to(root).as_posix())
+        if len(matched) >= MAX_INPUT_FILES:
+            break
+    if not matched:
+        return []
+    listed = sorted((c.path, c.size) for c in discover(root, max_file_bytes=1 << 62).files if c.path in matched)
+    cap = ctx.parameters.get("max_samples")
+    return listed[: int(cap)] if isinstance(cap, (int, float)) and not isinstance(cap, bool) and cap >= 0 else listed
 
 
 def _input_bytes(ctx: SizeContext) -> Optional[float]:
-    files = _inputs(ctx)
-    return float(sum(p.stat().st_size for p in files)) if files else None
+    files = ctx.inputs()
+    return float(sum(size for _, size in files)) if files else None
 
 
 def _input_files(ctx: SizeContext) -> Optional[float]:
-    files = _inputs(ctx)
+    files = ctx.inputs()
     return float(len(files)) if files else None
 
 
