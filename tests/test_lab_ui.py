@@ -217,13 +217,24 @@ def test_a_generative_answer_streams_into_the_panel(lab, page):
     assert panel.locator(".direng-streaming").count() == 0
 
 
-def contents(lab, path: str) -> dict:
+def contents(lab, path: str, attempts: int = 20) -> dict:
+    """The contents API's model of `path`. A read that races JupyterLab's save gets a 400
+    ("Unreadable Notebook"): jupyter_server writes the file in place, behind a backup copy, so
+    a reader can see it half-written; such a read is tried again."""
+    import urllib.error
     import urllib.request
 
     req = urllib.request.Request(f"{lab.url}/api/contents/{path}?content=1",
                                  headers={"Authorization": f"token {lab.token}"})
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.loads(resp.read())
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 400 or attempt == attempts - 1:
+                raise
+            time.sleep(0.25)
+    raise AssertionError("unreachable")
 
 
 def write_notebook(path: Path, *cells) -> None:
