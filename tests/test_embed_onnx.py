@@ -77,8 +77,9 @@ def test_a_bad_encoder_setting_is_a_clear_error(monkeypatch):
 def test_a_later_export_recipe_names_other_vectors(monkeypatch):
     from direng_kernel.index import minilm_onnx
 
+    monkeypatch.setattr(minilm_onnx, "EXPORT_RECIPE", 1)
     first = embed.encoder_name("onnx-int8")
-    assert first == f"minilm-onnx-int8-{embed.weights_key()}"  # the stores filled so far keep their name
+    assert first == f"minilm-onnx-int8-{embed.weights_key()}"  # recipe 1's stores kept the name they had
     monkeypatch.setattr(minilm_onnx, "EXPORT_RECIPE", 2)
     later = embed.encoder_name("onnx-int8")
     assert later == f"minilm-onnx-int8-r2-{embed.weights_key()}" and embed._kind_of(later) == "onnx-int8"
