@@ -33,6 +33,7 @@ sys.path.insert(0, str(HERE))
 import corpora  # noqa: E402
 from results import write as write_results  # noqa: E402
 from retrieval_eval import METRICS, aggregate, load_questions, score_search, shipped_store  # noqa: E402
+from direng_kernel.records import jsonable  # noqa: E402
 
 #: variant -> Searcher attributes it changes from the shipped values.
 VARIANTS: dict[str, dict] = {
@@ -80,7 +81,7 @@ def fit(corpus_names: list[str]) -> dict:
         for i, combo in enumerate(combos):
             for key, value in combo.items():
                 setattr(searcher, key, value)
-            scores[name].append([score_search([h.model_dump() for h in wb.search(q["question"], k=10)], q)
+            scores[name].append([score_search(jsonable(wb.search(q["question"], k=10)), q)
                                  for q in qs])
         print(f"[fit] {name}: {len(combos)} weight sets x {len(qs)} questions", file=sys.stderr)
         wb.close()
@@ -114,7 +115,7 @@ def run(variants: list[str], corpus_names: list[str]) -> dict:
                 setattr(searcher, key, value)
             try:
                 for q in (q for q in questions if q["corpus"] == name):
-                    hits = [h.model_dump() for h in wb.search(q["question"], k=10)]
+                    hits = jsonable(wb.search(q["question"], k=10))
                     rows[variant].append(score_search(hits, q) | {"lang": q["lang"], "kind": q["kind"]})
             finally:
                 for key, value in saved.items():

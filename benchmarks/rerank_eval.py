@@ -42,6 +42,7 @@ import corpora  # noqa: E402
 from ablation import _objective  # noqa: E402
 from results import write as write_results  # noqa: E402
 from retrieval_eval import METRICS, aggregate, load_questions, score_search, shipped_store  # noqa: E402
+from direng_kernel.records import jsonable  # noqa: E402
 
 KS = (10, 20, 30)
 RRF_WEIGHTS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -127,9 +128,9 @@ def collect(corpus_names: list[str], ks=KS, max_length: int | None = None) -> li
         searcher.warm()
         for q in (q for q in questions if q["corpus"] == name):
             t = time.perf_counter()
-            shipped = [h.model_dump() for h in wb.search(q["question"], k=10)]
+            shipped = jsonable(wb.search(q["question"], k=10))
             search_ms = (time.perf_counter() - t) * 1000
-            hits = [h.model_dump() for h in wb.search(q["question"], k=kmax)]
+            hits = jsonable(wb.search(q["question"], k=kmax))
             texts = [picked.get((h["path"], h["symbol"], h["kind"] if not h["symbol"] else "")) for h in hits]
             assert [(h["path"], h["symbol"]) for h in hits[:10]] == [(h["path"], h["symbol"]) for h in shipped]
             routed = searcher.relation_routing and any(

@@ -29,6 +29,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
+from pydantic import TypeAdapter
+
 from . import daemon_socket, sse
 from .config import IndexSettings
 from .errors import DirEngError, from_reply
@@ -38,6 +40,8 @@ from .models import (DEFAULT_GRAPH_DIRECTION, DEFAULT_SEARCH_MODE, Answer, ChatM
                      Proposal, ReplayReport, RoutingDecision, Task, TaskEvent)
 
 log = logging.getLogger(__name__)
+
+_HITS = TypeAdapter(list[Hit])  # hits are dataclasses (records.py): validated from JSON as the models are
 
 
 @runtime_checkable
@@ -132,7 +136,7 @@ class HttpClient:
 
     def search(self, query: str, k: int = 10, mode: str = DEFAULT_SEARCH_MODE) -> list[Hit]:
         data = self._request("GET", "search", {"q": query, "k": k, "mode": mode})
-        return [Hit.model_validate(h) for h in data["hits"]]
+        return _HITS.validate_python(data["hits"])
 
     def graph(self, symbol: str, direction: str = DEFAULT_GRAPH_DIRECTION, depth: int = 1, max_nodes: int = 150,
               code: bool = False) -> GraphResult:
@@ -294,7 +298,7 @@ class DaemonClient:
 
     def search(self, query: str, k: int = 10, mode: str = DEFAULT_SEARCH_MODE) -> list[Hit]:
         out = self._call("search", {"query": query, "k": k, "mode": mode})
-        return out.value if isinstance(out, _Local) else [Hit.model_validate(h) for h in out]
+        return out.value if isinstance(out, _Local) else _HITS.validate_python(out)
 
     def graph(self, symbol: str, direction: str = DEFAULT_GRAPH_DIRECTION, depth: int = 1, max_nodes: int = 150,
               code: bool = False) -> GraphResult:

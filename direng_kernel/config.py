@@ -1,14 +1,14 @@
 """Settings for the engine, from arguments first and `DIRENG_*` environment variables second.
 
-The server maps its traitlets onto the same fields; nothing here imports anything heavy.
+The server maps its traitlets onto the same fields. Nothing here imports anything heavy, not even
+pydantic: every command over an index, the one-shot search among them, starts by reading these.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydantic import BaseModel, Field
 
 from .locations import store_dir
 
@@ -20,18 +20,19 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
-class IndexSettings(BaseModel):
+@dataclass(kw_only=True)
+class IndexSettings:
     root: Path
     store: Path
-    max_file_bytes: int = Field(default_factory=lambda: _env_int("DIRENG_MAX_FILE_BYTES", 1_000_000))
+    max_file_bytes: int = field(default_factory=lambda: _env_int("DIRENG_MAX_FILE_BYTES", 1_000_000))
     # A notebook is read up to this size (its outputs may be huge); its *sources* must still fit
     # in max_file_bytes to be indexed.
-    max_notebook_bytes: int = Field(default_factory=lambda: _env_int("DIRENG_MAX_NOTEBOOK_BYTES", 256_000_000))
+    max_notebook_bytes: int = field(default_factory=lambda: _env_int("DIRENG_MAX_NOTEBOOK_BYTES", 256_000_000))
     # Long symbols are split into parts of this many lines so each chunk stays embeddable.
-    chunk_lines: int = Field(default_factory=lambda: _env_int("DIRENG_CHUNK_LINES", 60))
+    chunk_lines: int = field(default_factory=lambda: _env_int("DIRENG_CHUNK_LINES", 60))
     # Files written per transaction: smaller batches lose less work to a crash, larger are faster.
-    batch_files: int = Field(default_factory=lambda: _env_int("DIRENG_INDEX_BATCH", 200))
-    embed_batch: int = Field(default_factory=lambda: _env_int("DIRENG_EMBED_BATCH", 32))
+    batch_files: int = field(default_factory=lambda: _env_int("DIRENG_INDEX_BATCH", 200))
+    embed_batch: int = field(default_factory=lambda: _env_int("DIRENG_EMBED_BATCH", 32))
 
     @classmethod
     def for_root(cls, root: str | os.PathLike, store: str | os.PathLike | None = None) -> "IndexSettings":

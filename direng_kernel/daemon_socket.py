@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 from .errors import DirEngError, NotFoundError, NotIndexedError
 from .processes import pid_alive
+from .records import jsonable
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,6 @@ def _address(path: Path) -> Iterator[str]:
         yield f"/proc/self/fd/{fd}/{path.name}"
     finally:
         os.close(fd)
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
 
 
 def _error_body(exc: BaseException) -> dict:
@@ -176,7 +167,7 @@ class SocketServer:
             method, params = req.get("method"), req.get("params") or {}
             if method not in SERVED or not isinstance(params, dict):
                 raise ValueError(f"not served on the socket: {method!r}")
-            return {"result": _jsonable(getattr(self.api, method)(**params))}
+            return {"result": jsonable(getattr(self.api, method)(**params))}
         except Exception as exc:  # noqa: BLE001 — every failure is an error reply, never a dropped line
             if not isinstance(exc, (DirEngError, TypeError, ValueError)):
                 log.exception("socket request failed")

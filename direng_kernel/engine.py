@@ -361,11 +361,7 @@ class Engine:
                 self.notices.append(note)
             return hits
         self._vectors_note = None
-        if mode == "hybrid" and not self.dense_queries and self.workbench.store.has_dense():
-            note = ("MiniLM vectors were left out of this one-shot search (loading the model takes seconds); "
-                    "run `direng index --watch` to have them served, or pass --dense")
-            if note not in self.notices:
-                self.notices.append(note)
+        self.notices.extend(n for n in self.workbench.left_out(mode, self.dense_queries) if n not in self.notices)
         return hits
 
     def graph(self, symbol: str, direction: str = DEFAULT_GRAPH_DIRECTION, depth: int = 1, max_nodes: int = 150,

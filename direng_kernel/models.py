@@ -1,8 +1,9 @@
 """Pydantic types shared across components.
 
 Everything that crosses a component boundary (parser → graph → store → search → surfaces)
-is one of these models, so the CLI's JSON, the REST API and the Python API agree.
-This module imports nothing heavy: it is loaded by every light command.
+is one of these models, or one of the index's records (`records.py`, re-exported here), so the
+CLI's JSON, the REST API and the Python API agree. This module imports nothing heavy, but
+pydantic itself costs a light command ~120 ms: the index and a one-shot search use records.py.
 """
 
 from __future__ import annotations
@@ -13,119 +14,9 @@ from typing import Callable, Literal, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class SymbolKind(str, Enum):
-    function = "function"
-    method = "method"
-    klass = "class"
-    struct = "struct"
-    enum = "enum"
-    interface = "interface"  # TS interfaces, Rust traits, Go interfaces
-    trait = "trait"
-    impl = "impl"  # Rust impl blocks
-    type_alias = "type"
-    constant = "constant"
-    module = "module"
-    cell = "cell"  # a notebook's code cell (`cell[3]`): the scope of its top-level code
-
-
-class RefKind(str, Enum):
-    call = "call"
-    import_ = "import"
-    inherit = "inherits"  # class Foo(Bar), class A extends B, struct embedding
-    implement = "implements"  # implements I, impl Trait for T
-    type_ref = "references"  # type annotations and other type uses
-
-
-class Symbol(BaseModel):
-    """A definition found by the parser.
-
-    `qualname` is dotted within the file (`Session.request`, `impl Display for Point.fmt`);
-    `start_line`/`end_line` are 1-based and inclusive — within `cell` for a notebook's symbols.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    name: str
-    qualname: str
-    kind: SymbolKind
-    start_line: int
-    end_line: int
-    signature: str = ""
-    docstring: str = ""
-    parent: Optional[str] = None  # qualname of the enclosing symbol, if any
-    cell: Optional[int] = None  # 0-based notebook cell; None outside notebooks
-
-
-class Reference(BaseModel):
-    """A use of a name: a call, an import, a base class, a type.
-
-    `name` is the text as written (`self.session.get`, `os.path.join`, `Base`);
-    `scope` is the qualname of the enclosing symbol (None at module level).
-    For imports, `module` is the module path as written (`os.path`, `./util`, `crate::net`)
-    and `name` the imported name (or the module itself) and `alias` the local binding.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: RefKind
-    name: str
-    line: int
-    scope: Optional[str] = None
-    module: Optional[str] = None
-    alias: Optional[str] = None
-
-
-class ParsedFile(BaseModel):
-    """What the parser extracts from one source file."""
-
-    path: str  # relative to the root, forward slashes
-    language: str
-    symbols: list[Symbol] = Field(default_factory=list)
-    references: list[Reference] = Field(default_factory=list)
-    line_count: int = 0
-    has_errors: bool = False  # tree-sitter recovered from syntax errors
-
-
-class ChunkKind(str, Enum):
-    symbol = "symbol"
-    file = "file"  # file-level summary
-    text = "text"  # markdown/config/other text
-
-
-class Chunk(BaseModel):
-    """A unit of retrieval: what is embedded and scored."""
-
-    id: str  # stable: sha256 of (path, qualname, part, content)
-    path: str
-    symbol: Optional[str] = None
-    kind: str  # a SymbolKind value, or "file" / "text"
-    start_line: int
-    end_line: int
-    text: str  # what is embedded: signature + docstring + body (possibly truncated)
-    language: Optional[str] = None
-    cell: Optional[int] = None  # 0-based notebook cell the lines are in; None outside notebooks
-
-
-class Hit(BaseModel):
-    """One search result, always citable as `path:start_line-end_line` — or, inside a notebook,
-    `path:cell N:start_line-end_line` with the lines counted within that (0-based) cell."""
-
-    path: str
-    symbol: Optional[str] = None
-    kind: str
-    start_line: int
-    end_line: int
-    score: float
-    snippet: str = ""
-    signature: str = ""
-    sources: list[str] = Field(default_factory=list)  # which retrievers found it
-    cell: Optional[int] = None  # 0-based notebook cell; None outside notebooks
-
-    @property
-    def citation(self) -> str:
-        cell = f"cell {self.cell}:" if self.cell is not None else ""
-        return f"{self.path}:{cell}{self.start_line}-{self.end_line}"
+# The index's records are plain dataclasses, so a one-shot search imports no pydantic; as fields
+# of the models below pydantic validates and describes them all the same.
+from .records import Chunk, ChunkKind, Hit, ParsedFile, RefKind, Reference, Symbol, SymbolKind  # noqa: F401
 
 
 class GraphNode(BaseModel):

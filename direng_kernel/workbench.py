@@ -13,13 +13,16 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from .config import IndexSettings
 from .errors import NotIndexedError
-from .models import Chunk, GraphNode, GraphResult, Hit, IndexReport, IndexStatus
 from .index import git
 from .index.store import DB_NAME, IndexStore
+from .records import Chunk, Hit
+
+if TYPE_CHECKING:  # pydantic models: a one-shot search, which builds none of them, never imports pydantic
+    from .models import GraphNode, GraphResult, IndexReport, IndexStatus
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +180,13 @@ class Workbench:
         with self._answering():
             return self.searcher.search(query, k=k, mode=mode, dense=dense)
 
+    def left_out(self, mode: str = "hybrid", dense: bool = True) -> list[str]:
+        """What a search by `mode` and `dense` (as `search` takes them) leaves out, to tell the user."""
+        if mode == "hybrid" and not dense and self.store.has_dense():
+            return ["MiniLM vectors were left out of this one-shot search (loading the model takes seconds); "
+                    "run `direng index --watch` to have them served, or pass --dense"]
+        return []
+
     def graph(self, symbol: str, direction: str = "both", depth: int = 1, max_nodes: int = 150) -> GraphResult:
         self._require_index()
         with self._answering():
@@ -209,6 +219,8 @@ class Workbench:
         yield from self.store.chunks()
 
     def status(self) -> IndexStatus:
+        from .models import IndexStatus
+
         exists = (self.settings.store / DB_NAME).exists()
         counts = self.store.counts() if exists else {"files": 0, "symbols": 0, "chunks": 0, "dense_chunks": 0}
         indexed = self.store.get_meta("indexed_commit") if exists else None

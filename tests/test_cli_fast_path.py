@@ -4,7 +4,8 @@ processes, real stores, real models; no mocks).
 * light: a one-shot search imports no torch, model2vec, huggingface_hub, sentence_transformers
   or chromadb — it reads the static model's files itself (with vectors equal to model2vec's)
   and memory-maps the store's static matrix; with MiniLM vectors in the store it leaves them
-  out and says so, unless `--dense`;
+  out and says so, unless `--dense`. A plain one (default mode) imports not even pydantic, the
+  models or the engine: the workbench answers it, with the same hits and notes as the engine;
 * served: while `direng index --watch` runs, the CLI asks it over `<store>/daemon.sock` and
   prints the same hits as an in-process search with MiniLM;
 * fallback: a daemon killed with -9 leaves a stale socket; the next command answers
@@ -45,7 +46,8 @@ finally:
     top = sorted({m.split(".")[0] for m in sys.modules})
     print("PROBE " + json.dumps({"heavy": [m for m in top if m in %r],
                                  "engine": "direng_kernel.engine" in sys.modules,
-                                 "models": "direng_kernel.models" in sys.modules}), file=sys.stderr)
+                                 "models": "direng_kernel.models" in sys.modules,
+                                 "pydantic": "pydantic" in sys.modules}), file=sys.stderr)
 sys.exit(rc)
 """ % (HEAVY,)
 
@@ -111,7 +113,7 @@ def test_light_path_imports_no_model_library(static_repo):
     proc, report = probe("search", QUERY, "--root", str(static_repo), "--json")
     hits = hits_of(proc)
     assert (hits[0][0], hits[0][1]) == ("shop/payment.py", "charge_card")
-    assert report == {"heavy": [], "engine": True, "models": True}, report
+    assert report == {"heavy": [], "engine": False, "models": False, "pydantic": False}, report
     # The static matrix is memory-mapped from the store's cache from now on.
     assert list((static_repo / ".direng" / "static-cache").glob("*.vec.npy"))
 
@@ -119,7 +121,7 @@ def test_light_path_imports_no_model_library(static_repo):
 def test_one_shot_leaves_minilm_out_with_a_note_unless_asked(indexed_sample, tmp_path):
     root = dense_copy(indexed_sample, tmp_path / "repo")
     light, report = probe("search", QUERY, "--root", str(root), "--json", env={"DIRENG_DAEMON": "off"})
-    assert report["heavy"] == [], report
+    assert report == {"heavy": [], "engine": False, "models": False, "pydantic": False}, report
     assert all("dense" not in h[5] for h in hits_of(light))
     assert "note: MiniLM vectors were left out of this one-shot search" in light.stderr
     assert "Traceback" not in light.stderr
@@ -130,6 +132,26 @@ def test_one_shot_leaves_minilm_out_with_a_note_unless_asked(indexed_sample, tmp
     dense = run_cli("search", QUERY, "--root", str(root), "--json", "--dense")
     assert any("dense" in h[5] for h in hits_of(dense))
     assert "note:" not in dense.stderr
+
+
+def test_light_path_hands_to_the_full_cli_what_only_it_answers(static_repo, tmp_path):
+    light, report = probe("search", QUERY, "--root", str(static_repo))
+    assert light.returncode == 0 and report["pydantic"] is False, report
+    # An explicit mode is checked by the full parser: the same default mode, the same table.
+    full, report = probe("search", QUERY, "--root", str(static_repo), "--mode", "hybrid")
+    assert report["engine"] is True and full.stdout == light.stdout
+    bm25, report = probe("search", QUERY, "--root", str(static_repo), "--mode", "bm25", "--json")
+    assert report["engine"] is True and hits_of(bm25)[0][5] == ("bm25",)
+    # A policy file to check: the engine checks it, as every full command does.
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("lanes: [not, a, mapping\n")
+    checked, report = probe("search", QUERY, "--root", str(static_repo), env={"DIRENG_POLICY": str(policy)})
+    assert report["engine"] is True and checked.stdout == light.stdout and "policy" in checked.stderr
+    # An error in this process is raised again by the full path, with its message and exit code.
+    (tmp_path / "plain").mkdir()
+    missing, report = probe("search", QUERY, "--root", str(tmp_path / "plain"))
+    assert report["engine"] is True and missing.returncode != 0
+    assert "is not indexed yet" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_light_static_vectors_equal_model2vec():
@@ -198,7 +220,7 @@ def test_watcher_serves_the_cli_the_same_hits_as_in_process(indexed_sample, tmp_
         for query, k, mode in ((QUERY, 10, "hybrid"), ("shipping cost", 4, "hybrid"), (QUERY, 10, "bm25")):
             served, report = probe("search", query, "-k", str(k), "--mode", mode, "--json", "--root", str(root))
             # Answered by the daemon before the CLI imported even its pydantic models.
-            assert report == {"heavy": [], "engine": False, "models": False}, report
+            assert report == {"heavy": [], "engine": False, "models": False, "pydantic": False}, report
             assert "note:" not in served.stderr
             # In-process, MiniLM included: this test process's own engine on the same index.
             expected = [(h.path, h.symbol, h.start_line, h.end_line, h.score, tuple(h.sources))
@@ -239,7 +261,7 @@ def test_killed_daemon_falls_back_in_process_and_cleans_up(tmp_path):
     sock = daemon_socket.socket_path(store)
     assert sock.exists() and (store / "daemon.json").exists()  # kill -9: nobody cleaned up
     fallback, report = probe("search", QUERY, "--root", str(root), "--json")
-    assert report == {"heavy": [], "engine": True, "models": True}, report
+    assert report == {"heavy": [], "engine": True, "models": True, "pydantic": True}, report  # the full path cleans up
     expected, _ = probe("search", QUERY, "--root", str(root), "--json", env={"DIRENG_DAEMON": "off"})
     assert hits_of(fallback) == hits_of(expected)
     assert [ln for ln in fallback.stderr.splitlines() if not ln.startswith(("PROBE", "direng: note:"))] == []

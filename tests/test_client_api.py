@@ -13,6 +13,7 @@ import pytest
 from direng_kernel.client import Client, HttpClient
 from direng_kernel.engine import Engine
 from direng_kernel.errors import NotFoundError, UnknownSymbolError
+from direng_kernel.records import jsonable
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def both(tmp_path_factory):
 
 
 def _same(a, b):
-    return [x.model_dump(mode="json") for x in a] == [y.model_dump(mode="json") for y in b]
+    return jsonable(a) == jsonable(b)
 
 
 @pytest.mark.e2e("GET /direng/api/path", "GET /direng/api/map", "direng map")

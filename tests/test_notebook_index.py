@@ -19,11 +19,13 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbformat import v3, v4
+from pydantic import TypeAdapter
 
 from conftest import run_cli
 from direng_kernel.index.notebooks import (NotebookError, cell_source, mask_ipython, parse_notebook,
                                            read_notebook)
 from direng_kernel.models import Hit
+from direng_kernel.records import jsonable
 from direng_kernel.workbench import Workbench
 
 AWS_KEY = "AKIAQWERTYUIOPASDFGH"  # letter-only: a key id, not a word the redactor learns from elsewhere
@@ -438,7 +440,7 @@ def test_search_json_cites_cells(project):
     top = hits[0]
     assert (top["path"], top["symbol"], top["kind"], top["cell"], top["start_line"], top["end_line"]) == (
         "notebooks/clean.ipynb", "normalize_frame", "function", 2, 1, 3)
-    assert Hit.model_validate(top).citation == "notebooks/clean.ipynb:cell 2:1-3"
+    assert TypeAdapter(Hit).validate_python(top).citation == "notebooks/clean.ipynb:cell 2:1-3"
     assert all("cell" in h for h in hits)
     assert all(h["cell"] is None for h in hits if not h["path"].endswith(".ipynb"))
     table = run_cli("search", "drop the empty rows of a frame", "-k", "3", "--root", str(wb.root))
@@ -595,7 +597,7 @@ def test_planted_secret_in_a_cell_never_reaches_the_store(tmp_path):
         assert _store_hits(wb.settings.store, b"[redacted:")  # indexed, the key replaced
         syms = nb_symbols(wb, "deploy.ipynb")
         assert syms["client"][1:4] == (1, 4, 5)  # the scrub kept the cell's lines
-        assert AWS_KEY not in json.dumps([h.model_dump() for h in wb.search("deployment key client", k=10)])
+        assert AWS_KEY not in json.dumps(jsonable(wb.search("deployment key client", k=10)))
     finally:
         wb.close()
     assert _store_hits(wb.settings.store, AWS_KEY.encode()) == []

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..client import Client, connect
 from ..errors import RootError
-from . import fast
+from ..records import jsonable
+from . import fast, logs
 
 
 def _print_json(data) -> None:
@@ -42,11 +43,6 @@ def client_for(args, *, one_shot: bool = True, notices: list[str] | None = None)
         raise RootError(f"root {root} is a file, not a directory")
     return connect(root, store=args.store, one_shot=one_shot, notices=notices,
                    dense_queries=bool(getattr(args, "dense", False)))
-
-
-def _print_notices(notices: list[str]) -> None:
-    for note in notices:
-        print(f"direng: note: {note}", file=sys.stderr)
 
 
 def cmd_index(args) -> int:
@@ -92,9 +88,9 @@ def _stop_on_sigterm() -> None:
 def cmd_search(args) -> int:
     notices: list[str] = []
     hits = client_for(args, notices=notices).search(args.query, k=args.k, mode=args.mode)
-    dumped = [h.model_dump(mode="json") for h in hits]
+    dumped = jsonable(hits)
     sys.stdout.write(fast.json_hits(dumped) if args.json else fast.hits_table(args.query, dumped))
-    _print_notices(notices)
+    logs.print_notices(notices)
     return 0
 
 

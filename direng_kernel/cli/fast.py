@@ -1,22 +1,28 @@
-"""`direng search` answered by the store's daemon before the rest of the CLI is imported.
+"""A plain `direng search` answered before the rest of the CLI is imported.
 
-When `direng index --watch` or a Jupyter server owns the store's socket, everything a search
-needs is loaded there; what a one-shot process would spend is its own start-up. Importing the
-package's pydantic models alone costs ~150 ms, several times the search, so this path uses the
-standard library only: it parses the `search` arguments (the same definitions the full parser
-uses, `add_search_arguments`), asks the daemon, and prints the daemon's JSON as the full path
-would print the models.
+Importing pydantic and the package's models costs a process ~120 ms, more than the search
+itself, and a search needs neither: the index's records are dataclasses (`records.py`). So this
+path parses the `search` arguments (the same definitions the full parser uses,
+`add_search_arguments`) and answers with what the index layer has:
+
+- when `direng index --watch` or a Jupyter server owns the store's socket, that daemon answers
+  (everything is loaded there, MiniLM included); its JSON is printed as the full path would;
+- otherwise the index in this process answers, as the full path's one-shot engine would: the
+  static vectors memory-mapped from the store's cache, MiniLM left out (and noted).
 
 It answers only what it can answer exactly like the full path. Anything else returns None and
 the full CLI runs: another command, `--help`, a global option, arguments argparse would reject,
-no socket, `DIRENG_DAEMON=off`, a daemon that is gone (the full path cleans up after it and
-answers in-process), and an error reply (the full path raises it with its exit code).
+`--mode` or `--dense` without a daemon (the full path checks the mode and loads MiniLM), a
+policy file to check (`DIRENG_POLICY`), `DIRENG_DAEMON=off` with either of those, a daemon that
+is gone (the full path cleans up after it and answers in-process), an error reply, and any
+error in this process (the full path raises it again, with its message and exit code).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,6 +30,9 @@ from typing import Sequence
 
 from .. import daemon_socket
 from ..locations import store_dir
+from ..records import jsonable
+from . import logs
+
 _COLUMNS = ("#", "location", "symbol", "kind", "score")
 
 
@@ -93,9 +102,8 @@ def json_hits(hits: list[dict]) -> str:
 
 
 def serve(argv: Sequence[str]) -> int | None:
-    """Answer `argv` through the daemon and return the exit code, or None to run the full CLI."""
-    if os.environ.get("DIRENG_DAEMON", "").lower() in ("0", "off", "no", "false"):
-        return None
+    """Answer `argv` (through the daemon, or in this process) and return the exit code, or None
+    to run the full CLI."""
     args = _parse(argv)
     if args is None:
         return None
@@ -103,8 +111,25 @@ def serve(argv: Sequence[str]) -> int | None:
     if not root.is_dir():
         return None
     path = daemon_socket.socket_path(store_dir(root, args.store))
-    if not path.exists():
+    if os.environ.get("DIRENG_DAEMON", "").lower() not in ("0", "off", "no", "false") and path.exists():
+        hits = _from_daemon(path, args)
+        notices: list[str] = []
+    elif args.mode is None and not args.dense and not os.environ.get("DIRENG_POLICY"):
+        hits, notices = _in_process(root, args)
+    else:
         return None
+    if hits is None:
+        return None
+    try:
+        sys.stdout.write(json_hits(hits) if args.json else hits_table(args.query, hits))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        pass
+    logs.print_notices(notices)
+    return 0
+
+
+def _from_daemon(path: Path, args: argparse.Namespace) -> list[dict] | None:
     params: dict = {"query": args.query, "k": args.k}
     if args.mode is not None:  # the daemon's default is the package's default
         params["mode"] = args.mode
@@ -115,9 +140,20 @@ def serve(argv: Sequence[str]) -> int | None:
     hits = reply.get("result")
     if "error" in reply or not isinstance(hits, list):
         return None
+    return hits
+
+
+def _in_process(root: Path, args: argparse.Namespace) -> tuple[list[dict] | None, list[str]]:
+    """The one-shot engine's answer, from the workbench itself: the default mode, no MiniLM."""
+    from ..workbench import Workbench
+
+    logs.configure()
+    wb = Workbench(root, args.store, static_cache=True)
     try:
-        sys.stdout.write(json_hits(hits) if args.json else hits_table(args.query, hits))
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-    return 0
+        hits = wb.search(args.query, k=args.k, dense=False)
+        return jsonable(hits), wb.left_out(dense=False)
+    except Exception as exc:  # noqa: BLE001 — the full path raises it again and reports it its way
+        logging.getLogger(__name__).debug("one-shot search handed to the full CLI: %s", exc)
+        return None, []
+    finally:
+        wb.close()

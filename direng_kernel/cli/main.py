@@ -2,7 +2,8 @@
 
 Only argparse and the light models are imported at start-up; each command imports what it
 needs when it runs, so `direng status` and `direng --help` never load torch or chromadb. A
-`direng search` that the store's daemon answers imports not even the models (`fast.serve`).
+plain `direng search` imports not even pydantic: the store's daemon answers it, or the index
+itself in this process (`fast.serve`).
 Errors are one line on stderr and a non-zero exit, never a traceback (unless --debug).
 """
 
@@ -15,7 +16,7 @@ import sys
 from typing import Sequence
 
 from ..errors import DirEngError
-from . import fast
+from . import fast, logs
 
 log = logging.getLogger("direng")
 
@@ -82,22 +83,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _LazyRedactingFilter(logging.Filter):
-    """`security.scrub.RedactingFilter`, imported when the first record reaches a handler: most
-    commands log nothing, and importing the detectors cost a one-shot search ~15 ms."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._inner: logging.Filter | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._inner is None:
-            from ..security.scrub import RedactingFilter
-
-            self._inner = RedactingFilter()
-        return bool(self._inner.filter(record))
-
-
 def _json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
@@ -108,11 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return served
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    if args.command not in ("status",):  # status stays instant: it logs nothing worth redacting
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_LazyRedactingFilter())
+    logs.configure(args.debug, redact=args.command not in ("status",))  # status logs nothing worth redacting
     try:
         return args.run(args) or 0
     except DirEngError as err:

@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections import deque
+from dataclasses import replace
 
 from pathlib import Path
 from typing import Any, Callable
@@ -165,7 +166,7 @@ class DirEng:
         # Answers quote code from disk: nothing secret may reach the notebook or the memory.
         answer = answer.model_copy(update={
             "markdown": scrub(answer.markdown), "notices": [scrub(n) for n in answer.notices],
-            "citations": [h.model_copy(update={"snippet": scrub(h.snippet), "signature": scrub(h.signature)})
+            "citations": [replace(h, snippet=scrub(h.snippet), signature=scrub(h.signature))
                           for h in answer.citations]})
         self._remember(session, ChatMessage(role="user", content=message),
                        ChatMessage(role="assistant", content=answer.markdown))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
-from ..models import Chunk, ParsedFile, Symbol
+from ..records import Chunk, ParsedFile, Symbol
 
 CONTAINERS = {"class", "struct", "enum", "interface", "trait", "impl", "module"}
 MAX_CHARS = 2000

@@ -44,9 +44,9 @@ import json
 import logging
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..models import Chunk, ParsedFile, Reference, Symbol, SymbolKind
+from ..records import Chunk, ParsedFile, Reference, Symbol, SymbolKind
 from ..notebook_file import NotebookError
 from ..notebook_file import load as load_notebook_file
 
@@ -475,9 +475,9 @@ def parse_notebook(nb: Notebook, sources: list[str] | None = None) -> tuple[Pars
         cell_symbol = Symbol(name=scope, qualname=scope, kind=SymbolKind.cell, start_line=1,
                              end_line=max(1, _line_count(source)), signature=_signature(without_direng(source)),
                              docstring=section, cell=cell.index)
-        symbols = [cell_symbol] + [s.model_copy(update={"cell": cell.index, "parent": s.parent or scope})
+        symbols = [cell_symbol] + [replace(s, cell=cell.index, parent=s.parent or scope)
                                    for s in parsed.symbols]
-        refs = [r if r.scope else r.model_copy(update={"scope": scope}) for r in parsed.references]
+        refs = [r if r.scope else replace(r, scope=scope) for r in parsed.references]
         parsed_cells.append((cell.index, symbols, refs))
     symbols, refs = qualify_redefinitions(parsed_cells)
     line_count = sum(_line_count(s) for s in sources)
@@ -538,8 +538,8 @@ def qualify_redefinitions(cells: list[tuple[int, list[Symbol], list[Reference]]]
             if s.kind == SymbolKind.cell:
                 out_symbols.append(s)
             else:
-                out_symbols.append(s.model_copy(update={"qualname": rename(s.qualname), "parent": rename(s.parent)}))
-        out_refs += [r.model_copy(update={"scope": rename(r.scope)}) if r.scope != scope else r for r in refs]
+                out_symbols.append(replace(s, qualname=rename(s.qualname), parent=rename(s.parent)))
+        out_refs += [replace(r, scope=rename(r.scope)) if r.scope != scope else r for r in refs]
     return out_symbols, out_refs
 
 
@@ -595,7 +595,7 @@ def notebook_chunks(nb: Notebook, sources: list[str], parsed: ParsedFile, plans:
             continue
         defs = by_cell.get(cell.index, [])
         cell_file = ParsedFile(path=path, language=plan.grammar, symbols=defs)
-        out += [c.model_copy(update={"cell": cell.index}) for c in symbol_chunks(cell_file, lines, chunk_lines)]
+        out += [replace(c, cell=cell.index) for c in symbol_chunks(cell_file, lines, chunk_lines)]
         # The cell itself: its top-level code, each top-level definition shown by its signature.
         scope = cell_scope(cell.index)
         shown: dict[int, str | None] = {}

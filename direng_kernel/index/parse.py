@@ -23,7 +23,7 @@ from typing import Optional
 
 from tree_sitter import Node, Parser, QueryCursor
 
-from ..models import ParsedFile, Reference, Symbol
+from ..records import ParsedFile, Reference, Symbol
 from .languages import LANGUAGES, LanguageSpec, grammar, query
 
 log = logging.getLogger(__name__)

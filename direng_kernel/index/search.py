@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..models import Chunk, Hit
+from ..records import Chunk, Hit
 from . import intent
 from .notebooks import plain_qualname
 from .store import IndexStore

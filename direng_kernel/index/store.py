@@ -34,7 +34,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import StoreError
-from ..models import Chunk, Reference, Symbol
+from ..records import Chunk, Reference, Symbol
 from .tokens import code_terms
 
 SCHEMA_VERSION = 2

@@ -47,6 +47,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado.web import HTTPError, RequestHandler
 
 from ...errors import DirEngError, NotFoundError, NotIndexedError, UnknownSymbolError
+from ...records import jsonable
 from ...security import audit
 from ...security.scopes import hub_scope
 from ...security.tokens import (AUDIENCE, InsufficientScope, InvalidToken, current_username, decode_unverified,
@@ -125,17 +126,6 @@ def _too_deep(value: Any, limit: int) -> bool:
 
 def _no_constants(name: str):
     raise ValueError(f"{name} is not JSON")
-
-
-def jsonable(value: Any) -> Any:
-    """Pydantic models (and lists/dicts of them) to plain JSON data."""
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    return value
 
 
 class DirEngHandler(APIHandler):

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from tornado import web
 
 from ...models import NotebookContext
-from .base import ApiError, DirEngHandler, jsonable
+from ...records import jsonable
+from .base import ApiError, DirEngHandler
 from .stream import EventStreamHandler, error_payload
 
 log = logging.getLogger(__name__)

@@ -24,7 +24,8 @@ import time
 from tornado import web
 
 from ...models import SETTLED_STATES, TASK_ACTIONS
-from .base import ApiError, DirEngHandler, jsonable
+from ...records import jsonable
+from .base import ApiError, DirEngHandler
 from .stream import EventStreamHandler, error_payload
 
 #: How often a task event stream looks for new events in the task store.
