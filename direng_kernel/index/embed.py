@@ -12,7 +12,7 @@ before the first search. So the index embeds in two tiers:
   model2vec pulls in huggingface_hub and joblib — most of a one-shot `direng search`'s time.
 * dense — MiniLM itself, filled in by the refresh daemon in the background, stored in
   chromadb. Two encoders compute it: an int8 ONNX export run by onnxruntime (`minilm_onnx.py`,
-  exported once per machine from the packaged weights; ~3× torch's throughput, cosine 0.994
+  exported once per machine from the packaged weights; ~3× torch's throughput, cosine 0.997
   to its vectors), the default where onnxruntime is installed, and sentence-transformers on
   torch otherwise. `DIRENG_DENSE_ENCODER` (`auto`, `onnx-int8`, `onnx-fp32`, `torch`) picks
   one. Each encoder has a name (kind and weights); the name is recorded with the vectors
