@@ -84,7 +84,7 @@ def _progress(total: int, enabled: bool, desc: str):
 #: parser fix, a new chunking rule): a store indexed under another value re-parses every file
 #: once, so an upgrade never leaves the old rows of files that did not change. Chunk ids are
 #: content hashes, so chunks that come out the same keep their MiniLM vectors.
-PARSE_GENERATION = "2026-12-03"
+PARSE_GENERATION = "2026-12-03.2"  # .2: Rust impl headers and impl lists in chunks
 
 
 def run_index(
