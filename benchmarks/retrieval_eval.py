@@ -7,6 +7,9 @@ For each evaluation corpus (pinned releases of Python, TypeScript, Go and Rust p
 
     ours_default  wb.search(q) on the index as shipped: what `direng index` then
                   `direng search` answer (no MiniLM vectors unless --dense)
+    ours_warm     wb.search(q) on the index as shipped, MiniLM allowed and DIRENG_RERANK=1: what a warm
+                  process (kernel, server, `direng index --watch`) answers with the opt-in rerank
+                  before any vector is filled (rerank.py)
     ours_hybrid   wb.search(q) on the index with every MiniLM vector filled
     ours_bm25     wb.search(q, mode="bm25")        its lexical retriever alone
     ours_dense    (optional) wb.search(q, mode="dense") on the MiniLM index: vectors alone
@@ -81,7 +84,7 @@ PER_CORPUS_DIR = RESULTS_DIR / "retrieval_eval"
 STORES_DIR = corpora.CACHE_DIR / "stores"  # the shipped-default indexes (no MiniLM), outside the roots
 
 # system -> (index: "shipped" | "dense", search mode)
-OURS = {"ours_default": ("shipped", "hybrid"), "ours_hybrid": ("dense", "hybrid"),
+OURS = {"ours_default": ("shipped", "hybrid"), "ours_warm": ("shipped", "hybrid"), "ours_hybrid": ("dense", "hybrid"),
         "ours_bm25": ("shipped", "bm25"), "ours_dense": ("dense", "dense"), "ours_static": ("shipped", "static")}
 BASELINES = ("base_bm25", "base_bm25_split", "base_dense", "base_hybrid")
 ALL_MODES = (*OURS, *BASELINES)
@@ -457,11 +460,15 @@ def aggregate(rows: list[dict], keys=METRICS) -> dict:
 def build_systems(wbs: dict, chunks: list[dict], modes: list[str], k: int, cache_dir: Path,
                   progress: bool) -> dict[str, Callable[[str], list[dict]]]:
     systems: dict[str, Callable[[str], list[dict]]] = {}
+    if "ours_warm" in modes:  # the query-time rerank is opt-in (index/rerank.py)
+        os.environ["DIRENG_RERANK"] = "1"
     for m in modes:
         if m in OURS:
             which, mode = OURS[m]
             wb = wbs[which]
-            systems[m] = (lambda wb, mode: (lambda q: [_norm_hit(h) for h in wb.search(q, k=k, mode=mode)]))(wb, mode)
+            # ours_default is the one-shot CLI's answer: no MiniLM in the process (dense=False)
+            systems[m] = (lambda wb, mode, dense: (lambda q: [_norm_hit(h) for h in wb.search(
+                q, k=k, mode=mode, dense=dense)]))(wb, mode, m != "ours_default")
     need = {m for m in modes if m in BASELINES}
     if need:
         import baselines
@@ -509,8 +516,22 @@ def shipped_store(name: str) -> Path:
     return STORES_DIR / corpora.CORPORA[name].root.name / "shipped"
 
 
+def seed_store(src: Path, dst: Path) -> None:
+    """Copy an index store for engine code under test, marked to be re-parsed on first use:
+    what the variant chunks differently is rebuilt, and chunks that come out the same keep
+    their MiniLM vectors (ids are content hashes), so a variant needs no full re-embedding."""
+    import shutil
+    import sqlite3
+
+    if dst.exists() or not (src / "index.sqlite3").exists():
+        return
+    shutil.copytree(src, dst)
+    with sqlite3.connect(dst / "index.sqlite3") as db:
+        db.execute("DELETE FROM meta WHERE key='parse_generation'")
+
+
 def evaluate_corpus(name: str, questions: list[dict], modes: list[str], k: int, *, reindex: bool,
-                    verbose: int, progress: bool) -> dict:
+                    verbose: int, progress: bool, stores_dir: Path | None = None) -> dict:
     import shutil
 
     root = corpora.fetch(name)
@@ -518,6 +539,11 @@ def evaluate_corpus(name: str, questions: list[dict], modes: list[str], k: int, 
     if any(m in ("ours_hybrid", "ours_dense") for m in modes):
         need.add("dense")
     stores = {"shipped": shipped_store(name), "dense": root / ".direng"}
+    if stores_dir is not None:  # engine code under test: its own stores, the shipped ones untouched
+        own = {w: stores_dir / root.name / w for w in stores}
+        for w in need:
+            seed_store(stores[w], own[w])
+        stores = own
     wbs, index_s, reports = {}, {}, {}
     for which in ("shipped", "dense"):
         if which not in need:
@@ -778,6 +804,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--questions", type=Path, default=QUESTIONS, help="question file (default: eval/questions.json)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file (default: %(default)s)")
     ap.add_argument("--reindex", action="store_true", help="delete each corpus's index stores first")
+    ap.add_argument("--stores", type=Path, default=None, metavar="DIR",
+                    help="keep the index stores (and per-corpus results) under DIR instead of the shared "
+                         "cache, for engine code under test; a new DIR starts from copies of the cached "
+                         "stores, re-parsed once")
     ap.add_argument("--check-gold", action="store_true",
                     help="only validate the question set against the pinned sources (no index, no model)")
     ap.add_argument("--report", action="store_true",
@@ -822,9 +852,11 @@ def main(argv: list[str] | None = None) -> int:
             qs = [q for q in questions if q["corpus"] == name][: args.limit]
             if qs:
                 results[name] = evaluate_corpus(name, qs, modes, args.k, reindex=args.reindex,
-                                                verbose=args.verbose, progress=args.progress)
+                                                verbose=args.verbose, progress=args.progress,
+                                                stores_dir=args.stores)
                 if args.limit is None:
-                    write_results(PER_CORPUS_DIR / f"{name}.json", results[name])
+                    per_corpus = args.stores / "results" if args.stores else PER_CORPUS_DIR
+                    write_results(per_corpus / f"{name}.json", results[name])
     rows = [r for res in results.values() for r in res["questions"]]
     if not rows:
         print("no results", file=sys.stderr)

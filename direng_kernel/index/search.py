@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..records import Chunk, Hit
-from . import intent
+from . import intent, rerank
 from .notebooks import plain_qualname
 from .store import IndexStore
 from .tokens import query_terms
@@ -82,6 +82,7 @@ class Searcher:
         self.aside_weight = 0.2
         self.constant_weight = 0.4
         self.type_weight = 3.0
+        self.query_rerank = True  # query-time MiniLM rerank of the head while vectors are missing (rerank.py)
 
     # -- retrievers -------------------------------------------------------------
     def lexical(self, query: str, n: int = CANDIDATES) -> list[str]:
@@ -194,17 +195,27 @@ class Searcher:
             return []
         chunks = {c.id: c for c in self.store.chunks(sorted(scores, key=lambda c: -scores[c])[: CANDIDATES * 2])}
         if mode == "hybrid":
+            factors = self._intent_factors(query, chunks)
             self._intent_weights(query, scores, chunks)
             self._graph_boost(scores, chunks, sources)
+            if dense and self.query_rerank and rerank.enabled():  # a warm process: MiniLM re-reads the head
+                rerank.rerank(query, scores, chunks, covered=self.store.dense_ids,
+                              weights=factors)
         return self._to_hits(scores, chunks, sources, k)
 
     def _intent_weights(self, query: str, scores: dict[str, float], chunks: dict[str, Chunk]) -> None:
         """Scale fused scores by what the query asks for (intent.py): asides (tests, docs, …)
         down, or up when the query names them; data constants down unless asked for; type
         definitions up for a type question."""
+        for cid, factor in self._intent_factors(query, chunks).items():
+            if factor != 1.0 and cid in scores:
+                scores[cid] *= factor
+
+    def _intent_factors(self, query: str, chunks: dict[str, Chunk]) -> dict[str, float]:
         wanted = intent.asks_for_asides(query)
         keep_constants = intent.asks_for_constant(query)
         types = intent.asks_for_type(query)
+        factors = {}
         for cid, c in chunks.items():
             factor = 1.0
             role = intent.file_role(c.path)
@@ -216,8 +227,8 @@ class Searcher:
                 factor *= self.constant_weight
             if types and c.kind in intent.TYPE_KINDS:
                 factor *= self.type_weight
-            if factor != 1.0 and cid in scores:
-                scores[cid] *= factor
+            factors[cid] = factor
+        return factors
 
     def _graph_boost(self, scores: dict[str, float], chunks: dict[str, Chunk], sources) -> None:
         """PageRank prior, then one hop of score from the strongest symbol hits to what they contain/call.
@@ -279,7 +290,7 @@ class Searcher:
                 start, end, cell = sigs.get((c.path, c.symbol), ("", start, end, cell))[1:]
             hits.append(Hit(
                 path=c.path, symbol=c.symbol, kind=c.kind, start_line=start, end_line=end,
-                score=round(score, 6), snippet="\n".join(lines[1:4])[:300],
+                score=round(float(score), 6), snippet="\n".join(lines[1:4])[:300],
                 signature=sigs.get((c.path, c.symbol), ("",))[0] if c.symbol else "",
                 sources=sorted(set(sources.get(c.id, []))), cell=cell,
             ))
