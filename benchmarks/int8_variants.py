@@ -22,6 +22,8 @@ retrieval within 1 point of fp32. Nothing in the engine changes:
   encoder over the same chunks, the encoders interleaved corpus by corpus so load drifts hit all.
 
 fp32 stands in for torch (cosine 1.0000 to it, docs/benchmarks.md); `--encoders` can add `torch`.
+`--max-lengths 256,192,128` adds the shipped int8 export with chunks truncated to fewer tokens
+(`onnx-int8@128`: the encoder's `max_length`); queries are still embedded at 256 tokens, as today.
 Vectors are cached per corpus and encoder (chunk texts and model file in the key): a rerun only
 re-scores, and reports the cost measured when the vectors were made.
 
@@ -29,6 +31,8 @@ re-scores, and reports the cost measured when the vectors were made.
     python benchmarks/int8_variants.py                              # writes results/int8_variants.json
     python benchmarks/int8_variants.py --corpus requests --corpus cobra
     python benchmarks/int8_variants.py --corpus serde_json --corpus logrus --out /tmp/extra.json
+    python benchmarks/int8_variants.py --encoders onnx-fp32,onnx-int8 --max-lengths 256,192,128 \
+        --out benchmarks/results/int8_max_length.json
 """
 
 from __future__ import annotations
@@ -105,15 +109,26 @@ def build_variant(fp32: Path, cache: Path = CACHE) -> tuple[Path, list[str]]:
     return model_file, nodes
 
 
-def encoders(names: list[str]) -> tuple[dict, dict]:
-    """Each named encoder (loaded and warmed), and what describes its model."""
+def encoders(names: list[str]) -> tuple[dict, dict, dict]:
+    """Each named encoder (loaded and warmed), what describes its model, and the encoder that
+    embeds its queries where that is another (`onnx-int8@128`'s: the 256-token one)."""
     from direng_kernel.index.embed import TorchEncoder, minilm_path, prepare_onnx
-    from direng_kernel.index.minilm_onnx import FILES, OnnxEncoder
+    from direng_kernel.index.minilm_onnx import FILES, MAX_SEQ_LENGTH, OnnxEncoder
 
     folder = prepare_onnx()
     tokenizer = Path(minilm_path()) / "tokenizer.json"
-    out, about = {}, {}
+    out, about, queries = {}, {}, {}
     for name in names:
+        base, _, length = name.partition("@")
+        if length:
+            if base != "onnx-int8" or not length.isdigit() or not 0 < int(length) <= MAX_SEQ_LENGTH:
+                raise SystemExit(f"{name!r}: a max length applies to onnx-int8 only, 1..{MAX_SEQ_LENGTH} tokens")
+            path = folder / FILES["int8"]
+            st = path.stat()
+            about[name] = {"model": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "max_length": int(length)}
+            out[name] = OnnxEncoder(path, tokenizer, name, max_length=int(length))
+            queries[name] = OnnxEncoder(path, tokenizer, base)
+            continue
         if name == "torch":
             out[name], about[name] = TorchEncoder(), {"model": minilm_path()}
             continue
@@ -128,9 +143,9 @@ def encoders(names: list[str]) -> tuple[dict, dict]:
         st = path.stat()
         about[name] |= {"model": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
         out[name] = OnnxEncoder(path, tokenizer, name)
-    for enc in out.values():
+    for enc in (*out.values(), *queries.values()):
         enc.encode(["warm up", "def f(): pass"])  # session creation is not a chunk's cost
-    return out, about
+    return out, about, queries
 
 
 # -- vectors ------------------------------------------------------------------------------------
@@ -204,7 +219,8 @@ def retrieve(sims: np.ndarray, static_ids: list[str], row_of: dict[str, int], ch
     return {"cosine": cosine, "dense_mode": dense_mode}
 
 
-def run_corpus(name: str, questions: list[dict], encs: dict, about: dict, fresh: bool) -> dict:
+def run_corpus(name: str, questions: list[dict], encs: dict, about: dict, fresh: bool,
+               query_encs: dict | None = None) -> dict:
     from direng_kernel.workbench import Workbench
 
     wb = Workbench(corpora.CORPORA[name].root, store=shipped_store(name))
@@ -227,7 +243,7 @@ def run_corpus(name: str, questions: list[dict], encs: dict, about: dict, fresh:
     for q in questions:
         row = {"id": q["id"], "corpus": name, "lang": q["lang"], "kind": q["kind"], "results": {}}
         for e, enc in encs.items():
-            qv = enc.encode([q["question"]])[0]  # one query, as Searcher.dense embeds it
+            qv = (query_encs or {}).get(e, enc).encode([q["question"]])[0]  # one query, as Searcher.dense embeds it
             hits = retrieve(vecs[e]["matrix"] @ qv, static[q["id"]], row_of, chunks)
             for r, hs in hits.items():
                 res = score_search(hs, q)
@@ -295,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"only these corpora (repeatable; default: {', '.join(DEFAULT_CORPORA)})")
     ap.add_argument("--encoders", default=",".join(ENCODERS), help="comma-separated (default: %(default)s; "
                     "also: torch)")
+    ap.add_argument("--max-lengths", default="", help="comma-separated token limits: adds onnx-int8@N "
+                    "per N other than 256 (chunks truncated to N tokens; queries at 256)")
     ap.add_argument("--fresh", action="store_true", help="embed again even where cached vectors exist")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "int8_variants.json")
     args = ap.parse_args(argv)
@@ -307,14 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown corpus {unknown}: use {', '.join(corpora.CORPORA)}")
     enc_names = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    for n in (x.strip() for x in args.max_lengths.split(",") if x.strip()):
+        if not n.isdigit():
+            raise SystemExit(f"--max-lengths: {n!r} is not a number of tokens")
+        name = "onnx-int8" if int(n) == 256 else f"onnx-int8@{int(n)}"
+        if name not in enc_names:
+            enc_names.append(name)
     t0 = time.perf_counter()
     load_before = os.getloadavg()
-    encs, about = encoders(enc_names)
+    encs, about, query_encs = encoders(enc_names)
     questions = load_questions()
     per_corpus = {}
     for name in names:
         qs = [q for q in questions if q["corpus"] == name]
-        per_corpus[name] = run_corpus(name, qs, encs, about, args.fresh)
+        per_corpus[name] = run_corpus(name, qs, encs, about, args.fresh, query_encs)
         s = summarize({name: per_corpus[name]}, enc_names)
         log.info("[%s] %d chunks, %d questions: %s", name, per_corpus[name]["chunks"], len(qs),
                  ", ".join(f"{e} sym@5 {s['all'][f'{e}/cosine']['sym@5']:.3f}" for e in enc_names))
