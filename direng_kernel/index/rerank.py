@@ -99,6 +99,12 @@ class _VectorCache:
 CACHE = _VectorCache()
 
 
+def symbol_key(c) -> tuple:
+    """What one hit stands for: a symbol of a file, or a symbol-less chunk's kind in it (the
+    grouping `Searcher._to_hits` and the rerank's head share)."""
+    return (c.path, c.symbol, c.kind if not c.symbol else "")
+
+
 def head(scores: dict[str, float], chunks: dict) -> list[tuple[str, list[str]]]:
     """The first TOP_K symbols as `_to_hits` groups them: (best chunk id, the others' ids)."""
     best: dict[tuple, str] = {}
@@ -107,7 +113,7 @@ def head(scores: dict[str, float], chunks: dict) -> list[tuple[str, list[str]]]:
         c = chunks.get(cid)
         if c is None:
             continue
-        key = (c.path, c.symbol, c.kind if not c.symbol else "")
+        key = symbol_key(c)
         members.setdefault(key, []).append(cid)
         if key not in best or scores[best[key]] < score:
             best[key] = cid

@@ -195,21 +195,22 @@ class Searcher:
             return []
         chunks = {c.id: c for c in self.store.chunks(sorted(scores, key=lambda c: -scores[c])[: CANDIDATES * 2])}
         if mode == "hybrid":
-            factors = self._intent_factors(query, chunks)
-            self._intent_weights(query, scores, chunks)
+            factors = self._intent_weights(query, scores, chunks)
             self._graph_boost(scores, chunks, sources)
             if dense and self.query_rerank and rerank.enabled():  # a warm process: MiniLM re-reads the head
                 rerank.rerank(query, scores, chunks, covered=self.store.dense_ids,
                               weights=factors)
         return self._to_hits(scores, chunks, sources, k)
 
-    def _intent_weights(self, query: str, scores: dict[str, float], chunks: dict[str, Chunk]) -> None:
+    def _intent_weights(self, query: str, scores: dict[str, float], chunks: dict[str, Chunk]) -> dict[str, float]:
         """Scale fused scores by what the query asks for (intent.py): asides (tests, docs, …)
         down, or up when the query names them; data constants down unless asked for; type
-        definitions up for a type question."""
-        for cid, factor in self._intent_factors(query, chunks).items():
+        definitions up for a type question. Returns the factors, which the rerank reads too."""
+        factors = self._intent_factors(query, chunks)
+        for cid, factor in factors.items():
             if factor != 1.0 and cid in scores:
                 scores[cid] *= factor
+        return factors
 
     def _intent_factors(self, query: str, chunks: dict[str, Chunk]) -> dict[str, float]:
         wanted = intent.asks_for_asides(query)
@@ -277,7 +278,7 @@ class Searcher:
             c = chunks.get(cid)
             if c is None:
                 continue  # not (or no longer) in the store: never cite it
-            key = (c.path, c.symbol, c.kind if not c.symbol else "")
+            key = rerank.symbol_key(c)
             if key not in by_symbol or by_symbol[key][0] < score:
                 by_symbol[key] = (score, c)
         ranked = sorted(by_symbol.values(), key=lambda sc: -sc[0])[:k]
