@@ -154,6 +154,18 @@ def test_light_path_hands_to_the_full_cli_what_only_it_answers(static_repo, tmp_
     assert "is not indexed yet" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_the_executable_prints_everything_before_it_leaves_early(static_repo):
+    """`console` skips the interpreter's teardown after a light-path answer: what it printed, to a
+    pipe, must still be all of it, with main()'s exit code; the full path keeps its own exits."""
+    for fmt in ((), ("--json",)):
+        light, _ = probe("search", QUERY, "--root", str(static_repo), *fmt)
+        exe = run_cli("search", QUERY, "--root", str(static_repo), *fmt)  # `python -m …cli.main`: console()
+        assert exe.returncode == light.returncode == 0 and exe.stdout == light.stdout and exe.stdout
+    assert json.loads(run_cli("search", QUERY, "--root", str(static_repo), "-k", "3", "--json").stdout)
+    usage = run_cli("search", QUERY, "--root", str(static_repo), "-k", "many")
+    assert usage.returncode == 2 and "invalid int value" in usage.stderr
+
+
 def test_light_static_vectors_equal_model2vec():
     from model2vec import StaticModel
 
