@@ -11,7 +11,8 @@ hybrid search answers (`search.Searcher`), each measured by `benchmarks/ablation
 * asides — tests, benchmarks, examples, docs and changelogs match a question's words as well
   as the code does (a test is named after the behaviour; a changelog retells it), but people
   asking "how/where" want the implementation. They are demoted unless the query names them
-  (`asks_for_asides`). `file_role` tells code from asides by path and chunk kind.
+  (`asks_for_asides`). `file_role` tells code from asides by path; `chunk_role` keeps
+  parsed source code as code wherever it lives (a Go `doc` package is not prose).
 * types — "which class represents…", "what interface describes…": the answer is a
   definition of a type, not the code that uses it (`asks_for_type`).
 """
@@ -52,9 +53,13 @@ _ASIDE_WORDS = {
     "example": re.compile(r"\b(?:examples?|samples?|demos?)\b", re.I),
     "doc": re.compile(r"\b(?:docs?|documentation|readme|changelog|release\s+notes|guide|tutorial)\b", re.I),
 }
+# The type noun must be what the question word asks for — "which class", "what is the type",
+# "what kind of struct", "which public trait" — not a word further on: "what happens to one log
+# record" asks about behaviour, "which file implements the map type" asks for a file.
 _TYPE_Q = re.compile(
-    r"\b(?:which|what)\b[^?]*?\b(?:class(?:es)?|interfaces?|traits?|structs?|enums?|types?|type\s+alias|"
-    r"data\s+structure|record)\b", re.I)
+    r"\b(?:which|what)\s+(?:(?:one\s+)?of\s+)?(?:(?:is|are)\s+)?(?:(?:the|a|an)\s+)?"
+    r"(?:(?:name|kind|sort)\s+of\s+(?:(?:the|a|an)\s+)?)?(?:[\w-]+\s+){0,2}?"
+    r"(?:class(?:es)?|interfaces?|traits?|structs?|enums?|types?|type\s+alias|data\s+structure|records?)\b", re.I)
 TYPE_KINDS = frozenset({"class", "struct", "enum", "interface", "trait", "type"})
 _CONSTANT_Q = re.compile(r"\b(?:constants?|default\s+values?|which\s+values?|settings?)\b", re.I)
 
@@ -102,6 +107,16 @@ def file_role(path: str) -> str:
         if pattern.search(path):
             return role
     return "code"
+
+
+def chunk_role(path: str, language: str | None, cell: int | None = None) -> str:
+    """`file_role`, except that parsed source code is never prose: a Go `doc` package, a docs
+    generator under `docs/`, a module called `history.py` are code. Only text, and notebook
+    cells (tutorials), keep the `doc` role a docs folder or a changelog-like name gives them."""
+    role = file_role(path)
+    if role == "doc" and language and cell is None:
+        return "code"
+    return role
 
 
 def asks_for_asides(query: str) -> frozenset[str]:
