@@ -101,11 +101,22 @@ def wb(tmp_path_factory):
 
 def test_source_code_in_a_docs_folder_is_code_and_prose_stays_an_aside():
     assert file_role("doc/man.go") == "doc"  # by its path alone
-    assert chunk_role("doc/man.go", "go") == "code"  # parsed source: a Go package named doc
-    assert chunk_role("docs/conf.py", "python") == "code"
-    assert chunk_role("docs/guide.md", None) == "doc"  # prose (a text chunk has no language)
-    assert chunk_role("docs/tutorial.ipynb", "python", cell=2) == "doc"  # a notebook is a tutorial
-    assert chunk_role("tests/test_x.py", "python") == "test"
+    assert chunk_role("doc/man.go", True) == "code"  # parsed source: a Go package named doc
+    assert chunk_role("docs/conf.py", True) == "code"
+    assert chunk_role("docs/guide.md", False) == "doc"  # prose (a text chunk has no language)
+    assert chunk_role("docs/tutorial.ipynb", True, cell=2) == "doc"  # a notebook is a tutorial
+    assert chunk_role("tests/test_x.py", True) == "test"
+
+
+def test_the_answer_opens_with_code_in_a_docs_folder_but_not_with_prose(wb):
+    from direng_kernel.direng.compose import lead_first
+
+    hits = wb.search("how are manual pages written for a command tree", k=5, dense=False)
+    code = next(h for h in hits if h.path == "doc/man.go" and h.kind == "function")
+    prose = next(h for h in wb.search("guide manual pages GenManTree", k=10, dense=False)
+                 if h.path == "docs/guide.md")
+    assert lead_first([code, *[h for h in hits if h is not code]])[0] is code
+    assert lead_first([prose, code])[0] is code
 
 
 def test_a_file_question_finds_the_generator_in_the_doc_package(wb):

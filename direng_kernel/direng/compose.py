@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import confined
 from ..discovery import NOTEBOOK_SUFFIX
-from ..index.intent import TYPE_KINDS, asks_how, file_role
+from ..index.intent import TYPE_KINDS, asks_how, chunk_role
 from ..index.notebooks import cell_source
 from ..index.tokens import code_terms, query_terms
 from ..models import GraphResult, Hit, NotebookContext, Task
@@ -42,7 +42,7 @@ def lead_first(hits: list[Hit], window: int = 5, question: str = "") -> list[Hit
     file summary) within `window` hits leads instead. For a "how…" question a type definition
     (the data, not what acts on it) gives way to a function or method among the first three."""
     def minor(h: Hit) -> bool:
-        return h.kind in ("constant", "text", "cell") or file_role(h.path) != "code"
+        return h.kind in ("constant", "text", "cell") or chunk_role(h.path, True, h.cell) != "code"  # not text: parsed
 
     if hits and not minor(hits[0]) and hits[0].kind in TYPE_KINDS and asks_how(question):
         acts = next((i for i, h in enumerate(hits[:3]) if h.kind in ("function", "method") and not minor(h)), None)

@@ -109,12 +109,13 @@ def file_role(path: str) -> str:
     return "code"
 
 
-def chunk_role(path: str, language: str | None, cell: int | None = None) -> str:
-    """`file_role`, except that parsed source code is never prose: a Go `doc` package, a docs
-    generator under `docs/`, a module called `history.py` are code. Only text, and notebook
-    cells (tutorials), keep the `doc` role a docs folder or a changelog-like name gives them."""
+def chunk_role(path: str, parsed: bool, cell: int | None = None) -> str:
+    """`file_role`, except that parsed source code (`parsed`: a chunk with a language, a hit
+    that is not text) is never prose: a Go `doc` package, a docs generator under `docs/`, a
+    module called `history.py` are code. Only text, and notebook cells (tutorials), keep the
+    `doc` role a docs folder or a changelog-like name gives them."""
     role = file_role(path)
-    if role == "doc" and language and cell is None:
+    if role == "doc" and parsed and cell is None:
         return "code"
     return role
 

@@ -219,7 +219,7 @@ class Searcher:
         factors = {}
         for cid, c in chunks.items():
             factor = 1.0
-            role = intent.chunk_role(c.path, c.language, c.cell)
+            role = intent.chunk_role(c.path, c.language is not None, c.cell)
             if role in wanted:  # "which test checks…": the asides asked for are the answer
                 factor /= self.aside_weight
             elif role != "code":
