@@ -150,13 +150,6 @@ def router_for(book: RoutingBook, lanes: Iterable[str]) -> Router:
         return router
 
 
-def decide_for_store(store_dir, brief: str, lanes: Iterable[str]) -> RoutingDecision:
-    """The decision the orchestrator of `store_dir` would make for `brief` (surfaces ask with it)."""
-    from pathlib import Path
-
-    return router_for(RoutingBook.for_store(Path(store_dir)), lanes).decide(brief)
-
-
 def choice_lines(decision: RoutingDecision) -> list[str]:
     """The question put to the user: the two lanes, numbered, each with its reasons."""
     lines = [f"unsure which lane fits (margin {decision.margin:.2f} < {decision.threshold:.2f}); pick one:"]
