@@ -156,6 +156,46 @@ def test_vectors_of_another_encoder_are_detected_and_filled_again(filled, tmp_pa
     wb2.close()
 
 
+@pytest.mark.slow
+def test_the_filling_keeps_the_stores_encoder_unless_the_user_names_another(filled, tmp_path, monkeypatch):
+    """Two processes preferring different encoders must not drop each other's vectors in turn."""
+    import shutil
+
+    root = tmp_path / "repo"
+    shutil.copytree(filled.root, root, ignore=shutil.ignore_patterns(".direng"))
+    fp32, int8 = embed.encoder_name("onnx-fp32"), embed.encoder_name("onnx-int8")
+    monkeypatch.setenv(embed.ENCODER_ENV, "onnx-fp32")
+    wb = Workbench(root)
+    wb.index(dense=True)
+    assert wb.store.get_meta(ENCODER_META) == fp32
+    chunk = next(c for c in wb.store.chunks() if c.symbol)
+    held = np.asarray(wb.vectors().col.get(ids=[chunk.id], include=["embeddings"])["embeddings"][0])
+    wb.close()
+
+    # `auto` would pick int8 for an empty store; this one is fp32's: new chunks are filled by fp32.
+    monkeypatch.delenv(embed.ENCODER_ENV)
+    assert embed.preferred_kind() == "onnx-int8"
+    (root / "refunds.py").write_text("def refund_order(order):\n    return order.total\n")
+    wb = Workbench(root)
+    wb.index()
+    counts = wb.store.counts()
+    new = counts["chunks"] - counts["dense_chunks"]
+    assert 0 < new <= 2 < counts["chunks"]  # the new file's chunks (the function, the file summary)
+    assert wb.fill_dense() == new  # only those: nothing dropped
+    assert wb.store.get_meta(ENCODER_META) == fp32
+    assert wb.store.counts()["dense_chunks"] == wb.store.counts()["chunks"] == wb.vectors().count()
+    again = np.asarray(wb.vectors().col.get(ids=[chunk.id], include=["embeddings"])["embeddings"][0])
+    assert np.array_equal(again, held)
+    wb.close()
+
+    # Named by the user, the other encoder takes over and fills everything again.
+    monkeypatch.setenv(embed.ENCODER_ENV, "onnx-int8")
+    wb = Workbench(root)
+    assert wb.fill_dense() == wb.store.counts()["chunks"]
+    assert wb.store.get_meta(ENCODER_META) == int8
+    wb.close()
+
+
 def test_the_filling_takes_symbols_first_then_the_rest_shortest_first(tmp_path, monkeypatch):
     wb = Workbench(make_repo(tmp_path / "repo"))
     wb.index()

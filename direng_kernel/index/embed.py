@@ -287,6 +287,12 @@ def _onnx_runnable() -> bool:
     return (_onnx_dir() / "export.json").is_file() or (find_spec("onnx") is not None and find_spec("torch") is not None)
 
 
+def encoder_requested() -> str | None:
+    """The encoder kind the user named in `DIRENG_DENSE_ENCODER`, or None for `auto`."""
+    raw = os.environ.get(ENCODER_ENV, "auto").strip() or "auto"
+    return None if raw == "auto" else raw
+
+
 def preferred_kind() -> str:
     """The encoder this process fills with: `DIRENG_DENSE_ENCODER`, or int8 ONNX where it can run."""
     raw = os.environ.get(ENCODER_ENV, "auto").strip() or "auto"

@@ -290,17 +290,32 @@ def _note_pending(store: IndexStore, pending: set[str], names: set[str]) -> None
     store.set_meta("pending_names", json.dumps(sorted(names)) if names else None)
 
 
+def _filling_encoder(store: IndexStore):
+    from .embed import EncoderUnavailable, dense_encoder, encoder_requested
+    from .vectors import recorded_encoder
+
+    recorded = recorded_encoder(store)
+    if recorded is not None and encoder_requested() is None:
+        try:
+            return dense_encoder(recorded)
+        except (EncoderUnavailable, ImportError) as exc:  # an older export recipe, a library missing here
+            log.info("filling with this process's MiniLM encoder: %s", exc)
+    return dense_encoder()
+
+
 def fill_dense(store: IndexStore, vectors, *, limit: int | None = None, batch: int = 64,
                progress: bool = False, should_stop: Callable[[], bool] = lambda: False) -> int:
     """Give MiniLM vectors to chunks that lack them (newest state only); returns how many.
 
-    By this process's encoder (`embed.dense_encoder`): vectors another encoder made are dropped
-    first (`vectors.adopt_encoder`). Symbol chunks go first, then the rest, each shortest first
-    (`store.chunks_without_dense`): a batch pads little, and search gains its answers early."""
-    from .embed import dense_encoder
+    By the encoder that made the store's vectors, when this process can run it and the user named
+    none (`DIRENG_DENSE_ENCODER`): two processes preferring different encoders (a server beside a
+    watcher, one of them without onnxruntime) would otherwise drop each other's vectors in turn.
+    Else by this process's encoder (`embed.dense_encoder`), and vectors another encoder made are
+    dropped first (`vectors.adopt_encoder`). Symbol chunks go first, then the rest, each shortest
+    first (`store.chunks_without_dense`): a batch pads little, and search gains its answers early."""
     from .vectors import adopt_encoder
 
-    encoder = dense_encoder()
+    encoder = _filling_encoder(store)
     adopt_encoder(store, vectors, encoder.name)
     todo = store.counts()["chunks"] - store.counts()["dense_chunks"]
     if limit is not None:
